@@ -1,0 +1,107 @@
+//! IPv4 (with options) and IPv6 (with a bounded walk over extension headers).
+//! Non-TCP traffic and non-first fragments leave as [`Outcome::Pass`].
+
+use super::{v4_mapped, Outcome};
+use crate::{reader::Reader, wire::Event};
+
+const IPPROTO_TCP: u8 = 6;
+const IPV6_HLEN: usize = 40;
+/// Extension headers walked before giving up (a frame with more is passed, not parsed).
+const MAX_EXT_HEADERS: usize = 4;
+
+/// Where the TCP header starts and how many bytes the IP layer says TCP occupies.
+#[derive(Clone, Copy)]
+pub(super) struct L3 {
+    pub version: u8,
+    pub l4_off: usize,
+    pub l4_len: usize,
+}
+
+#[inline(always)]
+pub(super) fn parse_v4<R: Reader + ?Sized>(r: &R, off: usize) -> Result<L3, Outcome> {
+    // Bytes 0..10 hold version/IHL, total length, fragment offset and protocol.
+    let h = r.bytes::<10>(off).ok_or(Outcome::Malformed)?;
+    if h[9] != IPPROTO_TCP {
+        return Err(Outcome::Pass);
+    }
+    if h[0] >> 4 != 4 {
+        return Err(Outcome::Malformed);
+    }
+    let ihl = ((h[0] & 0x0f) as usize) * 4;
+    let total = u16::from_be_bytes([h[2], h[3]]) as usize;
+    if ihl < 20 || total < ihl {
+        return Err(Outcome::Malformed);
+    }
+    // A non-first fragment carries no TCP header.
+    if u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
+        return Err(Outcome::Pass);
+    }
+    Ok(L3 { version: 4, l4_off: off + ihl, l4_len: total - ihl })
+}
+
+#[inline(always)]
+pub(super) fn parse_v6<R: Reader + ?Sized>(r: &R, off: usize) -> Result<L3, Outcome> {
+    let h = r.bytes::<8>(off).ok_or(Outcome::Malformed)?;
+    if h[0] >> 4 != 6 {
+        return Err(Outcome::Malformed);
+    }
+    let payload = u16::from_be_bytes([h[4], h[5]]) as usize;
+    let mut next = h[6];
+    let mut l4_off = off + IPV6_HLEN;
+    let mut i = 0;
+    while i < MAX_EXT_HEADERS {
+        match next {
+            // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
+            0 | 43 | 60 => {
+                let e = r.bytes::<2>(l4_off).ok_or(Outcome::Malformed)?;
+                next = e[0];
+                l4_off += (e[1] as usize + 1) * 8;
+            }
+            // Fragment: 8 bytes; only the first fragment carries the TCP header.
+            44 => {
+                let e = r.bytes::<4>(l4_off).ok_or(Outcome::Malformed)?;
+                if u16::from_be_bytes([e[2], e[3]]) >> 3 != 0 {
+                    return Err(Outcome::Pass);
+                }
+                next = e[0];
+                l4_off += 8;
+            }
+            // Authentication header: (len + 2) * 4 bytes.
+            51 => {
+                let e = r.bytes::<2>(l4_off).ok_or(Outcome::Malformed)?;
+                next = e[0];
+                l4_off += (e[1] as usize + 2) * 4;
+            }
+            _ => break,
+        }
+        i += 1;
+    }
+    if next != IPPROTO_TCP {
+        return Err(Outcome::Pass);
+    }
+    let ext = l4_off - off - IPV6_HLEN;
+    if payload < ext {
+        return Err(Outcome::Malformed);
+    }
+    Ok(L3 { version: 6, l4_off, l4_len: payload - ext })
+}
+
+/// Source and destination addresses of a matched packet.
+#[inline(always)]
+pub(super) fn fill_addrs<R: Reader + ?Sized>(
+    r: &R,
+    off: usize,
+    version: u8,
+    ev: &mut Event,
+) -> Option<()> {
+    ev.ip_version = version;
+    if version == 4 {
+        let a = r.bytes::<8>(off + 12)?;
+        ev.src_addr = v4_mapped([a[0], a[1], a[2], a[3]]);
+        ev.dst_addr = v4_mapped([a[4], a[5], a[6], a[7]]);
+    } else {
+        ev.src_addr = r.bytes::<16>(off + 8)?;
+        ev.dst_addr = r.bytes::<16>(off + 24)?;
+    }
+    Some(())
+}

@@ -1,0 +1,54 @@
+//! SCCP (Skinny): walks the PDUs that start in a segment and records each message id.
+//!
+//! PDU layout (Wireshark `packet-skinny.c`): `u32 LE length` (message id + body), `u32 LE header
+//! version`, `u32 LE message id`, body; the whole PDU is `length + 8` bytes. Several PDUs may
+//! share a segment and one may span segments: the bytes of a PDU that run past the segment end
+//! are reported in `sccp_spill` so the caller can skip them at the start of the next segment.
+
+use super::TcpMatch;
+use crate::{
+    reader::Reader,
+    wire::{Event, SCCP_MAX_IDS},
+};
+
+/// Largest plausible PDU length; anything larger is not SCCP (or we lost alignment).
+const MAX_PDU_LEN: u32 = 0x1_0000;
+/// Header versions seen on the wire: 0 (basic) and the protocol versions (v10 = 0x0A, ...,
+/// v22 = 0x16). A little headroom above v22; garbage has random high bytes.
+const MAX_HEADER_VERSION: u32 = 0x3f;
+const PDU_HLEN: usize = 12;
+
+#[inline(always)]
+pub(super) fn parse<R: Reader + ?Sized>(r: &R, m: &TcpMatch, skip: u32, ev: &mut Event) {
+    let skip = skip as usize;
+    if skip >= m.payload_len {
+        // The whole segment is the middle of a PDU that started earlier.
+        ev.sccp_spill = (skip - m.payload_len) as u32;
+        return;
+    }
+    let end = m.payload_off + m.payload_len;
+    let mut off = m.payload_off + skip;
+    let mut i = 0;
+    while i < SCCP_MAX_IDS {
+        if off + PDU_HLEN > end {
+            break;
+        }
+        let Some(h) = r.bytes::<PDU_HLEN>(off) else {
+            break;
+        };
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let version = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        if !(4..=MAX_PDU_LEN).contains(&len) || version > MAX_HEADER_VERSION {
+            break;
+        }
+        ev.sccp_ids[i] = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        ev.sccp_count += 1;
+        let next = off + 8 + len as usize;
+        if next > end {
+            ev.sccp_spill = (next - end) as u32;
+            break;
+        }
+        off = next;
+        i += 1;
+    }
+}

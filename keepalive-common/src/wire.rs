@@ -1,0 +1,445 @@
+//! Types that cross the kernel/user boundary. All are `#[repr(C)]`, padding-free and `Copy`, so
+//! the bytes the XDP program writes are the bytes userspace reads.
+
+/// Application protocol of a tracked TCP port.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum App {
+    /// Not a tracked port.
+    None = 0,
+    /// SCCP (Skinny) in clear text, default port 2000.
+    Sccp = 1,
+    /// SCCP over TLS, default port 2443: only TLS record framing is visible.
+    SccpTls = 2,
+    /// SIP over TCP, default port 5060.
+    Sip = 3,
+    /// SIP over TLS, default port 5061: only TLS record framing is visible.
+    SipTls = 4,
+}
+
+impl App {
+    /// Decode the wire byte; unknown values are [`App::None`].
+    pub const fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Sccp,
+            2 => Self::SccpTls,
+            3 => Self::Sip,
+            4 => Self::SipTls,
+            _ => Self::None,
+        }
+    }
+}
+
+/// What an [`Event`] describes.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// Not set.
+    None = 0,
+    /// A TCP segment to or from a tracked port.
+    Tcp = 1,
+    /// An ARP request or reply.
+    Arp = 2,
+}
+
+/// What the start of a SIP segment is.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SipKind {
+    /// No SIP payload (pure ACK, SYN, ...).
+    None = 0,
+    /// A `REGISTER` request line.
+    Register = 1,
+    /// Another request line (`INVITE`, `OPTIONS`, ...).
+    OtherRequest = 2,
+    /// A status line; the code is in [`Event::sip_status`].
+    Response = 3,
+    /// Payload that does not start with a start line: the continuation of a message split across
+    /// segments, or a keep-alive CRLF.
+    Continuation = 4,
+}
+
+/// SCCP message ids named by the design (Wireshark's SKINNY dissector uses the same values).
+pub mod sccp_msg {
+    /// `KeepAliveMessage`, phone → CUCM.
+    pub const KEEPALIVE: u32 = 0x0000;
+    /// `RegisterMessage`, phone → CUCM.
+    pub const REGISTER: u32 = 0x0001;
+    /// `UnregisterMessage`, phone → CUCM.
+    pub const UNREGISTER: u32 = 0x0027;
+    /// `RegisterAckMessage`, CUCM → phone.
+    pub const REGISTER_ACK: u32 = 0x0081;
+    /// `RegisterRejectMessage`, CUCM → phone.
+    pub const REGISTER_REJECT: u32 = 0x009D;
+    /// `KeepAliveAckMessage`, CUCM → phone.
+    pub const KEEPALIVE_ACK: u32 = 0x0100;
+    /// `UnregisterAckMessage`, CUCM → phone.
+    pub const UNREGISTER_ACK: u32 = 0x0118;
+}
+
+/// TCP flag bits as they appear in byte 13 of the TCP header.
+pub mod tcp_flags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+}
+
+/// How many SCCP message ids one event can carry (PDUs walked per segment).
+pub const SCCP_MAX_IDS: usize = 8;
+/// How many VLAN tags are parsed (802.1ad outer + 802.1Q inner).
+pub const MAX_VLANS: usize = 2;
+/// How many bytes of SIP payload follow a SIP event in the ring buffer. A full-size Ethernet
+/// segment (MSS 1460) fits, so a REGISTER carried in one segment arrives whole.
+pub const SIP_COPY_MAX: usize = 1536;
+
+/// One ring-buffer record: everything the tracker needs about one matched packet.
+///
+/// Addresses are 16 bytes; IPv4 (and ARP) addresses are stored IPv4-mapped (`::ffff:a.b.c.d`).
+/// For ARP, `src_addr`/`dst_addr` are the sender and target protocol addresses and
+/// `arp_sha`/`arp_tha` the sender and target hardware addresses.
+/// When `copy_len > 0`, that many payload bytes follow the event in the same record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) live; capture time in ns since the epoch offline.
+    pub ts_ns: u64,
+    /// Interface the frame arrived on (0 offline).
+    pub ifindex: u32,
+    /// [`EventKind`] as a byte.
+    pub kind: u8,
+    /// [`App`] as a byte.
+    pub app: u8,
+    /// 4 or 6 (ARP: 4).
+    pub ip_version: u8,
+    /// Number of VLAN ids in `vlans`.
+    pub vlan_count: u8,
+    /// VLAN ids, outer first.
+    pub vlans: [u16; MAX_VLANS],
+    /// TCP source port.
+    pub src_port: u16,
+    /// TCP destination port.
+    pub dst_port: u16,
+    /// Ethernet source MAC.
+    pub src_mac: [u8; 6],
+    /// Ethernet destination MAC.
+    pub dst_mac: [u8; 6],
+    /// Source address (IPv4-mapped for IPv4; ARP sender protocol address).
+    pub src_addr: [u8; 16],
+    /// Destination address (IPv4-mapped for IPv4; ARP target protocol address).
+    pub dst_addr: [u8; 16],
+    /// TCP sequence number.
+    pub seq: u32,
+    /// TCP acknowledgement number.
+    pub ack: u32,
+    /// TCP payload bytes in this segment.
+    pub payload_len: u16,
+    /// TCP flags ([`tcp_flags`]).
+    pub tcp_flags: u8,
+    /// Number of valid entries in `sccp_ids`.
+    pub sccp_count: u8,
+    /// SCCP message ids of the PDUs that start in this segment, in order.
+    pub sccp_ids: [u32; SCCP_MAX_IDS],
+    /// Bytes of the last SCCP PDU that lie beyond this segment (it continues in the next one).
+    pub sccp_spill: u32,
+    /// [`SipKind`] as a byte.
+    pub sip_kind: u8,
+    /// TLS record content type of the first record (20..=23), 0 when none.
+    pub tls_type: u8,
+    /// SIP status code when `sip_kind` is a response.
+    pub sip_status: u16,
+    /// TLS record length of the first record.
+    pub tls_len: u16,
+    /// ARP operation (1 request, 2 reply).
+    pub arp_op: u16,
+    /// ARP sender hardware address.
+    pub arp_sha: [u8; 6],
+    /// ARP target hardware address.
+    pub arp_tha: [u8; 6],
+    /// Payload bytes copied after this event in the ring-buffer record.
+    pub copy_len: u16,
+    /// TCP window.
+    pub window: u16,
+    /// Offset of the TCP payload inside the frame (used to copy it).
+    pub payload_off: u16,
+    /// Reserved, zero.
+    pub _pad: [u8; 2],
+}
+
+impl Event {
+    /// An all-zero event.
+    pub const ZERO: Self = Self {
+        ts_ns: 0,
+        ifindex: 0,
+        kind: 0,
+        app: 0,
+        ip_version: 0,
+        vlan_count: 0,
+        vlans: [0; MAX_VLANS],
+        src_port: 0,
+        dst_port: 0,
+        src_mac: [0; 6],
+        dst_mac: [0; 6],
+        src_addr: [0; 16],
+        dst_addr: [0; 16],
+        seq: 0,
+        ack: 0,
+        payload_len: 0,
+        tcp_flags: 0,
+        sccp_count: 0,
+        sccp_ids: [0; SCCP_MAX_IDS],
+        sccp_spill: 0,
+        sip_kind: 0,
+        tls_type: 0,
+        sip_status: 0,
+        tls_len: 0,
+        arp_op: 0,
+        arp_sha: [0; 6],
+        arp_tha: [0; 6],
+        copy_len: 0,
+        window: 0,
+        payload_off: 0,
+        _pad: [0; 2],
+    };
+
+    /// Zeroes the event in place with 8-byte volatile stores. `*self = Event::ZERO` does the
+    /// same on the host, but in BPF a struct-sized store becomes a call to a byte-at-a-time
+    /// `memset` (or a stack temporary), which costs verifier states, stack and cycles.
+    #[inline(always)]
+    pub fn clear(&mut self) {
+        let p = (self as *mut Self).cast::<u64>();
+        let mut i = 0;
+        while i < Self::WORDS {
+            // SAFETY: `p` points at size_of::<Event>() bytes, 8-byte aligned (align_of is 8).
+            unsafe { core::ptr::write_volatile(p.add(i), 0) };
+            i += 1;
+        }
+    }
+
+    /// Copies `self` to `dst` word by word (see [`Event::clear`] for why not `*dst = *self`).
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of one `Event` and 8-byte aligned.
+    #[inline(always)]
+    pub unsafe fn write_to(&self, dst: *mut Self) {
+        let (d, s) = (dst.cast::<u64>(), (self as *const Self).cast::<u64>());
+        let mut i = 0;
+        while i < Self::WORDS {
+            // SAFETY: both point at whole, 8-byte aligned events (caller's contract for `dst`).
+            unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
+            i += 1;
+        }
+    }
+
+    const WORDS: usize = core::mem::size_of::<Self>() / 8;
+
+    /// The SCCP message ids found in this segment.
+    pub fn sccp_ids(&self) -> &[u32] {
+        let n = (self.sccp_count as usize).min(SCCP_MAX_IDS);
+        &self.sccp_ids[..n]
+    }
+
+    /// The direction-specific flow key of a TCP event.
+    pub fn flow_key(&self) -> FlowKey {
+        FlowKey {
+            src_addr: self.src_addr,
+            dst_addr: self.dst_addr,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+        }
+    }
+}
+
+/// A SIP event as reserved in the ring buffer: the event and room for the copied payload.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventWithPayload {
+    /// The event; `event.copy_len` bytes of `payload` are valid.
+    pub event: Event,
+    /// The start of the TCP payload.
+    pub payload: [u8; SIP_COPY_MAX],
+}
+
+/// Key of the per-flow LRU map: one direction of one TCP connection.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Source address (IPv4-mapped for IPv4).
+    pub src_addr: [u8; 16],
+    /// Destination address.
+    pub dst_addr: [u8; 16],
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+}
+
+/// Value of the per-flow LRU map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Packets seen in this direction.
+    pub packets: u64,
+    /// TCP payload bytes seen.
+    pub bytes: u64,
+    /// First packet, `bpf_ktime_get_ns()`.
+    pub first_ns: u64,
+    /// Last packet, `bpf_ktime_get_ns()`.
+    pub last_ns: u64,
+    /// Sequence number one past the highest payload byte seen.
+    pub next_seq: u32,
+    /// Data segments that did not advance `next_seq` (retransmissions).
+    pub retransmits: u32,
+    /// SCCP KeepAlive (or, on SIP ports, REGISTER) messages seen.
+    pub keepalives: u32,
+    /// SCCP KeepAliveAck (or SIP responses) seen.
+    pub acks: u32,
+    /// Sequence number at which an SCCP PDU spilling out of the previous segment ends: a segment
+    /// starting exactly at `sccp_resume_seq - sccp_spill` skips `sccp_spill` bytes.
+    pub sccp_resume_seq: u32,
+    /// See `sccp_resume_seq`.
+    pub sccp_spill: u32,
+}
+
+/// Per-CPU packet counters. Nothing is silently lost: every miss has a counter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Every frame the program ran on.
+    pub seen: u64,
+    /// TCP segments on a tracked port.
+    pub matched_tcp: u64,
+    /// ARP frames.
+    pub matched_arp: u64,
+    /// Events written to the ring buffer.
+    pub events: u64,
+    /// Events lost because the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Frames of a followed protocol (ARP, IPv4, IPv6, TCP on a tracked port) that were
+    /// truncated or malformed before they could be classified.
+    pub parse_errors: u64,
+    /// Flow-map entries created (LRU evictions = created − live entries).
+    pub flows_created: u64,
+    /// Flow-map updates that failed.
+    pub flow_update_errors: u64,
+    /// Frames dropped in mirror mode after recording.
+    pub mirror_drops: u64,
+}
+
+/// One tracked port and its protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortRule {
+    /// TCP port; 0 = unused slot.
+    pub port: u16,
+    /// [`App`] as a byte; 0 = unused slot.
+    pub app: u8,
+    /// Reserved, zero.
+    pub _pad: u8,
+}
+
+/// Number of port rules the program holds.
+pub const MAX_PORT_RULES: usize = 8;
+
+/// Load-time configuration of the XDP program, written into its read-only data before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Tracked ports. Unused slots are zero.
+    pub ports: [PortRule; MAX_PORT_RULES],
+    /// [`Config::FLAG_MIRROR`] and friends.
+    pub flags: u32,
+    /// Reserved, zero.
+    pub _pad: u32,
+}
+
+impl Config {
+    /// Drop every frame after recording (a SPAN port that exists only to be watched).
+    pub const FLAG_MIRROR: u32 = 1;
+
+    /// The defaults of DESIGN.md: SCCP 2000, SCCP/TLS 2443, SIP 5060, SIP/TLS 5061, pass verdict.
+    pub const DEFAULT: Self = {
+        let mut ports = [PortRule { port: 0, app: 0, _pad: 0 }; MAX_PORT_RULES];
+        ports[0] = PortRule { port: 2000, app: App::Sccp as u8, _pad: 0 };
+        ports[1] = PortRule { port: 2443, app: App::SccpTls as u8, _pad: 0 };
+        ports[2] = PortRule { port: 5060, app: App::Sip as u8, _pad: 0 };
+        ports[3] = PortRule { port: 5061, app: App::SipTls as u8, _pad: 0 };
+        Self { ports, flags: 0, _pad: 0 }
+    };
+
+    /// Whether mirror mode (drop after recording) is on.
+    pub const fn mirror(&self) -> bool {
+        self.flags & Self::FLAG_MIRROR != 0
+    }
+
+    /// The protocol of a connection between `a` and `b`, if either is a tracked port. The
+    /// destination port is tried first (a phone's segment to its server).
+    #[inline(always)]
+    pub fn app_for(&self, src: u16, dst: u16) -> App {
+        let mut i = 0;
+        while i < MAX_PORT_RULES {
+            let r = self.ports[i];
+            if r.app != 0 && (r.port == dst || r.port == src) {
+                return App::from_u8(r.app);
+            }
+            i += 1;
+        }
+        App::None
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all are #[repr(C)], Copy, built only from integers and integer arrays, with no
+    // implicit padding (checked by the size assertions in the tests below).
+    unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowStats {}
+    unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::PortRule {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, size_of};
+
+    #[test]
+    fn layouts_have_no_hidden_padding() {
+        // Sum of the field sizes; a mismatch means the compiler inserted padding, which would
+        // leak uninitialised kernel stack bytes and break byte-wise comparison.
+        let fields = 8 + 4 + 4 + 4 + 4 + 12 + 32 + 8 + 4 + 32 + 4 + 4 + 4 + 12 + 6 + 2;
+        assert_eq!(size_of::<Event>(), fields);
+        assert_eq!(size_of::<Event>() % 8, 0);
+        assert_eq!(align_of::<Event>(), 8);
+        assert_eq!(size_of::<FlowKey>(), 36);
+        assert_eq!(size_of::<FlowStats>(), 56);
+        assert_eq!(size_of::<Config>(), 40);
+        assert_eq!(size_of::<EventWithPayload>(), size_of::<Event>() + SIP_COPY_MAX);
+    }
+
+    #[test]
+    fn default_ports() {
+        let c = Config::DEFAULT;
+        assert_eq!(c.app_for(50000, 2000), App::Sccp);
+        assert_eq!(c.app_for(2000, 50000), App::Sccp);
+        assert_eq!(c.app_for(40000, 2443), App::SccpTls);
+        assert_eq!(c.app_for(5060, 5060), App::Sip);
+        assert_eq!(c.app_for(1, 5061), App::SipTls);
+        assert_eq!(c.app_for(0, 0), App::None);
+        assert_eq!(c.app_for(443, 50000), App::None);
+    }
+}

@@ -1,0 +1,276 @@
+//! The loader: puts the XDP program into the kernel configured for this run, attaches it to
+//! interfaces, and gives access to its maps (ring buffer, flows, counters).
+//!
+//! The object is built by `build.rs` (aya-build) and embedded in the binary, so `keepalive`
+//! is a single file to deploy.
+
+use std::collections::HashMap;
+
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
+    Ebpf, EbpfLoader,
+};
+use keepalive_common::wire::{Config, Counters, FlowKey, FlowStats};
+
+/// The XDP object, built by build.rs for bpfel-unknown-none.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive"));
+
+/// Name of the recording program in the object.
+pub const PROGRAM: &str = "keepalive";
+/// Name of the empty XDP_PASS program (the benchmark baseline).
+pub const EMPTY_PROGRAM: &str = "keepalive_empty";
+const CONFIG_SYMBOL: &str = "KEEPALIVE_CONFIG";
+
+/// Errors of loading and attaching, each with what the operator should do.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    /// The kernel refused the object (verifier, BTF, privileges).
+    #[error("could not load the XDP program: {0}{hint}", hint = privilege_hint(.0))]
+    Load(#[source] Box<aya::EbpfError>),
+    /// A program inside the object could not be loaded or attached.
+    #[error("XDP program `{name}`: {source}{hint}", hint = program_hint(source))]
+    Program {
+        /// The program's name.
+        name: &'static str,
+        /// The cause.
+        #[source]
+        source: ProgramError,
+    },
+    /// The interface does not exist.
+    #[error("interface `{0}` does not exist: check `ip link show` (and the network namespace)")]
+    NoInterface(String),
+    /// A map is missing or has an unexpected type.
+    #[error("map `{name}`: {source}")]
+    Map {
+        /// The map's name.
+        name: &'static str,
+        /// The cause.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// A map is missing from the object.
+    #[error("map `{0}` is missing from the XDP object (object and binary out of step?)")]
+    MissingMap(&'static str),
+}
+
+fn is_eperm(e: &dyn std::error::Error) -> bool {
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if s.contains("Operation not permitted") || s.contains("EPERM") || s.contains("os error 1)")
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn privilege_hint(e: &aya::EbpfError) -> &'static str {
+    if is_eperm(e) {
+        ": permission denied — run as root or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON \
+         (e.g. `sudo setcap cap_bpf,cap_net_admin,cap_perfmon+ep $(which keepalive)`)"
+    } else {
+        ""
+    }
+}
+
+fn program_hint(e: &ProgramError) -> &'static str {
+    if is_eperm(e) {
+        ": permission denied — run as root or grant CAP_BPF and CAP_NET_ADMIN"
+    } else {
+        ""
+    }
+}
+
+/// XDP attach mode requested on the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Native (driver) mode, falling back to generic (skb) mode when the driver refuses.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode: works on every interface, slower.
+    Skb,
+}
+
+/// The mode an attachment actually got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attached {
+    /// Driver mode.
+    Native,
+    /// Generic mode.
+    Skb,
+}
+
+/// Sizes and behaviour fixed at load time.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Tracked ports and verdict mode.
+    pub config: Config,
+    /// Entries of the per-direction flow LRU map (two per connection).
+    pub flow_capacity: u32,
+    /// Ring-buffer size in bytes: a power of two, a multiple of the page size.
+    pub ringbuf_bytes: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { config: Config::DEFAULT, flow_capacity: 262_144, ringbuf_bytes: 16 << 20 }
+    }
+}
+
+/// The loaded XDP object.
+#[derive(Debug)]
+pub struct Probe {
+    ebpf: Ebpf,
+    attached: HashMap<String, Attached>,
+}
+
+impl Probe {
+    /// Loads the object with `opts` into the kernel (programs loaded, not attached).
+    pub fn load(opts: &LoadOptions) -> Result<Self, LoaderError> {
+        raise_memlock_limit();
+        let mut ebpf = EbpfLoader::new()
+            .override_global(CONFIG_SYMBOL, &opts.config, true)
+            .map_max_entries("FLOWS", opts.flow_capacity)
+            .map_max_entries("EVENTS", opts.ringbuf_bytes)
+            .load(OBJECT)
+            .map_err(|e| LoaderError::Load(Box::new(e)))?;
+        for name in [PROGRAM, EMPTY_PROGRAM] {
+            xdp_mut(&mut ebpf, name)?
+                .load()
+                .map_err(|source| LoaderError::Program { name, source })?;
+        }
+        Ok(Self { ebpf, attached: HashMap::new() })
+    }
+
+    /// Attaches the recording program to `iface` in `mode`; returns the mode it got.
+    pub fn attach(&mut self, iface: &str, mode: Mode) -> Result<Attached, LoaderError> {
+        if nix_if_index(iface).is_none() {
+            return Err(LoaderError::NoInterface(iface.to_string()));
+        }
+        let prog = xdp_mut(&mut self.ebpf, PROGRAM)?;
+        let got = match mode {
+            Mode::Native => prog.attach(iface, XdpMode::Driver).map(|_| Attached::Native),
+            Mode::Skb => prog.attach(iface, XdpMode::Skb).map(|_| Attached::Skb),
+            Mode::Auto => match prog.attach(iface, XdpMode::Driver) {
+                Ok(_) => Ok(Attached::Native),
+                Err(_) => prog.attach(iface, XdpMode::Skb).map(|_| Attached::Skb),
+            },
+        }
+        .map_err(|source| LoaderError::Program { name: PROGRAM, source })?;
+        self.attached.insert(iface.to_string(), got);
+        Ok(got)
+    }
+
+    /// Interfaces attached so far and their modes.
+    pub fn attached(&self) -> &HashMap<String, Attached> {
+        &self.attached
+    }
+
+    /// Runs `program` once per `repeat` on `frame` with `BPF_PROG_TEST_RUN`; returns the verdict
+    /// and the kernel's average time per run.
+    pub fn test_run(
+        &mut self,
+        program: &'static str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), LoaderError> {
+        let prog = xdp_mut(&mut self.ebpf, program)?;
+        let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() };
+        let r =
+            prog.test_run(opts).map_err(|source| LoaderError::Program { name: program, source })?;
+        Ok((r.return_value, r.duration))
+    }
+
+    /// Takes the ring buffer out of the object (once).
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoaderError> {
+        let map = self.ebpf.take_map("EVENTS").ok_or(LoaderError::MissingMap("EVENTS"))?;
+        RingBuf::try_from(map).map_err(|source| LoaderError::Map { name: "EVENTS", source })
+    }
+
+    /// Kernel counters summed over CPUs.
+    pub fn counters(&self) -> Result<Counters, LoaderError> {
+        let map = self.ebpf.map("COUNTERS").ok_or(LoaderError::MissingMap("COUNTERS"))?;
+        let arr = PerCpuArray::<_, Counters>::try_from(map)
+            .map_err(|source| LoaderError::Map { name: "COUNTERS", source })?;
+        let per_cpu =
+            arr.get(&0, 0).map_err(|source| LoaderError::Map { name: "COUNTERS", source })?;
+        Ok(sum_counters(per_cpu.iter()))
+    }
+
+    /// Number of live entries in the flow map.
+    pub fn flow_count(&self) -> Result<usize, LoaderError> {
+        Ok(self.flows_map()?.keys().filter(Result::is_ok).count())
+    }
+
+    /// One flow's kernel state.
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowStats>, LoaderError> {
+        match self.flows_map()?.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(LoaderError::Map { name: "FLOWS", source }),
+        }
+    }
+
+    /// Removes every flow (tests start each fixture from a clean state).
+    pub fn clear_flows(&mut self) -> Result<(), LoaderError> {
+        let map = self.ebpf.map_mut("FLOWS").ok_or(LoaderError::MissingMap("FLOWS"))?;
+        let mut flows = BpfHashMap::<_, FlowKey, FlowStats>::try_from(map)
+            .map_err(|source| LoaderError::Map { name: "FLOWS", source })?;
+        let keys: Vec<FlowKey> = flows.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            // Already gone (LRU) is fine.
+            let _ = flows.remove(&k);
+        }
+        Ok(())
+    }
+
+    fn flows_map(&self) -> Result<BpfHashMap<&MapData, FlowKey, FlowStats>, LoaderError> {
+        let map = self.ebpf.map("FLOWS").ok_or(LoaderError::MissingMap("FLOWS"))?;
+        BpfHashMap::try_from(map).map_err(|source| LoaderError::Map { name: "FLOWS", source })
+    }
+}
+
+fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, LoaderError> {
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or(LoaderError::Program { name, source: ProgramError::NotLoaded })?;
+    prog.try_into().map_err(|source| LoaderError::Program { name, source })
+}
+
+/// Sums per-CPU counter slots.
+pub fn sum_counters<'a>(slots: impl Iterator<Item = &'a Counters>) -> Counters {
+    slots.fold(Counters::default(), |mut acc, c| {
+        acc.seen += c.seen;
+        acc.matched_tcp += c.matched_tcp;
+        acc.matched_arp += c.matched_arp;
+        acc.events += c.events;
+        acc.ringbuf_full += c.ringbuf_full;
+        acc.parse_errors += c.parse_errors;
+        acc.flows_created += c.flows_created;
+        acc.flow_update_errors += c.flow_update_errors;
+        acc.mirror_drops += c.mirror_drops;
+        acc
+    })
+}
+
+/// Interface index of `name`, if it exists.
+pub fn nix_if_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raising it is harmless after.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit with a valid struct; failure only matters on old kernels.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}
