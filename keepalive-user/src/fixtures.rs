@@ -378,3 +378,411 @@ pub fn sip_register_ok(p: &SipRegister<'_>, granted: u32) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// MAC of the simulated phone in fixtures.
+pub const PHONE_MAC: [u8; 6] = [0x00, 0x24, 0x14, 0x2d, 0xdf, 0x24];
+/// MAC of the simulated CUCM in fixtures.
+pub const CUCM_MAC: [u8; 6] = [0x00, 0x0c, 0x29, 0x90, 0x10, 0xcf];
+/// MAC of the ASA answering proxy ARP in DOMAIN.md's first case study.
+pub const ASA_MAC: [u8; 6] = [0xf4, 0x0f, 0x1b, 0x1e, 0x26, 0xa9];
+
+/// What the classifier must say about a fixture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Not ours.
+    Pass,
+    /// Followed protocol, but broken.
+    Malformed,
+    /// Tracked TCP segment.
+    Tcp,
+    /// ARP.
+    Arp,
+}
+
+/// One named frame and its expected classification.
+#[derive(Clone, Debug)]
+pub struct Fixture {
+    /// Short unique name.
+    pub name: &'static str,
+    /// The frame.
+    pub frame: Vec<u8>,
+    /// Expected outcome.
+    pub expect: Expect,
+}
+
+fn v4(s: &str) -> IpAddr {
+    IpAddr::V4(s.parse().expect("fixture address"))
+}
+
+fn v6(s: &str) -> IpAddr {
+    IpAddr::V6(s.parse().expect("fixture address"))
+}
+
+/// The phone → CUCM link layer used by most fixtures.
+pub fn phone_eth() -> Eth {
+    Eth::new(PHONE_MAC, CUCM_MAC)
+}
+
+/// A Cisco-style REGISTER for the fixtures (phone 10.147.230.189:50708 → 178.215.139.22).
+pub fn fixture_register(expires: u32) -> Vec<u8> {
+    sip_register(&SipRegister {
+        phone: v4("10.147.230.189"),
+        phone_port: 50708,
+        server: v4("178.215.139.22"),
+        ext: "4001",
+        device: "SEP0024142DDF24",
+        call_id: "0024142d-df240003-6d1e2a5c-4c3b0b1f@10.147.230.189",
+        cseq: 101,
+        expires,
+    })
+}
+
+/// The corpus: every encapsulation, protocol and edge the classifier must handle.
+pub fn corpus() -> Vec<Fixture> {
+    let e = phone_eth();
+    let n4 = Net::between(v4("10.10.20.31"), v4("10.10.10.202"));
+    let n6 = Net::between(v6("2001:db8:110::31"), v6("2001:db8:10::202"));
+    let ka = sccp_keepalive();
+    let to_cucm = Tcp::data(51234, 2000, 0x1000_0000, 0x2000_0000);
+    let from_cucm = Tcp::data(2000, 51234, 0x2000_0000, 0x1000_000c);
+    let sip4 = Net::between(v4("10.147.230.189"), v4("178.215.139.22"));
+    let to_sip = Tcp::data(50708, 5060, 7_000_000, 9_000_000);
+    let reg = fixture_register(3600);
+    let mut f = vec![
+        Fixture {
+            name: "sccp-keepalive",
+            frame: tcp_frame(&e, &n4, &to_cucm, &ka),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sccp-keepalive-ack",
+            frame: tcp_frame(
+                &Eth::new(CUCM_MAC, PHONE_MAC),
+                &n4.reversed(),
+                &from_cucm,
+                &sccp_keepalive_ack(),
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sccp-two-pdus",
+            frame: tcp_frame(
+                &e,
+                &n4,
+                &to_cucm,
+                &[sccp_register("SEP0024142DDF24"), ka.clone()].concat(),
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sccp-pdu-spills",
+            frame: tcp_frame(
+                &e,
+                &n4,
+                &to_cucm,
+                &[ka.clone(), sccp_register("SEP0024142DDF24")[..20].to_vec()].concat(),
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sccp-dot1q",
+            frame: tcp_frame(&e.clone().vlan(110), &n4, &to_cucm, &ka),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sccp-qinq",
+            frame: tcp_frame(&e.clone().vlan(110).qinq(3001), &n4, &to_cucm, &ka),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sccp-ipv4-options",
+            frame: tcp_frame(
+                &e,
+                &Net::V4 {
+                    src: [10, 10, 20, 31].into(),
+                    dst: [10, 10, 10, 202].into(),
+                    options: vec![0x94, 4, 0, 0],
+                },
+                &to_cucm,
+                &ka,
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sccp-tcp-options",
+            frame: tcp_frame(
+                &e,
+                &n4,
+                &Tcp { options: vec![1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2], ..to_cucm.clone() },
+                &ka,
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sccp-ipv6",
+            frame: tcp_frame(&e, &n6, &to_cucm, &ka),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sccp-ipv6-ext-headers",
+            frame: tcp_frame(
+                &e.clone().vlan(110),
+                &Net::V6 {
+                    src: "2001:db8:110::31".parse().unwrap(),
+                    dst: "2001:db8:10::202".parse().unwrap(),
+                    ext: vec![(0, vec![1, 4, 0, 0, 0, 0]), (60, vec![1, 4, 0, 0, 0, 0])],
+                },
+                &to_cucm,
+                &ka,
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sccp-ipv6-first-fragment",
+            frame: tcp_frame(
+                &e,
+                &Net::V6 {
+                    src: "2001:db8:110::31".parse().unwrap(),
+                    dst: "2001:db8:10::202".parse().unwrap(),
+                    ext: vec![(44, vec![0, 1, 0, 0, 0, 7])],
+                },
+                &to_cucm,
+                &ka,
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sccp-syn",
+            frame: tcp_frame(
+                &e,
+                &n4,
+                &Tcp { flags: 0x02, options: vec![2, 4, 5, 0xb4], ..to_cucm.clone() },
+                &[],
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            // A pure ACK is 54 bytes; a NIC pads it to 60. The IP length must win.
+            name: "sccp-ack-padded",
+            frame: {
+                let mut fr = tcp_frame(&e, &n4, &Tcp { flags: 0x10, ..to_cucm.clone() }, &[]);
+                fr.resize(60, 0xee);
+                fr
+            },
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sip-register",
+            frame: tcp_frame(&e, &sip4, &to_sip, &reg),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sip-register-backup",
+            frame: tcp_frame(&e.clone().vlan(110), &sip4, &to_sip, &fixture_register(0)),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sip-register-split-1",
+            frame: tcp_frame(&e, &sip4, &to_sip, &reg[..200]),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sip-register-split-2",
+            frame: tcp_frame(&e, &sip4, &Tcp { seq: 7_000_200, ..to_sip.clone() }, &reg[200..]),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sip-200-ok",
+            frame: tcp_frame(
+                &Eth::new(CUCM_MAC, PHONE_MAC),
+                &sip4.reversed(),
+                &Tcp::data(5060, 50708, 9_000_000, 7_000_000 + reg.len() as u32),
+                &sip_register_ok(
+                    &SipRegister {
+                        phone: v4("10.147.230.189"),
+                        phone_port: 50708,
+                        server: v4("178.215.139.22"),
+                        ext: "4001",
+                        device: "SEP0024142DDF24",
+                        call_id: "x@y",
+                        cseq: 101,
+                        expires: 3600,
+                    },
+                    120,
+                ),
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sip-invite",
+            frame: tcp_frame(
+                &e,
+                &sip4,
+                &to_sip,
+                b"INVITE sip:4002@178.215.139.22 SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n",
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sip-subscribe",
+            frame: tcp_frame(
+                &e,
+                &sip4,
+                &to_sip,
+                b"SUBSCRIBE sip:4002@178.215.139.22 SIP/2.0\r\n\r\n",
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sip-crlf-keepalive",
+            frame: tcp_frame(&e, &sip4, &to_sip, b"\r\n\r\n"),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sip-ipv6",
+            frame: tcp_frame(
+                &e,
+                &Net::between(v6("2001:db8:110::189"), v6("2001:db8:10::22")),
+                &to_sip,
+                &reg,
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sccp-tls-handshake",
+            frame: tcp_frame(
+                &e,
+                &n4,
+                &Tcp::data(51235, 2443, 1, 1),
+                &[22, 3, 3, 0, 0x40, 1, 0, 0, 0x3c],
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "sip-tls-appdata",
+            frame: tcp_frame(
+                &e,
+                &sip4,
+                &Tcp::data(50709, 5061, 1, 1),
+                &[23, 3, 3, 0x02, 0x10, 0xaa, 0xbb],
+            ),
+            expect: Expect::Tcp,
+        },
+        Fixture {
+            name: "arp-request",
+            frame: arp_frame(
+                &Eth::new(PHONE_MAC, [0xff; 6]),
+                ARP_REQUEST,
+                PHONE_MAC,
+                [10, 10, 20, 31].into(),
+                [0; 6],
+                [10, 10, 10, 202].into(),
+            ),
+            expect: Expect::Arp,
+        },
+        Fixture {
+            name: "arp-reply-asa",
+            frame: arp_frame(
+                &Eth::new(ASA_MAC, PHONE_MAC),
+                ARP_REPLY,
+                ASA_MAC,
+                [10, 10, 10, 202].into(),
+                PHONE_MAC,
+                [10, 10, 20, 31].into(),
+            ),
+            expect: Expect::Arp,
+        },
+        Fixture {
+            name: "arp-reply-dot1q",
+            frame: arp_frame(
+                &Eth::new(CUCM_MAC, PHONE_MAC).vlan(110),
+                ARP_REPLY,
+                CUCM_MAC,
+                [10, 10, 10, 202].into(),
+                PHONE_MAC,
+                [10, 10, 20, 31].into(),
+            ),
+            expect: Expect::Arp,
+        },
+        Fixture {
+            name: "other-tcp-https",
+            frame: tcp_frame(&e, &n4, &Tcp::data(51000, 443, 1, 1), b"\x17\x03\x03\x00\x10hello"),
+            expect: Expect::Pass,
+        },
+        Fixture {
+            name: "other-udp-sip",
+            frame: udp_frame(&e, &sip4, 5060, 5060, b"REGISTER sip:x SIP/2.0\r\n\r\n"),
+            expect: Expect::Pass,
+        },
+        Fixture {
+            name: "other-udp-ipv6",
+            frame: udp_frame(&e, &n6, 53, 53, b"dns"),
+            expect: Expect::Pass,
+        },
+        Fixture {
+            name: "other-icmp",
+            frame: {
+                let mut fr = udp_frame(&e, &n4, 0, 0, &[8, 0, 0, 0, 0, 1, 0, 1]);
+                fr[14 + 9] = 1; // protocol ICMP
+                fr
+            },
+            expect: Expect::Pass,
+        },
+        Fixture {
+            name: "other-ipv4-later-fragment",
+            frame: {
+                let mut fr = tcp_frame(&e, &n4, &to_cucm, &ka);
+                fr[14 + 6] = 0x00;
+                fr[14 + 7] = 0x10; // fragment offset 16 * 8
+                fr
+            },
+            expect: Expect::Pass,
+        },
+        Fixture {
+            name: "other-lldp",
+            frame: [&[0x01, 0x80, 0xc2, 0, 0, 0x0e][..], &PHONE_MAC, &[0x88, 0xcc], &[0u8; 46]]
+                .concat(),
+            expect: Expect::Pass,
+        },
+        Fixture {
+            name: "other-three-tags",
+            frame: tcp_frame(&e.clone().vlan(110).vlan(111).qinq(3001), &n4, &to_cucm, &ka),
+            expect: Expect::Pass,
+        },
+        Fixture {
+            name: "bad-ipv4-ihl",
+            frame: {
+                let mut fr = tcp_frame(&e, &n4, &to_cucm, &ka);
+                fr[14] = 0x43;
+                fr
+            },
+            expect: Expect::Malformed,
+        },
+        Fixture {
+            name: "bad-tcp-doff",
+            frame: {
+                let mut fr = tcp_frame(&e, &n4, &to_cucm, &ka);
+                fr[14 + 20 + 12] = 0x20;
+                fr
+            },
+            expect: Expect::Malformed,
+        },
+        Fixture {
+            // The ports say SCCP, but the TCP header ends after 10 bytes.
+            name: "bad-ipv4-truncated-tcp",
+            frame: tcp_frame(&e, &n4, &to_cucm, &ka)[..14 + 20 + 10].to_vec(),
+            expect: Expect::Malformed,
+        },
+    ];
+    // A REGISTER larger than the copy window: the event carries the first SIP_COPY_MAX bytes.
+    let mut big = reg.clone();
+    let pad = format!("X-Pad: {}\r\n\r\n", "a".repeat(600));
+    big.truncate(big.len() - 2);
+    big.extend_from_slice(pad.as_bytes());
+    f.push(Fixture {
+        name: "sip-register-large",
+        frame: tcp_frame(&e, &sip4, &to_sip, &big),
+        expect: Expect::Tcp,
+    });
+    f
+}

@@ -1,13 +1,75 @@
-use keepalive::loader::{LoadOptions, Probe, PROGRAM};
+//! The `keepalive` binary: parses arguments, then hands over to the library.
+
+use std::io::Write as _;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use keepalive::{
+    cli::{Cli, Command, RunArgs},
+    live::LiveSource,
+    loader::{LoadOptions, Probe},
+    record::EventJson,
+};
+
 fn main() -> anyhow::Result<()> {
-    let mut p = Probe::load(&LoadOptions::default())?;
-    let f = keepalive::fixtures::tcp_frame(
-        &keepalive::fixtures::Eth::new([2; 6], [4; 6]),
-        &keepalive::fixtures::Net::between("10.0.0.1".parse()?, "10.0.0.2".parse()?),
-        &keepalive::fixtures::Tcp::data(50000, 2000, 1, 1),
-        &keepalive::fixtures::sccp_keepalive(),
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(run(args))
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = args.config().map_err(anyhow::Error::msg)?;
+    let mut probe = Probe::load(&LoadOptions { config, ..LoadOptions::default() })?;
+    for iface in &args.ifaces {
+        let mode = probe.attach(iface, args.mode)?;
+        eprintln!("keepalive: attached to {iface} in {mode:?} mode");
+    }
+    let mut source = LiveSource::new(probe.take_ring()?).context("polling the ring buffer")?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let deadline = async {
+        match args.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let stdout = std::io::stdout();
+    let mut batch = Vec::new();
+    let mut total: u64 = 0;
+    loop {
+        tokio::select! {
+            r = source.next_batch(&mut batch) => { r?; }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+            () = &mut deadline => break,
+        }
+        let mut out = stdout.lock();
+        for rec in batch.drain(..) {
+            if args.events {
+                serde_json::to_writer(&mut out, &EventJson::new(&rec.event))?;
+                out.write_all(b"\n")?;
+            }
+            total += 1;
+            if args.count.is_some_and(|n| total >= n) {
+                out.flush()?;
+                return finish(&probe, &source);
+            }
+        }
+        out.flush()?;
+    }
+    finish(&probe, &source)
+}
+
+fn finish(probe: &Probe, source: &LiveSource) -> anyhow::Result<()> {
+    let c = probe.counters()?;
+    eprintln!(
+        "keepalive: seen {} matched tcp {} arp {} events {} ring-buffer full {} parse errors {} bad records {}",
+        c.seen, c.matched_tcp, c.matched_arp, c.events, c.ringbuf_full, c.parse_errors, source.bad_records
     );
-    println!("{:?}", p.test_run(PROGRAM, &f, 1)?);
-    println!("{:?}", p.counters()?);
+    // Dropping the probe detaches the program from every interface.
     Ok(())
 }

@@ -1,0 +1,150 @@
+//! Command-line interface. Parsing only validates and builds plain options; the work happens in
+//! the modules the subcommands name.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use keepalive_common::wire::{App, Config, PortRule, MAX_PORT_RULES};
+
+use crate::loader::Mode;
+
+/// Tracks Cisco IP phone keepalives (SCCP and SIP over TCP, and ARP) with XDP.
+#[derive(Debug, Parser)]
+#[command(name = "keepalive", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach the XDP program to interfaces and report what it records.
+    Run(RunArgs),
+}
+
+/// `keepalive run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Interface to attach to (repeat for several).
+    #[arg(long = "iface", required = true, value_name = "IF")]
+    pub ifaces: Vec<String>,
+    /// XDP mode: native (driver), skb (generic), or auto (native, else skb).
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub mode: Mode,
+    /// Mirror port: drop every frame after recording (the host never needs them).
+    #[arg(long)]
+    pub mirror: bool,
+    /// Tracked port as PROTO:PORT with PROTO one of sccp, sccp-tls, sip, sip-tls (repeatable;
+    /// replaces the defaults sccp:2000 sccp-tls:2443 sip:5060 sip-tls:5061).
+    #[arg(long = "port", value_name = "PROTO:PORT", value_parser = parse_port_rule)]
+    pub ports: Vec<PortRule>,
+    /// Print one JSON line per event (the only output of this version).
+    #[arg(long, default_value_t = true)]
+    pub events: bool,
+    /// Stop after this many events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after this long (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+impl RunArgs {
+    /// The XDP program's configuration for these arguments.
+    pub fn config(&self) -> Result<Config, String> {
+        let mut cfg = Config::DEFAULT;
+        if !self.ports.is_empty() {
+            if self.ports.len() > MAX_PORT_RULES {
+                return Err(format!("at most {MAX_PORT_RULES} --port rules are supported"));
+            }
+            cfg.ports = [PortRule::default(); MAX_PORT_RULES];
+            cfg.ports[..self.ports.len()].copy_from_slice(&self.ports);
+        }
+        if self.mirror {
+            cfg.flags |= Config::FLAG_MIRROR;
+        }
+        Ok(cfg)
+    }
+}
+
+/// Parses `sccp:2000`.
+pub fn parse_port_rule(s: &str) -> Result<PortRule, String> {
+    let (proto, port) =
+        s.split_once(':').ok_or_else(|| format!("`{s}`: expected PROTO:PORT, e.g. sccp:2000"))?;
+    let app = match proto.to_ascii_lowercase().as_str() {
+        "sccp" => App::Sccp,
+        "sccp-tls" => App::SccpTls,
+        "sip" => App::Sip,
+        "sip-tls" => App::SipTls,
+        other => return Err(format!("`{other}`: protocol must be sccp, sccp-tls, sip or sip-tls")),
+    };
+    let port: u16 = port.parse().map_err(|_| format!("`{port}`: not a TCP port number"))?;
+    if port == 0 {
+        return Err("port 0 cannot be tracked".into());
+    }
+    Ok(PortRule { port, app: app as u8, _pad: 0 })
+}
+
+/// Parses `90`, `90s`, `5m`, `2h`, `250ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) =
+        s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| format!("`{s}`: expected a duration like 30s or 5m"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{s}`: unit must be ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{s}`: not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_rules() {
+        assert_eq!(parse_port_rule("sccp:2000").unwrap().port, 2000);
+        assert_eq!(parse_port_rule("SIP-TLS:5061").unwrap().app, App::SipTls as u8);
+        assert!(parse_port_rule("h323:1720").unwrap_err().contains("protocol"));
+        assert!(parse_port_rule("sip:99999").is_err());
+        assert!(parse_port_rule("sip").is_err());
+        assert!(parse_port_rule("sip:0").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn port_rules_replace_defaults_and_mirror_sets_the_flag() {
+        let cli = Cli::try_parse_from([
+            "keepalive",
+            "run",
+            "--iface",
+            "eth0",
+            "--port",
+            "sip:5080",
+            "--mirror",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command;
+        let cfg = args.config().unwrap();
+        assert_eq!(cfg.app_for(1, 5080), App::Sip);
+        assert_eq!(cfg.app_for(1, 2000), App::None);
+        assert!(cfg.mirror());
+        assert!(Cli::try_parse_from(["keepalive", "run"]).is_err(), "--iface is required");
+    }
+}

@@ -1,0 +1,92 @@
+//! The live source: records from the XDP program's ring buffer, read with tokio's `AsyncFd`
+//! (the ring buffer's fd becomes readable when the kernel has submitted records; Linux 5.8).
+
+use std::{os::fd::AsRawFd, time::Duration};
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::{unix::AsyncFd, Interest};
+
+use crate::record::{Record, RecordError};
+
+/// Async reader of decoded records.
+pub struct LiveSource {
+    fd: AsyncFd<RingBuf<MapData>>,
+    /// Records that did not decode (counted, never fatal).
+    pub bad_records: u64,
+    clock_offset_ns: i128,
+}
+
+impl std::fmt::Debug for LiveSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSource").field("fd", &self.raw_fd()).finish_non_exhaustive()
+    }
+}
+
+impl LiveSource {
+    /// Wraps a ring buffer taken from the loaded program.
+    pub fn new(ring: RingBuf<MapData>) -> std::io::Result<Self> {
+        Ok(Self {
+            // SAFETY: the RingBuf owns its map fd and keeps it open while the AsyncFd owns it.
+            fd: unsafe {
+                AsyncFd::register_with_interest(ring, Interest::READABLE)
+                    .map_err(|e| e.into_parts().1)?
+            },
+            bad_records: 0,
+            clock_offset_ns: realtime_minus_monotonic_ns(),
+        })
+    }
+
+    /// Waits for the next batch and appends its records to `out` (event times are converted
+    /// from CLOCK_MONOTONIC to nanoseconds since the epoch). Returns how many were appended.
+    pub async fn next_batch(&mut self, out: &mut Vec<Record>) -> std::io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable_mut().await?;
+            let ring = guard.get_inner_mut();
+            let before = out.len();
+            while let Some(item) = ring.next() {
+                match Record::decode(&item) {
+                    Ok(mut rec) => {
+                        rec.event.ts_ns =
+                            (i128::from(rec.event.ts_ns) + self.clock_offset_ns).max(0) as u64;
+                        out.push(rec);
+                    }
+                    Err(RecordError { .. }) => self.bad_records += 1,
+                }
+            }
+            guard.clear_ready();
+            if out.len() > before {
+                return Ok(out.len() - before);
+            }
+        }
+    }
+
+    /// Drains whatever is ready now without waiting (used at shutdown).
+    pub fn drain_now(&mut self, out: &mut Vec<Record>) {
+        let ring = self.fd.get_mut();
+        while let Some(item) = ring.next() {
+            match Record::decode(&item) {
+                Ok(rec) => out.push(rec),
+                Err(_) => self.bad_records += 1,
+            }
+        }
+    }
+
+    /// Raw fd of the ring buffer (for diagnostics).
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.get_ref().as_raw_fd()
+    }
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC, in ns: added to `bpf_ktime_get_ns()` to get wall time.
+pub fn realtime_minus_monotonic_ns() -> i128 {
+    fn now(clock: libc::clockid_t) -> i128 {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes into the timespec we own.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+    }
+    now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
+}
+
+/// How often the agent samples kernel counters while idle.
+pub const COUNTER_INTERVAL: Duration = Duration::from_secs(1);

@@ -1,0 +1,239 @@
+//! Host tests of the shared classifier on the fixture corpus: every encapsulation, protocol
+//! details, truncation at every byte, and random garbage.
+
+use keepalive::fixtures::{self, corpus, Expect};
+use keepalive_common::{
+    classify::{classify, classify_app, decide, fill, Decision, Outcome},
+    wire::{sccp_msg, App, Config, Event, SipKind, SIP_COPY_MAX},
+};
+
+fn run(frame: &[u8]) -> (Outcome, Event) {
+    let mut ev = Event::ZERO;
+    let o = classify(frame, &Config::DEFAULT, &mut ev);
+    (o, ev)
+}
+
+fn by_name(name: &str) -> Vec<u8> {
+    corpus()
+        .into_iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no fixture {name}"))
+        .frame
+}
+
+fn expect_outcome(e: Expect) -> Outcome {
+    match e {
+        Expect::Pass => Outcome::Pass,
+        Expect::Malformed => Outcome::Malformed,
+        Expect::Tcp => Outcome::Tcp,
+        Expect::Arp => Outcome::Arp,
+    }
+}
+
+#[test]
+fn every_fixture_classifies_as_expected() {
+    let c = corpus();
+    assert!(c.len() >= 35, "corpus shrank to {}", c.len());
+    for f in &c {
+        let (o, _) = run(&f.frame);
+        assert_eq!(o, expect_outcome(f.expect), "fixture {}", f.name);
+    }
+}
+
+#[test]
+fn sccp_keepalive_is_the_real_twelve_bytes() {
+    assert_eq!(fixtures::sccp_keepalive(), [4, 0, 0, 0, 0x16, 0, 0, 0, 0, 0, 0, 0]);
+    let (_, ev) = run(&by_name("sccp-keepalive"));
+    assert_eq!(ev.app, App::Sccp as u8);
+    assert_eq!(ev.sccp_ids(), &[sccp_msg::KEEPALIVE]);
+    assert_eq!((ev.src_port, ev.dst_port, ev.payload_len), (51234, 2000, 12));
+    assert_eq!(ev.seq, 0x1000_0000);
+    assert_eq!(ev.tcp_flags, 0x18);
+    assert_eq!(ev.src_mac, fixtures::PHONE_MAC);
+    assert_eq!(ev.dst_mac, fixtures::CUCM_MAC);
+    assert_eq!(keepalive::record::addr(ev.dst_addr, ev.ip_version).to_string(), "10.10.10.202");
+    assert_eq!(ev.vlan_count, 0);
+    let (_, ack) = run(&by_name("sccp-keepalive-ack"));
+    assert_eq!(ack.sccp_ids(), &[sccp_msg::KEEPALIVE_ACK]);
+}
+
+#[test]
+fn two_pdus_in_one_segment_are_both_reported() {
+    let (_, ev) = run(&by_name("sccp-two-pdus"));
+    assert_eq!(ev.sccp_ids(), &[sccp_msg::REGISTER, sccp_msg::KEEPALIVE]);
+    assert_eq!(ev.sccp_spill, 0);
+}
+
+#[test]
+fn a_pdu_spilling_into_the_next_segment_is_resumed() {
+    let reg = fixtures::sccp_register("SEP0024142DDF24");
+    let (_, ev) = run(&by_name("sccp-pdu-spills"));
+    assert_eq!(ev.sccp_ids(), &[sccp_msg::KEEPALIVE, sccp_msg::REGISTER]);
+    assert_eq!(ev.sccp_spill as usize, reg.len() - 20);
+    // The next segment: the rest of the Register, then a KeepAlive. Without the carried skip
+    // the walk starts mid-PDU and finds nothing; with it, the KeepAlive is found.
+    let e = fixtures::phone_eth();
+    let net =
+        fixtures::Net::between("10.10.20.31".parse().unwrap(), "10.10.10.202".parse().unwrap());
+    let seg2 = fixtures::tcp_frame(
+        &e,
+        &net,
+        &fixtures::Tcp::data(51234, 2000, 0x1000_0000 + 32, 0x2000_0000),
+        &[reg[20..].to_vec(), fixtures::sccp_keepalive()].concat(),
+    );
+    let (_, cold) = run(&seg2);
+    assert_eq!(cold.sccp_ids(), &[] as &[u32]);
+    let d = decide(seg2.as_slice(), &Config::DEFAULT);
+    let Decision::Tcp(m) = d else { panic!("not tcp") };
+    let mut ev2 = Event::ZERO;
+    assert_eq!(fill(seg2.as_slice(), &d, &mut ev2), Outcome::Tcp);
+    classify_app(seg2.as_slice(), &m, ev.sccp_spill, &mut ev2);
+    assert_eq!(ev2.sccp_ids(), &[sccp_msg::KEEPALIVE]);
+}
+
+#[test]
+fn vlan_tags_outer_first() {
+    let (_, ev) = run(&by_name("sccp-dot1q"));
+    assert_eq!(&ev.vlans[..ev.vlan_count as usize], &[110]);
+    let (_, ev) = run(&by_name("sccp-qinq"));
+    assert_eq!(&ev.vlans[..ev.vlan_count as usize], &[3001, 110]);
+    assert_eq!(ev.sccp_ids(), &[sccp_msg::KEEPALIVE]);
+    let (_, ev) = run(&by_name("arp-reply-dot1q"));
+    assert_eq!(&ev.vlans[..ev.vlan_count as usize], &[110]);
+}
+
+#[test]
+fn ip_options_tcp_options_and_ipv6_extensions_are_skipped() {
+    for name in [
+        "sccp-ipv4-options",
+        "sccp-tcp-options",
+        "sccp-ipv6",
+        "sccp-ipv6-ext-headers",
+        "sccp-ipv6-first-fragment",
+    ] {
+        let (o, ev) = run(&by_name(name));
+        assert_eq!(o, Outcome::Tcp, "{name}");
+        assert_eq!(ev.sccp_ids(), &[sccp_msg::KEEPALIVE], "{name}");
+        assert_eq!(ev.payload_len, 12, "{name}");
+    }
+    let (_, ev) = run(&by_name("sccp-ipv6-ext-headers"));
+    assert_eq!(ev.ip_version, 6);
+    assert_eq!(keepalive::record::addr(ev.src_addr, 6).to_string(), "2001:db8:110::31");
+}
+
+#[test]
+fn ethernet_padding_is_not_payload() {
+    let (o, ev) = run(&by_name("sccp-ack-padded"));
+    assert_eq!(o, Outcome::Tcp);
+    assert_eq!(ev.payload_len, 0);
+    assert_eq!(ev.sccp_count, 0);
+}
+
+#[test]
+fn sip_start_lines() {
+    let (_, ev) = run(&by_name("sip-register"));
+    assert_eq!(ev.sip_kind, SipKind::Register as u8);
+    assert_eq!(ev.copy_len, ev.payload_len);
+    let (_, ev) = run(&by_name("sip-200-ok"));
+    assert_eq!((ev.sip_kind, ev.sip_status), (SipKind::Response as u8, 200));
+    let (_, ev) = run(&by_name("sip-invite"));
+    assert_eq!(ev.sip_kind, SipKind::OtherRequest as u8);
+    let (_, ev) = run(&by_name("sip-subscribe"));
+    assert_eq!(ev.sip_kind, SipKind::OtherRequest as u8);
+    let (_, ev) = run(&by_name("sip-crlf-keepalive"));
+    assert_eq!(ev.sip_kind, SipKind::Continuation as u8);
+    let (_, a) = run(&by_name("sip-register-split-1"));
+    let (_, b) = run(&by_name("sip-register-split-2"));
+    assert_eq!(a.sip_kind, SipKind::Register as u8);
+    assert_eq!(b.sip_kind, SipKind::Continuation as u8);
+    assert_eq!(a.seq + u32::from(a.payload_len), b.seq, "split halves are contiguous");
+    let (_, big) = run(&by_name("sip-register-large"));
+    assert!(usize::from(big.payload_len) > SIP_COPY_MAX);
+    assert_eq!(usize::from(big.copy_len), SIP_COPY_MAX);
+}
+
+#[test]
+fn tls_ports_record_framing_only() {
+    let (_, ev) = run(&by_name("sccp-tls-handshake"));
+    assert_eq!((ev.app, ev.tls_type, ev.tls_len), (App::SccpTls as u8, 22, 0x40));
+    assert_eq!(ev.sccp_count, 0);
+    let (_, ev) = run(&by_name("sip-tls-appdata"));
+    assert_eq!((ev.app, ev.tls_type, ev.tls_len), (App::SipTls as u8, 23, 0x210));
+}
+
+#[test]
+fn arp_both_hardware_addresses() {
+    let (o, ev) = run(&by_name("arp-reply-asa"));
+    assert_eq!(o, Outcome::Arp);
+    assert_eq!(ev.arp_op, 2);
+    assert_eq!(ev.arp_sha, fixtures::ASA_MAC);
+    assert_eq!(ev.arp_tha, fixtures::PHONE_MAC);
+    assert_eq!(keepalive::record::addr(ev.src_addr, 4).to_string(), "10.10.10.202");
+}
+
+#[test]
+fn custom_ports_replace_the_defaults() {
+    let mut cfg = Config::DEFAULT;
+    cfg.ports[0].port = 2001;
+    let mut ev = Event::ZERO;
+    assert_eq!(classify(by_name("sccp-keepalive").as_slice(), &cfg, &mut ev), Outcome::Pass);
+}
+
+/// Every prefix of every fixture: no panic, and nothing claimed that the bytes do not hold.
+#[test]
+fn truncation_at_every_byte_is_clean() {
+    for f in corpus() {
+        let (_, full) = run(&f.frame);
+        for cut in 0..f.frame.len() {
+            let (o, ev) = run(&f.frame[..cut]);
+            match o {
+                Outcome::Pass | Outcome::Malformed => {}
+                Outcome::Tcp | Outcome::Arp => {
+                    assert_eq!(o, expect_outcome(f.expect), "{} cut at {cut}", f.name);
+                    let ids = ev.sccp_ids();
+                    assert!(ids.len() <= full.sccp_ids().len(), "{} cut at {cut}", f.name);
+                    assert_eq!(ids, &full.sccp_ids()[..ids.len()], "{} cut at {cut}", f.name);
+                    assert!(
+                        ev.copy_len == 0
+                            || usize::from(ev.payload_off) + usize::from(ev.copy_len) <= cut
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Deterministic pseudo-random frames, and random bytes behind valid headers.
+#[test]
+fn random_garbage_never_panics() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let seeds: Vec<Vec<u8>> = corpus().into_iter().map(|f| f.frame).collect();
+    for i in 0..200_000 {
+        let len = (next() % 200) as usize;
+        let frame: Vec<u8> = if i % 2 == 0 {
+            (0..len).map(|_| next() as u8).collect()
+        } else {
+            // Mutate a real frame: flip a few bytes anywhere.
+            let mut fr = seeds[(next() as usize) % seeds.len()].clone();
+            for _ in 0..(1 + next() % 4) {
+                let at = (next() as usize) % fr.len();
+                fr[at] = next() as u8;
+            }
+            fr
+        };
+        let (o, ev) = run(&frame);
+        if o == Outcome::Tcp {
+            assert!(usize::from(ev.sccp_count) <= ev.sccp_ids.len());
+            assert!(
+                ev.copy_len == 0
+                    || usize::from(ev.payload_off) + usize::from(ev.copy_len) <= frame.len()
+            );
+        }
+    }
+}

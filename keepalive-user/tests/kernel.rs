@@ -1,0 +1,193 @@
+//! Kernel tests (root): the real XDP object under BPF_PROG_TEST_RUN. The program must emit
+//! exactly the event the host classifier computes for the same bytes — for every fixture and
+//! every truncation of it — return the right verdict in both modes, and move its counters.
+
+mod common;
+
+use aya::maps::{MapData, RingBuf};
+use keepalive::{
+    fixtures::{self, corpus, Expect},
+    loader::{LoadOptions, Probe, PROGRAM},
+    record::Record,
+};
+use keepalive_common::{
+    classify::{classify, Outcome},
+    wire::{sccp_msg, Config, Event},
+};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+/// BPF_PROG_TEST_RUN rejects XDP input shorter than an Ethernet header.
+const MIN_TEST_RUN_LEN: usize = 14;
+
+fn load(config: Config) -> (Probe, RingBuf<MapData>) {
+    let mut probe =
+        Probe::load(&LoadOptions { config, flow_capacity: 1024, ringbuf_bytes: 1 << 20 })
+            .expect("load the XDP object");
+    let ring = probe.take_ring().expect("ring buffer");
+    (probe, ring)
+}
+
+fn drain(ring: &mut RingBuf<MapData>) -> Vec<Record> {
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        out.push(Record::decode(&item).expect("well-formed record"));
+    }
+    out
+}
+
+fn host(frame: &[u8]) -> (Outcome, Event) {
+    let mut ev = Event::ZERO;
+    let o = classify(frame, &Config::DEFAULT, &mut ev);
+    (o, ev)
+}
+
+/// Runs `frame` once in the kernel; returns the verdict and the records it emitted, with the
+/// run-specific fields (time, interface) zeroed.
+fn kernel(probe: &mut Probe, ring: &mut RingBuf<MapData>, frame: &[u8]) -> (u32, Vec<Record>) {
+    probe.clear_flows().expect("clear flows");
+    let (verdict, _) = probe.test_run(PROGRAM, frame, 1).expect("test run");
+    let mut recs = drain(ring);
+    for r in &mut recs {
+        assert!(r.event.ts_ns > 0, "the kernel stamps events");
+        r.event.ts_ns = 0;
+        r.event.ifindex = 0;
+    }
+    (verdict, recs)
+}
+
+fn assert_same(name: &str, frame: &[u8], probe: &mut Probe, ring: &mut RingBuf<MapData>) {
+    let (o, ev) = host(frame);
+    let (verdict, recs) = kernel(probe, ring, frame);
+    assert_eq!(verdict, XDP_PASS, "{name}: verdict");
+    match o {
+        Outcome::Tcp | Outcome::Arp => {
+            assert_eq!(recs.len(), 1, "{name}: one event for a match");
+            assert_eq!(recs[0].event, ev, "{name}: kernel event differs from host classifier");
+            let off = usize::from(ev.payload_off);
+            let want = &frame[off.min(frame.len())..][..usize::from(ev.copy_len)];
+            assert_eq!(recs[0].payload, want, "{name}: copied SIP payload");
+        }
+        Outcome::Pass | Outcome::Malformed => {
+            assert!(recs.is_empty(), "{name}: no event for {o:?}, got {recs:?}")
+        }
+    }
+}
+
+#[test]
+fn kernel_events_equal_host_classifier_for_every_fixture_and_truncation() {
+    if !common::have_root("kernel_events_equal_host_classifier") {
+        return;
+    }
+    let (mut probe, mut ring) = load(Config::DEFAULT);
+    let mut runs = 0;
+    for f in corpus() {
+        assert_same(f.name, &f.frame, &mut probe, &mut ring);
+        for cut in MIN_TEST_RUN_LEN..f.frame.len() {
+            assert_same(
+                &format!("{} cut at {cut}", f.name),
+                &f.frame[..cut],
+                &mut probe,
+                &mut ring,
+            );
+            runs += 1;
+        }
+    }
+    assert!(runs > 3000, "only {runs} truncations ran");
+}
+
+#[test]
+fn mirror_mode_drops_everything_after_recording() {
+    if !common::have_root("mirror_mode_drops_everything_after_recording") {
+        return;
+    }
+    let mut cfg = Config::DEFAULT;
+    cfg.flags |= Config::FLAG_MIRROR;
+    let (mut probe, mut ring) = load(cfg);
+    for f in corpus() {
+        let (verdict, recs) = kernel(&mut probe, &mut ring, &f.frame);
+        assert_eq!(verdict, XDP_DROP, "{}", f.name);
+        let want = usize::from(matches!(f.expect, Expect::Tcp | Expect::Arp));
+        assert_eq!(recs.len(), want, "{}: recorded before the drop", f.name);
+    }
+    let c = probe.counters().unwrap();
+    assert_eq!(c.mirror_drops, corpus().len() as u64);
+}
+
+#[test]
+fn counters_account_for_every_frame() {
+    if !common::have_root("counters_account_for_every_frame") {
+        return;
+    }
+    let (mut probe, mut ring) = load(Config::DEFAULT);
+    let c = corpus();
+    for f in &c {
+        kernel(&mut probe, &mut ring, &f.frame);
+    }
+    let n = |e: Expect| c.iter().filter(|f| f.expect == e).count() as u64;
+    let k = probe.counters().unwrap();
+    assert_eq!(k.seen, c.len() as u64);
+    assert_eq!(k.matched_tcp, n(Expect::Tcp));
+    assert_eq!(k.matched_arp, n(Expect::Arp));
+    assert_eq!(k.parse_errors, n(Expect::Malformed));
+    assert_eq!(k.events, n(Expect::Tcp) + n(Expect::Arp));
+    assert_eq!(k.ringbuf_full, 0);
+    assert_eq!(k.flows_created, n(Expect::Tcp), "flows are cleared before each fixture");
+}
+
+#[test]
+fn flow_state_resumes_sccp_and_counts_retransmissions() {
+    if !common::have_root("flow_state_resumes_sccp_and_counts_retransmissions") {
+        return;
+    }
+    let (mut probe, mut ring) = load(Config::DEFAULT);
+    let e = fixtures::phone_eth();
+    let net =
+        fixtures::Net::between("10.10.20.31".parse().unwrap(), "10.10.10.202".parse().unwrap());
+    let reg = fixtures::sccp_register("SEP0024142DDF24");
+    let seq = 0x1000_0000u32;
+    let seg1 = fixtures::tcp_frame(
+        &e,
+        &net,
+        &fixtures::Tcp::data(51234, 2000, seq, 1),
+        &[fixtures::sccp_keepalive(), reg[..20].to_vec()].concat(),
+    );
+    let seg2 = fixtures::tcp_frame(
+        &e,
+        &net,
+        &fixtures::Tcp::data(51234, 2000, seq + 32, 1),
+        &[reg[20..].to_vec(), fixtures::sccp_keepalive()].concat(),
+    );
+    for f in [&seg1, &seg2, &seg2] {
+        probe.test_run(PROGRAM, f, 1).unwrap();
+    }
+    let recs = drain(&mut ring);
+    assert_eq!(recs.len(), 3);
+    assert_eq!(recs[0].event.sccp_ids(), &[sccp_msg::KEEPALIVE, sccp_msg::REGISTER]);
+    assert_eq!(recs[1].event.sccp_ids(), &[sccp_msg::KEEPALIVE], "resumed after the spilled PDU");
+    let flow = probe.flow(&recs[0].event.flow_key()).unwrap().expect("flow entry");
+    assert_eq!(flow.packets, 3);
+    assert_eq!(flow.retransmits, 1, "the repeated second segment is a retransmission");
+    assert!(flow.keepalives >= 2);
+    assert_eq!(probe.flow_count().unwrap(), 1);
+}
+
+#[test]
+fn a_full_ring_buffer_is_counted() {
+    if !common::have_root("a_full_ring_buffer_is_counted") {
+        return;
+    }
+    // The smallest ring (one page) holds a couple of SIP records; the rest must be counted.
+    let mut probe = Probe::load(&LoadOptions {
+        config: Config::DEFAULT,
+        flow_capacity: 64,
+        ringbuf_bytes: 4096,
+    })
+    .unwrap();
+    let reg = corpus().into_iter().find(|f| f.name == "sip-register").unwrap().frame;
+    probe.test_run(PROGRAM, &reg, 100).unwrap();
+    let c = probe.counters().unwrap();
+    assert_eq!(c.matched_tcp, 100);
+    assert!(c.ringbuf_full > 90, "lost events are counted: {c:?}");
+    assert_eq!(c.events + c.ringbuf_full, 100);
+}
