@@ -144,7 +144,7 @@ fn checksum(chunks: &[&[u8]]) -> u16 {
 }
 
 fn pad4(mut v: Vec<u8>) -> Vec<u8> {
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
     v
@@ -196,7 +196,7 @@ fn ip_frame(eth: &Eth, net: &Net, proto: u8, mut l4: Vec<u8>, csum_off: usize) -
                 } else {
                     // Options headers: total length a multiple of 8.
                     let mut b = body.clone();
-                    while (b.len() + 2) % 8 != 0 {
+                    while !(b.len() + 2).is_multiple_of(8) {
                         b.push(0);
                     }
                     exts.extend_from_slice(&[next, ((b.len() + 2) / 8 - 1) as u8]);

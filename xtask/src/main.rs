@@ -1,1 +1,63 @@
-fn main() {}
+//! Developer workflows. `cargo xtask <command>`:
+//! * `test`: formatting, clippy (-D warnings) and every test layer (the README's test command).
+//! * `bench`: XDP cost per packet class against an empty XDP_PASS program (BPF_PROG_TEST_RUN).
+//! * `demo`: a lab of network namespaces with a phone and a CUCM, the agent watching it.
+
+mod bench;
+mod demo;
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// fmt --check, clippy -D warnings, then all tests (kernel and live tests need root).
+    Test,
+    /// XDP per-packet cost against an empty program; writes target/bench/xdp.json.
+    Bench(bench::Args),
+    /// Run the lab: namespaces, an SCCP phone and CUCM, keepalive attached (root; Ctrl-C ends).
+    Demo(demo::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Test => test(),
+        Cmd::Bench(a) => bench::run(&a),
+        Cmd::Demo(a) => demo::run(&a),
+    }
+}
+
+/// Runs a cargo subcommand, failing with its name when it fails.
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .status()
+        .with_context(|| format!("cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn test() -> anyhow::Result<()> {
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    // Doc build with warnings as errors keeps the docs clean.
+    let status = Command::new(env!("CARGO"))
+        .args(["doc", "--no-deps", "--quiet"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .status()?;
+    if !status.success() {
+        bail!("`cargo doc` has warnings");
+    }
+    cargo(&["test", "--all-targets"])
+}

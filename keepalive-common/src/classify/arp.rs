@@ -12,7 +12,7 @@ const ARP_LEN: usize = 28;
 pub(super) fn decide<R: Reader + ?Sized>(r: &R, l2: L2) -> Decision {
     match r.bytes::<6>(l2.l3_off) {
         // htype 1 (Ethernet), ptype 0x0800, hlen 6, plen 4; anything else is not ours.
-        Some(h) if h == [0, 1, 8, 0, 6, 4] => Decision::Arp(l2),
+        Some([0, 1, 8, 0, 6, 4]) => Decision::Arp(l2),
         Some(_) => Decision::Skip(Outcome::Pass),
         None => Decision::Skip(Outcome::Malformed),
     }

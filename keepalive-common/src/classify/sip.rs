@@ -34,8 +34,8 @@ fn start_line<R: Reader + ?Sized>(r: &R, m: &TcpMatch, ev: &mut Event) -> SipKin
             return SipKind::Continuation;
         };
         if d.iter().all(u8::is_ascii_digit) {
-            ev.sip_status =
-                (d[0] - b'0') as u16 * 100 + (d[1] - b'0') as u16 * 10 + (d[2] - b'0') as u16;
+            let digit = |b: u8| u16::from(b - b'0');
+            ev.sip_status = digit(d[0]) * 100 + digit(d[1]) * 10 + digit(d[2]);
             return SipKind::Response;
         }
         return SipKind::Continuation;
