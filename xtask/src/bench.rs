@@ -143,3 +143,27 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     println!("written to {}", a.out.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keepalive::fixtures::Expect;
+
+    #[test]
+    fn every_class_names_a_fixture_of_the_right_kind() {
+        let c = corpus();
+        for &(class, name, matched) in CLASSES {
+            let f = c
+                .iter()
+                .find(|f| f.name == name)
+                .unwrap_or_else(|| panic!("{class}: no fixture {name}"));
+            assert_eq!(matches!(f.expect, Expect::Tcp | Expect::Arp), matched, "{class}");
+        }
+    }
+
+    #[test]
+    fn median_of_odd_and_even_trials() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 3.0);
+    }
+}
