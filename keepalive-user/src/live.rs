@@ -1,7 +1,7 @@
 //! The live source: records from the XDP program's ring buffer, read with tokio's `AsyncFd`
 //! (the ring buffer's fd becomes readable when the kernel has submitted records; Linux 5.8).
 
-use std::{os::fd::AsRawFd, time::Duration};
+use std::os::fd::AsRawFd;
 
 use aya::maps::{MapData, RingBuf};
 use tokio::io::{unix::AsyncFd, Interest};
@@ -60,17 +60,6 @@ impl LiveSource {
         }
     }
 
-    /// Drains whatever is ready now without waiting (used at shutdown).
-    pub fn drain_now(&mut self, out: &mut Vec<Record>) {
-        let ring = self.fd.get_mut();
-        while let Some(item) = ring.next() {
-            match Record::decode(&item) {
-                Ok(rec) => out.push(rec),
-                Err(_) => self.bad_records += 1,
-            }
-        }
-    }
-
     /// Raw fd of the ring buffer (for diagnostics).
     pub fn raw_fd(&self) -> i32 {
         self.fd.get_ref().as_raw_fd()
@@ -87,6 +76,3 @@ pub fn realtime_minus_monotonic_ns() -> i128 {
     }
     now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
 }
-
-/// How often the agent samples kernel counters while idle.
-pub const COUNTER_INTERVAL: Duration = Duration::from_secs(1);

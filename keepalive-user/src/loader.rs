@@ -151,7 +151,7 @@ impl Probe {
 
     /// Attaches the recording program to `iface` in `mode`; returns the mode it got.
     pub fn attach(&mut self, iface: &str, mode: Mode) -> Result<Attached, LoaderError> {
-        if nix_if_index(iface).is_none() {
+        if if_index(iface).is_none() {
             return Err(LoaderError::NoInterface(iface.to_string()));
         }
         let prog = xdp_mut(&mut self.ebpf, PROGRAM)?;
@@ -261,7 +261,7 @@ pub fn sum_counters<'a>(slots: impl Iterator<Item = &'a Counters>) -> Counters {
 }
 
 /// Interface index of `name`, if it exists.
-pub fn nix_if_index(name: &str) -> Option<u32> {
+pub fn if_index(name: &str) -> Option<u32> {
     let c = std::ffi::CString::new(name).ok()?;
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
