@@ -437,6 +437,14 @@ pub fn fixture_register(expires: u32) -> Vec<u8> {
     })
 }
 
+/// `frame` with the bytes at the given offsets overwritten (for malformed-header fixtures).
+fn patched(mut frame: Vec<u8>, bytes: &[(usize, u8)]) -> Vec<u8> {
+    for &(at, b) in bytes {
+        frame[at] = b;
+    }
+    frame
+}
+
 /// The corpus: every encapsulation, protocol and edge the classifier must handle.
 pub fn corpus() -> Vec<Fixture> {
     let e = phone_eth();
@@ -721,21 +729,14 @@ pub fn corpus() -> Vec<Fixture> {
         },
         Fixture {
             name: "other-icmp",
-            frame: {
-                let mut fr = udp_frame(&e, &n4, 0, 0, &[8, 0, 0, 0, 0, 1, 0, 1]);
-                fr[14 + 9] = 1; // protocol ICMP
-                fr
-            },
+            // A UDP frame re-labelled as protocol 1 (ICMP echo).
+            frame: patched(udp_frame(&e, &n4, 0, 0, &[8, 0, 0, 0, 0, 1, 0, 1]), &[(14 + 9, 1)]),
             expect: Expect::Pass,
         },
         Fixture {
             name: "other-ipv4-later-fragment",
-            frame: {
-                let mut fr = tcp_frame(&e, &n4, &to_cucm, &ka);
-                fr[14 + 6] = 0x00;
-                fr[14 + 7] = 0x10; // fragment offset 16 * 8
-                fr
-            },
+            // Fragment offset 16 × 8 bytes: no TCP header in this fragment.
+            frame: patched(tcp_frame(&e, &n4, &to_cucm, &ka), &[(14 + 6, 0x00), (14 + 7, 0x10)]),
             expect: Expect::Pass,
         },
         Fixture {
@@ -751,20 +752,14 @@ pub fn corpus() -> Vec<Fixture> {
         },
         Fixture {
             name: "bad-ipv4-ihl",
-            frame: {
-                let mut fr = tcp_frame(&e, &n4, &to_cucm, &ka);
-                fr[14] = 0x43;
-                fr
-            },
+            // IHL 3 (12 bytes): shorter than the fixed IPv4 header.
+            frame: patched(tcp_frame(&e, &n4, &to_cucm, &ka), &[(14, 0x43)]),
             expect: Expect::Malformed,
         },
         Fixture {
             name: "bad-tcp-doff",
-            frame: {
-                let mut fr = tcp_frame(&e, &n4, &to_cucm, &ka);
-                fr[14 + 20 + 12] = 0x20;
-                fr
-            },
+            // TCP data offset 2 (8 bytes): shorter than the fixed TCP header.
+            frame: patched(tcp_frame(&e, &n4, &to_cucm, &ka), &[(14 + 20 + 12, 0x20)]),
             expect: Expect::Malformed,
         },
         Fixture {
