@@ -22,6 +22,66 @@ pub struct Cli {
 pub enum Command {
     /// Attach the XDP program to interfaces and report what it records.
     Run(RunArgs),
+    /// Analyse a pcap or pcapng capture: which phones are about to unregister, and why.
+    Analyze(AnalyzeArgs),
+}
+
+/// Report format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table of phones and one sentence per finding.
+    Table,
+    /// One JSON object (the contract in README).
+    Json,
+}
+
+/// `keepalive analyze`.
+#[derive(Debug, clap::Args)]
+pub struct AnalyzeArgs {
+    /// The capture (pcap or pcapng; Ethernet, Linux cooked, raw IP).
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Seconds CUCM waits past a missed refresh before unregistering the phone.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0, value_parser = parse_secs)]
+    pub grace: f64,
+    /// Seconds before expiry a SIP phone refreshes its registration.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_secs)]
+    pub delta: f64,
+    /// Tracked port as PROTO:PORT (repeatable; replaces the defaults, as for `run`).
+    #[arg(long = "port", value_name = "PROTO:PORT", value_parser = parse_port_rule)]
+    pub ports: Vec<PortRule>,
+}
+
+impl AnalyzeArgs {
+    /// The classifier configuration for these arguments.
+    pub fn config(&self) -> Result<Config, String> {
+        ports_config(&self.ports)
+    }
+}
+
+/// A non-negative number of seconds.
+pub fn parse_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}`: expected seconds, e.g. 15"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("`{s}`: must be a non-negative number of seconds"));
+    }
+    Ok(v)
+}
+
+/// The default configuration with `ports` replacing the default ports when given.
+pub fn ports_config(ports: &[PortRule]) -> Result<Config, String> {
+    let mut cfg = Config::DEFAULT;
+    if !ports.is_empty() {
+        if ports.len() > MAX_PORT_RULES {
+            return Err(format!("at most {MAX_PORT_RULES} --port rules are supported"));
+        }
+        cfg.ports = [PortRule::default(); MAX_PORT_RULES];
+        cfg.ports[..ports.len()].copy_from_slice(ports);
+    }
+    Ok(cfg)
 }
 
 /// `keepalive run`.
@@ -54,14 +114,7 @@ pub struct RunArgs {
 impl RunArgs {
     /// The XDP program's configuration for these arguments.
     pub fn config(&self) -> Result<Config, String> {
-        let mut cfg = Config::DEFAULT;
-        if !self.ports.is_empty() {
-            if self.ports.len() > MAX_PORT_RULES {
-                return Err(format!("at most {MAX_PORT_RULES} --port rules are supported"));
-            }
-            cfg.ports = [PortRule::default(); MAX_PORT_RULES];
-            cfg.ports[..self.ports.len()].copy_from_slice(&self.ports);
-        }
+        let mut cfg = ports_config(&self.ports)?;
         if self.mirror {
             cfg.flags |= Config::FLAG_MIRROR;
         }
@@ -140,11 +193,29 @@ mod tests {
             "--mirror",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else { panic!("parsed as run") };
         let cfg = args.config().unwrap();
         assert_eq!(cfg.app_for(1, 5080), App::Sip);
         assert_eq!(cfg.app_for(1, 2000), App::None);
         assert!(cfg.mirror());
         assert!(Cli::try_parse_from(["keepalive", "run"]).is_err(), "--iface is required");
+    }
+
+    #[test]
+    fn analyze_arguments() {
+        let cli = Cli::try_parse_from([
+            "keepalive",
+            "analyze",
+            "x.pcap",
+            "--format",
+            "json",
+            "--grace",
+            "20",
+        ])
+        .unwrap();
+        let Command::Analyze(a) = cli.command else { panic!("parsed as analyze") };
+        assert_eq!((a.format, a.grace, a.delta), (Format::Json, 20.0, 5.0));
+        assert!(Cli::try_parse_from(["keepalive", "analyze", "x", "--grace", "-1"]).is_err());
+        assert!(Cli::try_parse_from(["keepalive", "analyze"]).is_err(), "FILE is required");
     }
 }

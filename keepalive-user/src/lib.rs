@@ -8,8 +8,12 @@
 //! * [`fixtures`]: builds Ethernet frames (every encapsulation, SCCP and SIP payloads) for tests,
 //!   benchmarks and the lab.
 
+pub mod analyze;
 pub mod cli;
+pub mod findings;
 pub mod fixtures;
-pub mod live;
 pub mod loader;
 pub mod record;
+pub mod report;
+pub mod source;
+pub mod tracker;

@@ -5,10 +5,12 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use clap::Parser as _;
 use keepalive::{
-    cli::{Cli, Command, RunArgs},
-    live::LiveSource,
+    analyze,
+    cli::{AnalyzeArgs, Cli, Command, Format, RunArgs},
     loader::{LoadOptions, Probe},
     record::EventJson,
+    report,
+    source::live::LiveSource,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -18,6 +20,33 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(run(args))
         }
+        Command::Analyze(args) => analyze(&args),
+    }
+}
+
+fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
+    let opts = analyze::Options {
+        config: args.config().map_err(anyhow::Error::msg)?,
+        settings: keepalive::tracker::Settings {
+            grace_s: args.grace,
+            delta_s: args.delta,
+            ..Default::default()
+        },
+        progress: true,
+    };
+    let report = analyze::file(&args.file, &opts)?;
+    if let Some(t) = &report.summary.truncated {
+        eprintln!("keepalive: warning: {t}");
+    }
+    let out = std::io::stdout().lock();
+    let written = match args.format {
+        Format::Json => report::json::write(&report, out),
+        Format::Table => report::table::write(&report, out),
+    };
+    match written {
+        // `keepalive analyze x | head` closes the pipe early: not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
     }
 }
 

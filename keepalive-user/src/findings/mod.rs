@@ -1,0 +1,170 @@
+//! Findings: rules over the tracker's state, one file per rule, each producing [`Finding`]s with
+//! a stable `kind` (DESIGN.md's contract: kinds are added, never renamed), a severity and a
+//! sentence a network engineer can act on.
+//!
+//! The rules run in an order that lets later ones cite earlier ones: the ARP anomalies and
+//! next-hop changes are known before a KeepAlive left unanswered is explained, so its message
+//! can say where the KeepAlive went and who answered ARP for the server just before.
+
+pub mod arp_multiple_responders;
+pub mod first_transmission_loss;
+pub mod missed_keepalive;
+pub mod next_hop_mac_change;
+pub mod reconnect;
+pub mod rto_growth;
+pub mod schedule;
+pub mod unanswered_keepalive;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::tracker::{arp::ArpTable, Pair, Settings, Tracker};
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Something is wrong; the phone still works.
+    Warning,
+    /// The phone is unregistering or about to.
+    Critical,
+}
+
+impl Severity {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    /// Stable kind, e.g. `rto-growth`.
+    pub kind: &'static str,
+    /// Severity.
+    pub severity: Severity,
+    /// What happened and what to check, in one or two sentences.
+    pub message: String,
+    /// When the evidence was seen (epoch seconds; the latest relevant event).
+    pub time: f64,
+    /// Kind-specific fields (`factor`, `evidence`, `cycles_to_unregister`, ...).
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+impl Finding {
+    /// A finding without extra fields.
+    pub fn new(kind: &'static str, severity: Severity, time_ns: u64, message: String) -> Self {
+        Self { kind, severity, message, time: epoch_s(time_ns), fields: Map::new() }
+    }
+
+    /// Adds a field.
+    #[must_use]
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.fields.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+/// What every rule may read besides its pair.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    /// Thresholds.
+    pub settings: &'a Settings,
+    /// The latest time seen (the end of the capture, or now).
+    pub now_ns: u64,
+    /// ARP knowledge, for linking.
+    pub arp: &'a ArpTable,
+}
+
+/// Findings of one pair, most severe first.
+pub fn for_pair(pair: &Pair, ctx: &Context<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    out.extend(arp_multiple_responders::for_pair(pair, ctx));
+    out.extend(next_hop_mac_change::check(pair, ctx));
+    out.extend(unanswered_keepalive::check(pair, ctx));
+    out.extend(rto_growth::check(pair, ctx));
+    out.extend(first_transmission_loss::check(pair, ctx));
+    out.extend(missed_keepalive::check(pair, ctx));
+    out.extend(reconnect::check(pair, ctx));
+    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.time.total_cmp(&b.time)));
+    out
+}
+
+/// Findings not tied to one pair (ARP anomalies no tracked phone was involved in).
+pub fn global(tracker: &Tracker, ctx: &Context<'_>) -> Vec<Finding> {
+    arp_multiple_responders::unattached(tracker, ctx)
+}
+
+/// Nanoseconds since the epoch as seconds, rounded to the microsecond.
+pub fn epoch_s(ns: u64) -> f64 {
+    (ns / 1_000) as f64 / 1e6
+}
+
+/// `HH:MM:SS.mmm` (UTC) of an epoch time, for messages.
+pub fn clock(ns: u64) -> String {
+    let ms = ns / 1_000_000;
+    let (s, ms) = (ms / 1000, ms % 1000);
+    format!("{:02}:{:02}:{:02}.{ms:03}", s / 3600 % 24, s / 60 % 60, s % 60)
+}
+
+/// A duration in seconds, readably (`17 µs`, `0.42 s`, `6.7 s`, `16 min`).
+pub fn span(s: f64) -> String {
+    if s < 0.001 {
+        format!("{:.0} µs", s * 1e6)
+    } else if s < 10.0 {
+        format!("{:.2} s", s)
+    } else if s < 120.0 {
+        format!("{:.0} s", s)
+    } else {
+        format!("{:.0} min", s / 60.0)
+    }
+}
+
+/// What a keepalive is called on this pair's protocol.
+pub fn keepalive_word(pair: &Pair, plural: bool) -> &'static str {
+    use keepalive_common::wire::App;
+    match (pair.app, plural) {
+        (App::Sip | App::SipTls, false) => "REGISTER",
+        (App::Sip | App::SipTls, true) => "REGISTERs",
+        (_, false) => "KeepAlive",
+        (_, true) => "KeepAlives",
+    }
+}
+
+/// What acknowledges a keepalive on this pair's protocol.
+pub fn ack_word(pair: &Pair) -> &'static str {
+    use keepalive_common::wire::App;
+    match pair.app {
+        App::Sip | App::SipTls => "200 OK",
+        _ => "KeepAliveAck",
+    }
+}
+
+/// Rounds to `digits` decimals (JSON numbers readable by people).
+pub fn round(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_and_span() {
+        // 2024-01-01 18:07:34.418 UTC
+        let ns = (1_704_132_454_u64 * 1000 + 418) * 1_000_000;
+        assert_eq!(clock(ns), "18:07:34.418");
+        assert_eq!(span(0.000_017), "17 µs");
+        assert_eq!(span(0.42), "0.42 s");
+        assert_eq!(span(960.0), "16 min");
+    }
+}

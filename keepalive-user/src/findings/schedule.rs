@@ -1,0 +1,110 @@
+//! The schedule a phone's keepalives should follow, and how each one deviated from it. Shared
+//! by the rules that look at timing.
+//!
+//! * SIP: the phone refreshes `granted − delta` after the 2xx that granted its binding
+//!   (DOMAIN.md: 120 − 5 = 115 s); the tracker stamps each REGISTER with that due time.
+//! * SCCP (and SIP without a granted expiry): every keepalive is due one interval after the
+//!   phone *sent* the previous one. The interval is learned ([`Pair::learned_interval_s`]).
+//!   Where the first copies are invisible (the vantage point is past the loss), the phone's send
+//!   times are reconstructed: a keepalive that arrives late was still sent on schedule, so the
+//!   next one is due one interval after the schedule, not after the late arrival.
+//!
+//! A keepalive's delay is its retransmission delay when the first copy was seen (evidence
+//! "retransmission"), else its lateness against the schedule (evidence "lateness").
+
+use crate::tracker::{pair::secs, Pair, Settings};
+
+/// Where a delay figure comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// Both copies were seen; the delay is between them.
+    Retransmission,
+    /// Only the late copy was seen; the delay is against the schedule.
+    Lateness,
+}
+
+impl Evidence {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retransmission => "retransmission",
+            Self::Lateness => "lateness",
+        }
+    }
+}
+
+/// One keepalive on the schedule.
+#[derive(Clone, Copy, Debug)]
+pub struct Point {
+    /// Time of the first copy seen.
+    pub time_ns: u64,
+    /// Time of the last copy seen.
+    pub last_ns: u64,
+    /// Delay of the copy that got through, and how it is known (`None`: on time).
+    pub delay: Option<(f64, Evidence)>,
+    /// Seconds since the previous keepalive on the same connection.
+    pub gap_s: Option<f64>,
+    /// Seconds past its due time (negative: early); `None` when no schedule is known.
+    pub lateness_s: Option<f64>,
+}
+
+/// The interval the phone is expected to keep (s).
+pub fn interval_s(pair: &Pair, settings: &Settings) -> Option<f64> {
+    match pair.expires_granted {
+        Some(g) if g > 0 && pair.history.iter().any(|k| k.due_ns.is_some()) => {
+            Some((f64::from(g) - settings.delta_s).max(1.0))
+        }
+        _ => pair.learned_interval_s(),
+    }
+}
+
+/// The pair's recent keepalives against their schedule, oldest first.
+pub fn points(pair: &Pair, settings: &Settings) -> Vec<Point> {
+    let interval = pair.learned_interval_s();
+    let floor = settings.late_floor_s;
+    let mut out: Vec<Point> = Vec::with_capacity(pair.history.len());
+    // The reconstructed send time of the previous keepalive (learned-interval schedule).
+    let mut anchor: Option<u64> = None;
+    let mut prev: Option<&crate::tracker::pair::Keepalive> = None;
+    for ka in &pair.history {
+        let same_conn = prev.is_some_and(|p| p.phone_port == ka.phone_port);
+        let gap_s =
+            prev.filter(|_| same_conn).map(|p| secs(ka.first_ns.saturating_sub(p.first_ns)));
+        let lateness_s = if let Some(due) = ka.due_ns {
+            Some(signed_s(ka.first_ns, due))
+        } else if let (Some(t), Some(a), true) = (interval, anchor, same_conn) {
+            let due = a + (t * 1e9) as u64;
+            let late = signed_s(ka.first_ns, due);
+            if late < floor || late > t / 2.0 {
+                // On time, or a whole keepalive was missed: the schedule restarts here.
+                anchor = Some(ka.first_ns);
+                (late <= t / 2.0).then_some(late)
+            } else {
+                anchor = Some(due);
+                Some(late)
+            }
+        } else {
+            anchor = Some(ka.first_ns);
+            None
+        };
+        if ka.due_ns.is_some() || !same_conn {
+            anchor = Some(ka.first_ns);
+        }
+        let delay = match (ka.retransmission_delay_s(), lateness_s) {
+            (Some(d), _) if d >= floor => Some((d, Evidence::Retransmission)),
+            (_, Some(l)) if l >= floor => Some((l, Evidence::Lateness)),
+            _ => None,
+        };
+        out.push(Point { time_ns: ka.first_ns, last_ns: ka.last_ns, delay, gap_s, lateness_s });
+        prev = Some(ka);
+    }
+    out
+}
+
+fn signed_s(a: u64, b: u64) -> f64 {
+    if a >= b {
+        secs(a - b)
+    } else {
+        -secs(b - a)
+    }
+}

@@ -1,0 +1,269 @@
+//! Reports: the tracker's state and the findings, as the JSON document DESIGN.md specifies
+//! ([`Report`], printed by [`json`]) or a table for people ([`table`]). The live agent renders
+//! the same [`Report`].
+
+pub mod json;
+pub mod table;
+
+use serde::Serialize;
+
+use crate::{
+    findings::{self, epoch_s, round, Context, Finding, Severity},
+    record::{app_name, mac},
+    tracker::{pair::secs, Pair, Tracker},
+};
+
+/// Counts from the source, for the summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceTotals {
+    /// Frames seen.
+    pub packets: u64,
+    /// Frames that became events.
+    pub matched: u64,
+    /// Frames of a followed protocol that were truncated or malformed.
+    pub parse_errors: u64,
+    /// Frames skipped because of their link type.
+    pub unsupported_link: u64,
+    /// Why reading stopped early, if it did.
+    pub truncated: Option<String>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Totals.
+    pub summary: Summary,
+    /// One row per phone↔server pair, the most severe first.
+    pub phones: Vec<PhoneRow>,
+    /// ARP anomalies.
+    pub arp: Vec<ArpRow>,
+    /// Findings not tied to one phone row.
+    pub findings: Vec<Finding>,
+}
+
+/// Totals of a report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// Frames read.
+    pub packets: u64,
+    /// Frames keepalive follows (TCP on tracked ports, ARP).
+    pub matched: u64,
+    /// Phone↔server pairs.
+    pub phones: usize,
+    /// Distinct phone addresses.
+    pub phone_addresses: usize,
+    /// Pairs with at least one warning or critical finding.
+    pub phones_with_findings: usize,
+    /// Findings by severity.
+    pub critical: usize,
+    /// Warnings.
+    pub warning: usize,
+    /// Infos.
+    pub info: usize,
+    /// ARP frames.
+    pub arp_frames: u64,
+    /// Malformed frames of followed protocols.
+    pub parse_errors: u64,
+    /// First and last event (epoch seconds).
+    pub start: Option<f64>,
+    /// Last event.
+    pub end: Option<f64>,
+    /// Frames skipped for their link type.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unsupported_link: u64,
+    /// Why reading stopped early.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Interval statistics.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct Interval {
+    /// Median.
+    pub median: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+/// One retransmission.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RetransmissionRow {
+    /// When the copy was seen (epoch seconds).
+    pub time: f64,
+    /// Seconds since the first copy (null when the first copy was not seen).
+    pub delay_s: Option<f64>,
+    /// "phone" or "server".
+    pub from: &'static str,
+}
+
+/// One phone↔server pair.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhoneRow {
+    /// Phone address.
+    pub phone: String,
+    /// Phone's current port.
+    pub phone_port: u16,
+    /// Server address.
+    pub server: String,
+    /// Server port.
+    pub server_port: u16,
+    /// "sip", "sccp", "sccp-tls", "sip-tls".
+    pub protocol: &'static str,
+    /// VLAN ids, outer first.
+    pub vlan: Vec<u16>,
+    /// "primary", "backup", "unknown".
+    pub role: &'static str,
+    /// Device name.
+    pub device: Option<String>,
+    /// Model (SIP Contact).
+    pub model: Option<String>,
+    /// User-Agent.
+    pub user_agent: Option<String>,
+    /// The phone's MAC.
+    pub mac: String,
+    /// Keepalives, each counted once.
+    pub keepalives: u64,
+    /// KeepAliveAcks / 2xx to REGISTER.
+    pub acks: u64,
+    /// Mean application ack latency (ms).
+    pub ack_latency_ms: Option<f64>,
+    /// Keepalive intervals.
+    pub interval_s: Option<Interval>,
+    /// SIP Expires asked.
+    pub expires_requested: Option<u32>,
+    /// SIP Expires granted.
+    pub expires_granted: Option<u32>,
+    /// Reconnects.
+    pub reconnects: u64,
+    /// Recent retransmissions (both directions).
+    pub retransmissions: Vec<RetransmissionRow>,
+    /// Findings, most severe first.
+    pub findings: Vec<Finding>,
+    /// Last frame (epoch seconds).
+    pub last_seen: f64,
+}
+
+impl PhoneRow {
+    /// The worst severity among the findings.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+}
+
+/// One ARP anomaly.
+#[derive(Clone, Debug, Serialize)]
+pub struct ArpRow {
+    /// Address answered for.
+    pub ip: String,
+    /// MACs, in answer order.
+    pub macs: Vec<String>,
+    /// "multiple-responders" or "mac-change".
+    pub kind: &'static str,
+    /// When (epoch seconds).
+    pub time: f64,
+}
+
+fn interval(pair: &Pair) -> Option<Interval> {
+    let mut v = pair.intervals();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let median =
+        if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
+    Some(Interval { median: round(median, 3), min: round(v[0], 3), max: round(v[v.len() - 1], 3) })
+}
+
+fn row(pair: &Pair, ctx: &Context<'_>) -> PhoneRow {
+    let (sum, n, _) = pair.ack_latency;
+    PhoneRow {
+        phone: pair.key.phone.to_string(),
+        phone_port: pair.phone_port,
+        server: pair.key.server.to_string(),
+        server_port: pair.key.server_port,
+        protocol: app_name(pair.app),
+        vlan: pair.vlans.clone(),
+        role: pair.role().as_str(),
+        device: pair.device.clone(),
+        model: pair.model.clone(),
+        user_agent: pair.user_agent.clone(),
+        mac: mac(pair.phone_mac),
+        keepalives: pair.keepalives,
+        acks: pair.acks,
+        ack_latency_ms: (n > 0).then(|| round(secs(sum / n) * 1e3, 3)),
+        interval_s: interval(pair),
+        expires_requested: pair.expires_requested,
+        expires_granted: pair.expires_granted,
+        reconnects: pair.reconnect_count,
+        retransmissions: pair
+            .retransmissions
+            .iter()
+            .map(|r| RetransmissionRow {
+                time: epoch_s(r.time_ns),
+                delay_s: r.delay_ns.map(|d| round(secs(d), 6)),
+                from: if r.from_phone { "phone" } else { "server" },
+            })
+            .collect(),
+        findings: findings::for_pair(pair, ctx),
+        last_seen: epoch_s(pair.last_ns),
+    }
+}
+
+impl Report {
+    /// Builds the report of what `tracker` holds.
+    pub fn build(tracker: &Tracker, totals: &SourceTotals) -> Self {
+        let ctx =
+            Context { settings: &tracker.settings, now_ns: tracker.now_ns, arp: &tracker.arp };
+        let mut phones: Vec<PhoneRow> = tracker.pairs.iter().map(|p| row(p, &ctx)).collect();
+        phones.sort_by(|a, b| {
+            b.worst()
+                .cmp(&a.worst())
+                .then_with(|| b.findings.len().cmp(&a.findings.len()))
+                .then_with(|| a.phone.cmp(&b.phone))
+                .then_with(|| a.server.cmp(&b.server))
+        });
+        let findings = findings::global(tracker, &ctx);
+        let all = phones.iter().flat_map(|p| &p.findings).chain(&findings);
+        let count = |s: Severity| all.clone().filter(|f| f.severity == s).count();
+        let mut addresses: Vec<&str> = phones.iter().map(|p| p.phone.as_str()).collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        let summary = Summary {
+            packets: totals.packets,
+            matched: totals.matched,
+            phones: phones.len(),
+            phone_addresses: addresses.len(),
+            phones_with_findings: phones
+                .iter()
+                .filter(|p| p.worst().is_some_and(|s| s >= Severity::Warning))
+                .count(),
+            critical: count(Severity::Critical),
+            warning: count(Severity::Warning),
+            info: count(Severity::Info),
+            arp_frames: tracker.arp.frames,
+            parse_errors: totals.parse_errors,
+            start: tracker.first_ns.map(epoch_s),
+            end: tracker.first_ns.map(|_| epoch_s(tracker.now_ns)),
+            unsupported_link: totals.unsupported_link,
+            truncated: totals.truncated.clone(),
+        };
+        let arp = tracker
+            .arp
+            .anomalies
+            .iter()
+            .map(|a| ArpRow {
+                ip: a.ip.to_string(),
+                macs: a.macs.iter().map(|m| mac(*m)).collect(),
+                kind: a.kind.as_str(),
+                time: epoch_s(a.time_ns),
+            })
+            .collect();
+        Self { summary, phones, arp, findings }
+    }
+}

@@ -1,0 +1,101 @@
+//! The userspace twin of the XDP program: runs the shared classifier over frames read from a
+//! capture and keeps the same per-flow SCCP resume state and the same counters, so that a
+//! capture yields the events the kernel would have emitted for the same bytes.
+//!
+//! One difference, on purpose: for SIP the record carries the whole TCP payload present in the
+//! capture, not only the first [`SIP_COPY_MAX`](keepalive_common::wire::SIP_COPY_MAX) bytes
+//! the ring buffer has room for (captures taken on a host often hold 64 KiB TSO segments).
+
+use std::collections::HashMap;
+
+use keepalive_common::{
+    classify::{classify_app, decide, fill, Decision, Outcome},
+    wire::{App, Config, Counters, Event, FlowKey},
+};
+
+use super::capture::Frame;
+use crate::record::Record;
+
+/// Flows remembered for SCCP resumption, like the kernel's LRU map; past this the table is
+/// reset (a PDU spanning segments of a forgotten flow is then read from its next aligned PDU).
+const MAX_FLOWS: usize = 262_144;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Resume {
+    seq: u32,
+    spill: u32,
+}
+
+/// Classifies frames into [`Record`]s.
+#[derive(Debug)]
+pub struct HostProbe {
+    config: Config,
+    flows: HashMap<FlowKey, Resume>,
+    /// The same counters the XDP program keeps.
+    pub counters: Counters,
+}
+
+impl HostProbe {
+    /// A probe with the given port configuration.
+    pub fn new(config: Config) -> Self {
+        Self { config, flows: HashMap::new(), counters: Counters::default() }
+    }
+
+    /// Classifies one frame; `None` for frames keepalive does not follow (or malformed ones,
+    /// which are counted in `counters.parse_errors`).
+    pub fn process(&mut self, frame: &Frame<'_>) -> Option<Record> {
+        let data = frame.data;
+        self.counters.seen += 1;
+        let d = decide(data, &self.config);
+        if let Decision::Skip(o) = d {
+            if o == Outcome::Malformed {
+                self.counters.parse_errors += 1;
+            }
+            return None;
+        }
+        let mut ev = Event::ZERO;
+        ev.ts_ns = frame.ts_ns;
+        ev.ifindex = frame.ifindex;
+        match (fill(data, &d, &mut ev), d) {
+            (Outcome::Arp, _) => {
+                self.counters.matched_arp += 1;
+                self.counters.events += 1;
+                Some(Record { event: ev, payload: Vec::new() })
+            }
+            (Outcome::Tcp, Decision::Tcp(m)) => {
+                self.counters.matched_tcp += 1;
+                self.counters.events += 1;
+                let key = ev.flow_key();
+                if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&key) {
+                    self.flows.clear();
+                }
+                let flow = self.flows.entry(key).or_insert_with(|| {
+                    self.counters.flows_created += 1;
+                    Resume::default()
+                });
+                // Same rule as the kernel's on_tcp: resume only at the expected sequence.
+                let skip = if flow.spill != 0 && flow.seq.wrapping_sub(flow.spill) == ev.seq {
+                    flow.spill
+                } else {
+                    0
+                };
+                classify_app(data, &m, skip, &mut ev);
+                if ev.payload_len > 0 {
+                    let end = ev.seq.wrapping_add(u32::from(ev.payload_len));
+                    *flow = Resume { seq: end.wrapping_add(ev.sccp_spill), spill: ev.sccp_spill };
+                }
+                let payload = if m.app == App::Sip {
+                    let end = (m.payload_off + m.payload_len).min(data.len());
+                    data.get(m.payload_off..end).unwrap_or_default().to_vec()
+                } else {
+                    Vec::new()
+                };
+                Some(Record { event: ev, payload })
+            }
+            _ => {
+                self.counters.parse_errors += 1;
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! The state of one phone↔server pair: one row of every report. A reconnect from a new source
+//! port stays in the same pair. Histories are bounded so that a pair costs the same after a day
+//! as after a minute.
+
+use std::{collections::VecDeque, net::IpAddr};
+
+use keepalive_common::wire::App;
+
+/// Keepalives remembered per pair (the findings look at recent behaviour).
+pub const HISTORY: usize = 128;
+/// Retransmissions, reconnects and next-hop changes remembered per pair.
+pub const EVENTS_KEPT: usize = 64;
+
+/// Identity of a pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PairKey {
+    /// The phone's address.
+    pub phone: IpAddr,
+    /// The server's (CUCM's) address.
+    pub server: IpAddr,
+    /// The server's tracked port.
+    pub server_port: u16,
+}
+
+/// The role of the server for this phone, read off the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Keepalives are acknowledged at application level (KeepAliveAck, 2xx granting a binding).
+    Primary,
+    /// Keepalives get only TCP ACKs (SCCP), or are `Expires: 0` REGISTERs (SIP).
+    Backup,
+    /// Not enough seen yet.
+    Unknown,
+}
+
+impl Role {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Backup => "backup",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// How a SIP REGISTER transaction ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// No final response (yet).
+    None,
+    /// A 2xx (SIP) or KeepAliveAck (SCCP), at this time.
+    Ok(u64),
+    /// 401/407: the phone retries with credentials at once.
+    Challenged,
+    /// Another final response.
+    Rejected(u16),
+}
+
+/// One keepalive: an SCCP KeepAlive or a SIP REGISTER transaction, counted once however many
+/// copies crossed the wire.
+#[derive(Clone, Debug)]
+pub struct Keepalive {
+    /// Serial within the pair.
+    pub id: u64,
+    /// Time of the first copy seen.
+    pub first_ns: u64,
+    /// Time of the last copy seen (the one that got through, when retransmitted).
+    pub last_ns: u64,
+    /// Copies seen (1 = no retransmission visible).
+    pub copies: u32,
+    /// Sequence number of the segment that carried it, and the end of that segment.
+    pub seq: u32,
+    /// End sequence number (for TCP ACK matching).
+    pub end: u32,
+    /// The phone's port at the time.
+    pub phone_port: u16,
+    /// The application answer.
+    pub answer: Answer,
+    /// When the server's TCP ACK covered it.
+    pub tcp_ack_ns: Option<u64>,
+    /// SIP: hash of Call-ID and CSeq, to match the response.
+    pub txn: u64,
+    /// SIP: when the phone's refresh timer was due (last 2xx + granted − delta).
+    pub due_ns: Option<u64>,
+    /// SIP: the expiry asked for.
+    pub expires: Option<u32>,
+    /// Destination MAC of the frame that carried the first copy.
+    pub dst_mac: [u8; 6],
+}
+
+impl Keepalive {
+    /// Acknowledged at application level.
+    pub fn acked(&self) -> bool {
+        matches!(self.answer, Answer::Ok(_))
+    }
+
+    /// Seconds from the first to the last copy, when the first copy was retransmitted.
+    pub fn retransmission_delay_s(&self) -> Option<f64> {
+        (self.copies > 1).then(|| secs(self.last_ns.saturating_sub(self.first_ns)))
+    }
+}
+
+/// A retransmitted segment.
+#[derive(Clone, Copy, Debug)]
+pub struct Retransmission {
+    /// When the copy was seen.
+    pub time_ns: u64,
+    /// Time since the first copy, when the first copy was seen.
+    pub delay_ns: Option<u64>,
+    /// Sent by the phone (else by the server).
+    pub from_phone: bool,
+}
+
+/// How a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Close {
+    /// When.
+    pub time_ns: u64,
+    /// The phone sent it (else the server).
+    pub by_phone: bool,
+    /// RST (else FIN).
+    pub reset: bool,
+}
+
+/// A new connection after an earlier one.
+#[derive(Clone, Copy, Debug)]
+pub struct Reconnect {
+    /// Time of the SYN.
+    pub time_ns: u64,
+    /// The earlier connection's phone port.
+    pub old_port: u16,
+    /// The new phone port.
+    pub new_port: u16,
+    /// How the earlier connection ended, if that was seen.
+    pub closed: Option<Close>,
+    /// Keepalives on the earlier connection left without an application answer.
+    pub unanswered_before: u32,
+}
+
+/// The phone's frames to the server switched destination MAC.
+#[derive(Clone, Copy, Debug)]
+pub struct MacChange {
+    /// First frame with the new MAC.
+    pub time_ns: u64,
+    /// Interface it was seen on.
+    pub ifindex: u32,
+    /// Previous destination MAC.
+    pub from: [u8; 6],
+    /// New destination MAC.
+    pub to: [u8; 6],
+}
+
+/// The current connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Connection {
+    /// The phone's port.
+    pub phone_port: u16,
+    /// Ended, if seen.
+    pub closed: Option<Close>,
+}
+
+/// Everything known about one phone↔server pair.
+#[derive(Clone, Debug)]
+pub struct Pair {
+    /// Identity.
+    pub key: PairKey,
+    /// The phone's current source port.
+    pub phone_port: u16,
+    /// Protocol of the server port.
+    pub app: App,
+    /// VLAN ids of the phone's frames, outer first.
+    pub vlans: Vec<u16>,
+    /// The phone's MAC (source of its frames).
+    pub phone_mac: [u8; 6],
+    /// Device name (SIP Contact).
+    pub device: Option<String>,
+    /// Model (SIP Contact).
+    pub model: Option<String>,
+    /// User-Agent.
+    pub user_agent: Option<String>,
+    /// Keepalives seen, each counted once.
+    pub keepalives: u64,
+    /// KeepAliveAcks / 2xx to REGISTER.
+    pub acks: u64,
+    /// Recent keepalives, oldest first.
+    pub history: VecDeque<Keepalive>,
+    /// Sum and count of application ack latencies, and the largest (ns).
+    pub ack_latency: (u64, u64, u64),
+    /// SIP: the expiry the phone asked for most recently (non-zero).
+    pub expires_requested: Option<u32>,
+    /// SIP: the expiry the server granted most recently.
+    pub expires_granted: Option<u32>,
+    /// SIP: time of the last 2xx to a REGISTER.
+    pub last_ok_ns: Option<u64>,
+    /// SIP: the phone sends `Expires: 0` / `cisco-keep-alive` REGISTERs (a backup keepalive).
+    pub sip_backup_keepalives: u64,
+    /// SCCP: RegisterAck seen.
+    pub sccp_registered: bool,
+    /// SCCP: RegisterReject seen.
+    pub sccp_rejected: bool,
+    /// Recent retransmissions, both directions.
+    pub retransmissions: VecDeque<Retransmission>,
+    /// All retransmissions seen.
+    pub retransmission_count: u64,
+    /// The connection in use.
+    pub connection: Option<Connection>,
+    /// Recent reconnects.
+    pub reconnects: VecDeque<Reconnect>,
+    /// All reconnects seen.
+    pub reconnect_count: u64,
+    /// Destination MAC of the phone's frames, per interface.
+    pub next_hop: Vec<(u32, [u8; 6])>,
+    /// Recent destination MAC changes.
+    pub mac_changes: VecDeque<MacChange>,
+    /// First and last frame of the pair.
+    pub first_ns: u64,
+    /// Last frame of the pair.
+    pub last_ns: u64,
+    /// Next keepalive serial.
+    pub next_id: u64,
+}
+
+impl Pair {
+    /// A pair first seen at `ts_ns`.
+    pub fn new(key: PairKey, app: App, ts_ns: u64) -> Self {
+        Self {
+            key,
+            phone_port: 0,
+            app,
+            vlans: Vec::new(),
+            phone_mac: [0; 6],
+            device: None,
+            model: None,
+            user_agent: None,
+            keepalives: 0,
+            acks: 0,
+            history: VecDeque::new(),
+            ack_latency: (0, 0, 0),
+            expires_requested: None,
+            expires_granted: None,
+            last_ok_ns: None,
+            sip_backup_keepalives: 0,
+            sccp_registered: false,
+            sccp_rejected: false,
+            retransmissions: VecDeque::new(),
+            retransmission_count: 0,
+            connection: None,
+            reconnects: VecDeque::new(),
+            reconnect_count: 0,
+            next_hop: Vec::new(),
+            mac_changes: VecDeque::new(),
+            first_ns: ts_ns,
+            last_ns: ts_ns,
+            next_id: 0,
+        }
+    }
+
+    /// The role, from what the server answers.
+    pub fn role(&self) -> Role {
+        let app_acked = self.acks > 0 || self.sccp_registered;
+        match self.app {
+            App::Sip | App::SipTls => {
+                let latest_backup = self.history.back().is_some_and(|k| k.expires == Some(0));
+                if latest_backup || (self.sip_backup_keepalives > 0 && !app_acked) {
+                    Role::Backup
+                } else if self.expires_granted.is_some_and(|g| g > 0) {
+                    Role::Primary
+                } else {
+                    Role::Unknown
+                }
+            }
+            _ if app_acked => Role::Primary,
+            _ => {
+                let tcp_only = self
+                    .history
+                    .iter()
+                    .filter(|k| k.tcp_ack_ns.is_some() && k.answer == Answer::None)
+                    .count();
+                if tcp_only >= 2 {
+                    Role::Backup
+                } else {
+                    Role::Unknown
+                }
+            }
+        }
+    }
+
+    /// Appends a keepalive, keeping the history bounded; returns its id.
+    pub fn push_keepalive(&mut self, mut ka: Keepalive) -> u64 {
+        ka.id = self.next_id;
+        self.next_id += 1;
+        self.keepalives += 1;
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(ka);
+        self.next_id - 1
+    }
+
+    /// The keepalive with this id, if still remembered.
+    pub fn keepalive_mut(&mut self, id: u64) -> Option<&mut Keepalive> {
+        let front = self.history.front()?.id;
+        let i = usize::try_from(id.checked_sub(front)?).ok()?;
+        self.history.get_mut(i)
+    }
+
+    /// Records an application acknowledgement of `ka` (its index in `history`) at `ts_ns`.
+    pub fn answer(&mut self, index: usize, ts_ns: u64) {
+        let Some(ka) = self.history.get_mut(index) else {
+            return;
+        };
+        if ka.acked() {
+            return;
+        }
+        ka.answer = Answer::Ok(ts_ns);
+        self.acks += 1;
+        let lat = ts_ns.saturating_sub(ka.first_ns);
+        self.ack_latency.0 += lat;
+        self.ack_latency.1 += 1;
+        self.ack_latency.2 = self.ack_latency.2.max(lat);
+    }
+
+    /// Keepalive intervals in seconds: between the first copies of consecutive keepalives,
+    /// skipping the immediate retry after a SIP challenge.
+    pub fn intervals(&self) -> Vec<f64> {
+        self.history
+            .iter()
+            .zip(self.history.iter().skip(1))
+            .filter(|(prev, _)| prev.answer != Answer::Challenged)
+            .map(|(a, b)| secs(b.first_ns.saturating_sub(a.first_ns)))
+            .collect()
+    }
+
+    /// The keepalive interval the phone runs on, learned from the wire: phones never send
+    /// early, so the shortest recent interval is the timer; it is rounded to whole seconds
+    /// (Cisco's timers are whole seconds) when long, to 0.1 s when a lab scales timers down.
+    pub fn learned_interval_s(&self) -> Option<f64> {
+        let min = self.intervals().into_iter().filter(|i| *i > 0.0).reduce(f64::min)?;
+        Some(if min >= 10.0 { min.round() } else { (min * 10.0).round() / 10.0 })
+    }
+
+    pub(super) fn push_retransmission(&mut self, r: Retransmission) {
+        self.retransmission_count += 1;
+        if self.retransmissions.len() == EVENTS_KEPT {
+            self.retransmissions.pop_front();
+        }
+        self.retransmissions.push_back(r);
+    }
+
+    pub(super) fn push_reconnect(&mut self, r: Reconnect) {
+        self.reconnect_count += 1;
+        if self.reconnects.len() == EVENTS_KEPT {
+            self.reconnects.pop_front();
+        }
+        self.reconnects.push_back(r);
+    }
+
+    pub(super) fn note_next_hop(&mut self, ts_ns: u64, ifindex: u32, mac: [u8; 6]) {
+        if mac == [0; 6] {
+            // Cooked and raw-IP captures carry no destination MAC.
+            return;
+        }
+        match self.next_hop.iter_mut().find(|(i, _)| *i == ifindex) {
+            Some((_, m)) if *m == mac => {}
+            Some((_, m)) => {
+                if self.mac_changes.len() == EVENTS_KEPT {
+                    self.mac_changes.pop_front();
+                }
+                self.mac_changes.push_back(MacChange {
+                    time_ns: ts_ns,
+                    ifindex,
+                    from: *m,
+                    to: mac,
+                });
+                *m = mac;
+            }
+            None => self.next_hop.push((ifindex, mac)),
+        }
+    }
+}
+
+/// Nanoseconds as seconds.
+pub fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}

@@ -1,0 +1,423 @@
+//! SIP over TCP: reassembles one direction of a connection into messages and reads the headers
+//! the tracker needs (RFC 3261 §7: header names are case-insensitive, compact forms exist,
+//! long headers may be folded onto continuation lines; §18.3: over TCP, Content-Length frames
+//! the body).
+//!
+//! Reassembly is in sequence order only: a gap (a segment the source did not see or could not
+//! copy whole) drops the partial message and resynchronises on the next segment that starts
+//! with a start line. Retransmitted copies are never fed (the caller filters them).
+
+/// The largest message buffered before it is given up on (a REGISTER is a few hundred bytes).
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// The headers of one SIP message the tracker cares about.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    /// `Some(code)` for a response.
+    pub status: Option<u16>,
+    /// The request method (`REGISTER`, ...) or, for a response, the CSeq method.
+    pub method: String,
+    /// Call-ID.
+    pub call_id: String,
+    /// CSeq number.
+    pub cseq: u32,
+    /// `Expires` header.
+    pub expires_header: Option<u32>,
+    /// `;expires=` of the first Contact.
+    pub contact_expires: Option<u32>,
+    /// The Contact carries `cisco-keep-alive` (a keepalive to a backup CUCM).
+    pub cisco_keep_alive: bool,
+    /// `+u.sip!devicename.ccm.cisco.com` of the Contact.
+    pub device: Option<String>,
+    /// `+u.sip!model.ccm.cisco.com` of the Contact.
+    pub model: Option<String>,
+    /// User-Agent (requests) or Server (responses).
+    pub user_agent: Option<String>,
+}
+
+impl Message {
+    /// The expiry this message asks for or grants: the Contact parameter wins over the header
+    /// (RFC 3261 §10.2.1.1, and CUCM's 200 OK carries both).
+    pub fn expires(&self) -> Option<u32> {
+        self.contact_expires.or(self.expires_header)
+    }
+
+    /// Parses the head of one message (start line and headers; the body is ignored).
+    pub fn parse(head: &[u8]) -> Option<Self> {
+        let text = String::from_utf8_lossy(head);
+        let mut lines = unfold(&text).into_iter();
+        let start = lines.next()?;
+        let mut m = Self::default();
+        if let Some(rest) = start.strip_prefix("SIP/2.0 ") {
+            m.status = Some(rest.get(..3)?.parse().ok()?);
+        } else {
+            let (method, rest) = start.split_once(' ')?;
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                return None;
+            }
+            if !rest.trim_end().ends_with("SIP/2.0") {
+                return None;
+            }
+            m.method = method.to_owned();
+        }
+        let mut contact_seen = false;
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "call-id" | "i" => m.call_id = value.to_owned(),
+                "cseq" => {
+                    let mut it = value.split_whitespace();
+                    m.cseq = it.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                    if m.status.is_some() {
+                        m.method = it.next().unwrap_or_default().to_owned();
+                    }
+                }
+                "expires" => m.expires_header = value.parse().ok(),
+                "contact" | "m" if !contact_seen => {
+                    contact_seen = true;
+                    m.read_contact(value);
+                }
+                "user-agent" | "server" => m.user_agent = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        Some(m)
+    }
+
+    fn read_contact(&mut self, value: &str) {
+        // Parameters of the contact follow the `>` of a name-addr (or the URI itself).
+        let first = split_contacts(value).into_iter().next().unwrap_or_default();
+        let params = match first.find('>') {
+            Some(i) => &first[i + 1..],
+            None => first.split_once(';').map_or("", |(_, p)| p),
+        };
+        for p in params.split(';') {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let v = v.trim().trim_matches('"');
+            match k.trim().to_ascii_lowercase().as_str() {
+                "expires" => self.contact_expires = v.parse().ok(),
+                "cisco-keep-alive" => self.cisco_keep_alive = true,
+                "+u.sip!devicename.ccm.cisco.com" => self.device = Some(v.to_owned()),
+                "+u.sip!model.ccm.cisco.com" => self.model = Some(v.to_owned()),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Joins folded header lines (a line starting with white space continues the previous one).
+fn unfold(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim());
+                continue;
+            }
+        }
+        out.push(line.to_owned());
+    }
+    out
+}
+
+/// Splits a Contact value on the commas that separate contacts (not those inside quotes or
+/// angle brackets).
+fn split_contacts(value: &str) -> Vec<&str> {
+    let (mut out, mut start, mut quoted, mut angle) = (Vec::new(), 0, false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                out.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(value[start..].trim());
+    out
+}
+
+/// One direction of a SIP connection, reassembled into messages.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    buf: Vec<u8>,
+    /// Sequence number the next in-order byte has; `None` before the first segment.
+    next: Option<u32>,
+    /// Time and sequence number of the segment where the buffered message starts.
+    start: Option<(u64, u32)>,
+}
+
+/// A complete message with the time and sequence number of its first segment.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Parsed {
+    /// Time of the first segment (its first copy).
+    pub ts_ns: u64,
+    /// Sequence number of the first segment.
+    pub seq: u32,
+    /// The headers.
+    pub message: Message,
+}
+
+impl Assembler {
+    /// Feeds a new (not retransmitted) segment: `payload` holds the first bytes of a segment of
+    /// `len` payload bytes starting at `seq`. Complete messages are appended to `out`.
+    pub fn feed(&mut self, ts_ns: u64, seq: u32, len: u16, payload: &[u8], out: &mut Vec<Parsed>) {
+        if self.next != Some(seq) {
+            // A gap (or the first segment): whatever was buffered cannot be completed.
+            self.reset();
+        }
+        self.next = Some(seq.wrapping_add(u32::from(len)));
+        if self.buf.is_empty() {
+            // Only a start line may begin a message; CRLF keep-alives (RFC 5626 §4.4.1) and the
+            // tail of a message whose start we missed are skipped.
+            let trimmed = payload.iter().position(|b| !matches!(b, b'\r' | b'\n'));
+            let Some(first) = trimmed else {
+                return;
+            };
+            if !looks_like_start_line(&payload[first..]) {
+                return;
+            }
+            self.start = Some((ts_ns, seq));
+            self.buf.extend_from_slice(&payload[first..]);
+        } else {
+            self.buf.extend_from_slice(payload);
+        }
+        self.drain(out);
+        if payload.len() < usize::from(len) || self.buf.len() > MAX_MESSAGE {
+            // The source copied only the first bytes of this segment: the rest is a gap.
+            self.reset();
+            self.next = Some(seq.wrapping_add(u32::from(len)));
+        }
+    }
+
+    fn reset(&mut self) {
+        self.buf.clear();
+        self.start = None;
+    }
+
+    fn drain(&mut self, out: &mut Vec<Parsed>) {
+        loop {
+            let Some(head_end) = find_head_end(&self.buf) else {
+                return;
+            };
+            let head = &self.buf[..head_end.0];
+            let body_len = content_length(head).unwrap_or(0);
+            let total = head_end.1 + body_len;
+            if self.buf.len() < total {
+                return;
+            }
+            let (ts_ns, seq) = self.start.unwrap_or((0, 0));
+            if let Some(message) = Message::parse(head) {
+                out.push(Parsed { ts_ns, seq, message });
+            }
+            self.buf.drain(..total);
+            let skip = self.buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+            self.buf.drain(..skip);
+            if self.buf.is_empty() {
+                self.start = None;
+                return;
+            }
+            // The next message starts inside the same segment; its time is this segment's.
+            if !looks_like_start_line(&self.buf) {
+                self.reset();
+                return;
+            }
+        }
+    }
+}
+
+fn looks_like_start_line(b: &[u8]) -> bool {
+    if b.starts_with(b"SIP/2.0 ") {
+        return true;
+    }
+    let n = b.iter().take_while(|c| c.is_ascii_uppercase()).count();
+    (3..=16).contains(&n) && b.get(n) == Some(&b' ')
+}
+
+/// End of the header block: (end of headers, start of body).
+fn find_head_end(b: &[u8]) -> Option<(usize, usize)> {
+    if let Some(i) = b.windows(4).position(|w| w == b"\r\n\r\n") {
+        return Some((i, i + 4));
+    }
+    b.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2))
+}
+
+fn content_length(head: &[u8]) -> Option<usize> {
+    let text = String::from_utf8_lossy(head);
+    text.split('\n').find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        let name = name.trim().to_ascii_lowercase();
+        (name == "content-length" || name == "l").then(|| value.trim().parse().ok())?
+    })
+}
+
+/// A complete SIP message on a pair: REGISTERs from the phone open keepalives, responses to
+/// REGISTER answer them (matched by Call-ID and CSeq).
+pub fn message(
+    pair: &mut super::Pair,
+    stream: &mut super::tcp::Stream,
+    ev: &keepalive_common::wire::Event,
+    from_phone: bool,
+    parsed: Parsed,
+    settings: &super::Settings,
+) {
+    use super::pair::{Answer, Keepalive};
+    let Parsed { ts_ns, seq, message: m } = parsed;
+    if m.user_agent.is_some() && from_phone {
+        pair.user_agent.clone_from(&m.user_agent);
+    }
+    let txn = txn_hash(&m.call_id, m.cseq);
+    match (from_phone, m.status) {
+        (true, None) if m.method == "REGISTER" => {
+            if m.device.is_some() {
+                pair.device.clone_from(&m.device);
+            }
+            if m.model.is_some() {
+                pair.model.clone_from(&m.model);
+            }
+            let expires = m.expires();
+            match expires {
+                Some(0) => pair.sip_backup_keepalives += 1,
+                Some(e) => pair.expires_requested = Some(e),
+                None => {}
+            }
+            if m.cisco_keep_alive && expires != Some(0) {
+                pair.sip_backup_keepalives += 1;
+            }
+            // The phone's refresh timer started at the last 2xx: due granted − delta later.
+            let after_challenge =
+                pair.history.back().is_some_and(|k| k.answer == Answer::Challenged);
+            let due_ns = match (pair.last_ok_ns, pair.expires_granted) {
+                (Some(ok), Some(g)) if g > 0 && !after_challenge => {
+                    let wait = (f64::from(g) - settings.delta_s).max(0.0);
+                    Some(ok + (wait * 1e9) as u64)
+                }
+                _ => None,
+            };
+            let ka = Keepalive {
+                id: 0,
+                first_ns: ts_ns,
+                last_ns: ts_ns,
+                copies: 1,
+                seq,
+                end: ev.seq.wrapping_add(u32::from(ev.payload_len)),
+                phone_port: ev.src_port,
+                answer: Answer::None,
+                tcp_ack_ns: None,
+                txn,
+                due_ns,
+                expires,
+                dst_mac: ev.dst_mac,
+            };
+            let id = pair.push_keepalive(ka);
+            stream.tag(seq, id);
+        }
+        (false, Some(code)) if m.method.eq_ignore_ascii_case("REGISTER") && code >= 200 => {
+            let Some(i) = pair.history.iter().rposition(|k| k.txn == txn) else {
+                return;
+            };
+            match code {
+                200..=299 => {
+                    pair.answer(i, ts_ns);
+                    pair.last_ok_ns = Some(ts_ns);
+                    let asked = pair.history[i].expires;
+                    if asked != Some(0) {
+                        pair.expires_granted = m.expires().or(asked);
+                    }
+                }
+                401 | 407 => pair.history[i].answer = Answer::Challenged,
+                _ => pair.history[i].answer = Answer::Rejected(code),
+            }
+        }
+        _ => {}
+    }
+}
+
+fn txn_hash(call_id: &str, cseq: u32) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    call_id.hash(&mut h);
+    cseq.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REGISTER: &str = "REGISTER sip:10.10.10.202 SIP/2.0\r\n\
+        Via: SIP/2.0/TCP 10.147.230.189:50708;branch=z9hG4bK1\r\n\
+        i: 0024142d-df240002@10.147.230.189\r\n\
+        CSeq: 101 REGISTER\r\n\
+        m: <sip:1001@10.147.230.189:50708;transport=tcp>;+sip.instance=\"<urn:uuid:1>\";\r\n \
+        +u.sip!devicename.ccm.cisco.com=\"SEP0024142DDF24\";+u.sip!model.ccm.cisco.com=\"437\"\r\n\
+        USER-AGENT: Cisco-CP8961/9.4.2\r\n\
+        Expires: 3600\r\n\
+        l: 0\r\n\r\n";
+
+    #[test]
+    fn register_headers() {
+        let m = Message::parse(REGISTER.as_bytes()).unwrap();
+        assert_eq!(m.method, "REGISTER");
+        assert_eq!(m.call_id, "0024142d-df240002@10.147.230.189");
+        assert_eq!(m.cseq, 101);
+        assert_eq!(m.expires(), Some(3600));
+        assert_eq!(m.device.as_deref(), Some("SEP0024142DDF24"));
+        assert_eq!(m.model.as_deref(), Some("437"));
+        assert_eq!(m.user_agent.as_deref(), Some("Cisco-CP8961/9.4.2"));
+    }
+
+    #[test]
+    fn response_contact_expires_wins() {
+        let ok = "SIP/2.0 200 OK\r\nCSeq: 101 REGISTER\r\nCall-ID: x\r\n\
+            Contact: <sip:1001@10.1.1.1>;expires=120, <sip:1001@10.1.1.2>;expires=9\r\n\
+            Expires: 3600\r\nContent-Length: 0\r\n\r\n";
+        let m = Message::parse(ok.as_bytes()).unwrap();
+        assert_eq!((m.status, m.method.as_str(), m.expires()), (Some(200), "REGISTER", Some(120)));
+    }
+
+    #[test]
+    fn split_messages_and_pipelining() {
+        let bytes = REGISTER.as_bytes();
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        let (x, y) = bytes.split_at(40);
+        a.feed(1, 1000, x.len() as u16, x, &mut out);
+        assert!(out.is_empty());
+        a.feed(2, 1040, y.len() as u16, y, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].ts_ns, out[0].seq), (1, 1000));
+        // Two messages in one segment, then a CRLF keep-alive.
+        let two = [bytes, bytes].concat();
+        let next = 1000 + bytes.len() as u32;
+        a.feed(3, next, two.len() as u16, &two, &mut out);
+        assert_eq!(out.len(), 3);
+        a.feed(4, next + two.len() as u32, 4, b"\r\n\r\n", &mut out);
+        assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn gaps_resynchronise() {
+        let bytes = REGISTER.as_bytes();
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        a.feed(1, 0, 40, &bytes[..40], &mut out);
+        // The rest of the message never arrives; the next segment starts a new message.
+        a.feed(2, 5000, bytes.len() as u16, bytes, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].seq, 5000);
+        // A segment copied short: what was copied is used if complete, then resync.
+        a.feed(3, 9000, 2000, bytes, &mut out);
+        assert_eq!(out.len(), 2);
+        a.feed(4, 11000, 10, b"garbage!!!", &mut out);
+        assert_eq!(out.len(), 2);
+    }
+}

@@ -1,0 +1,170 @@
+//! One direction of one TCP connection: tells new data from retransmitted copies by sequence
+//! number, and remembers when each recent segment was first seen so a retransmission's delay
+//! is measured from the first copy.
+//!
+//! Rules, as Wireshark's `tcp.analysis` applies them:
+//! * SYN and FIN occupy one sequence number each (RFC 9293 §3.4), so a repeated SYN is a
+//!   retransmission too;
+//! * a segment that does not reach past the highest sequence number seen, or starts before it,
+//!   is a retransmission;
+//! * a zero- or one-byte segment one below the next sequence number is a TCP keep-alive probe
+//!   (RFC 9293 §3.8.4), not a retransmission;
+//! * a SYN with a different initial sequence number starts a new connection on the same ports.
+
+use std::collections::VecDeque;
+
+use keepalive_common::wire::tcp_flags;
+
+/// Segments remembered per direction for first-copy lookups.
+const RECENT: usize = 32;
+
+#[derive(Clone, Copy, Debug)]
+struct Seg {
+    seq: u32,
+    first_ns: u64,
+    keepalive: Option<u64>,
+}
+
+/// What a segment is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Carries no sequence space (a pure ACK).
+    Empty,
+    /// New data (or the first segment seen).
+    New,
+    /// A copy of data already seen; `delay_ns` when the first copy was seen, and the keepalive
+    /// the first copy carried.
+    Retransmission {
+        /// Time since the first copy.
+        delay_ns: Option<u64>,
+        /// The keepalive of the first copy.
+        keepalive: Option<u64>,
+    },
+    /// A TCP keep-alive probe.
+    Probe,
+}
+
+/// Sequence state of one direction.
+#[derive(Debug)]
+pub struct Stream {
+    /// The pair this direction belongs to.
+    pub pair: usize,
+    /// Sent by the phone.
+    pub from_phone: bool,
+    /// The interface this direction was first seen on; copies seen on another interface (a
+    /// capture on `any` records a routed frame twice) are ignored.
+    pub ifindex: u32,
+    isn: Option<u32>,
+    next: Option<u32>,
+    recent: VecDeque<Seg>,
+    /// SIP reassembly of this direction.
+    pub sip: super::sip::Assembler,
+}
+
+/// `a` is after `b` in sequence space (RFC 9293 §3.4, modulo 2^32).
+pub fn seq_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+impl Stream {
+    /// A direction first seen on `ifindex`.
+    pub fn new(pair: usize, from_phone: bool, ifindex: u32) -> Self {
+        Self {
+            pair,
+            from_phone,
+            ifindex,
+            isn: None,
+            next: None,
+            recent: VecDeque::new(),
+            sip: super::sip::Assembler::default(),
+        }
+    }
+
+    /// Classifies a segment and updates the state.
+    pub fn segment(&mut self, ts_ns: u64, seq: u32, payload_len: u16, flags: u8) -> Verdict {
+        let syn = flags & tcp_flags::SYN != 0;
+        let fin = flags & tcp_flags::FIN != 0;
+        let len = u32::from(payload_len) + u32::from(syn) + u32::from(fin);
+        if syn && self.isn.is_some_and(|isn| isn != seq) {
+            // Same ports, new connection.
+            self.isn = None;
+            self.next = None;
+            self.recent.clear();
+            self.sip = super::sip::Assembler::default();
+        }
+        if syn {
+            self.isn = Some(seq);
+        }
+        if len == 0 {
+            return Verdict::Empty;
+        }
+        let end = seq.wrapping_add(len);
+        let Some(next) = self.next else {
+            self.next = Some(end);
+            self.remember(seq, ts_ns);
+            return Verdict::New;
+        };
+        if !syn && !fin && len <= 1 && seq == next.wrapping_sub(1) {
+            return Verdict::Probe;
+        }
+        if seq_after(end, next) && !seq_after(next, seq) {
+            self.next = Some(end);
+            self.remember(seq, ts_ns);
+            return Verdict::New;
+        }
+        if seq_after(end, next) {
+            self.next = Some(end);
+        }
+        let first = self.recent.iter().find(|s| s.seq == seq).copied();
+        Verdict::Retransmission {
+            delay_ns: first.map(|s| ts_ns.saturating_sub(s.first_ns)),
+            keepalive: first.and_then(|s| s.keepalive),
+        }
+    }
+
+    fn remember(&mut self, seq: u32, ts_ns: u64) {
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Seg { seq, first_ns: ts_ns, keepalive: None });
+    }
+
+    /// Ties the keepalive `id` to the segment starting at `seq` (so its copies find it).
+    pub fn tag(&mut self, seq: u32, id: u64) {
+        if let Some(s) = self.recent.iter_mut().rev().find(|s| s.seq == seq) {
+            s.keepalive = Some(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keepalive_common::wire::tcp_flags::{ACK, PSH, SYN};
+
+    #[test]
+    fn copies_are_retransmissions_with_their_delay() {
+        let mut s = Stream::new(0, true, 0);
+        assert_eq!(s.segment(0, 100, 0, SYN), Verdict::New);
+        assert!(matches!(s.segment(1_000, 100, 0, SYN), Verdict::Retransmission { .. }));
+        assert_eq!(s.segment(2_000, 101, 12, PSH | ACK), Verdict::New);
+        s.tag(101, 7);
+        assert_eq!(
+            s.segment(202_000, 101, 12, PSH | ACK),
+            Verdict::Retransmission { delay_ns: Some(200_000), keepalive: Some(7) }
+        );
+        assert_eq!(s.segment(300_000, 113, 0, ACK), Verdict::Empty);
+        assert_eq!(s.segment(400_000, 112, 1, ACK), Verdict::Probe);
+        assert_eq!(s.segment(500_000, 113, 12, PSH | ACK), Verdict::New);
+        // A new SYN with another ISN resets the direction.
+        assert_eq!(s.segment(600_000, 9, 0, SYN), Verdict::New);
+    }
+
+    #[test]
+    fn sequence_wraps() {
+        let mut s = Stream::new(0, true, 0);
+        assert_eq!(s.segment(0, u32::MAX - 5, 12, ACK), Verdict::New);
+        assert_eq!(s.segment(1, 6, 12, ACK), Verdict::New);
+        assert!(matches!(s.segment(2, u32::MAX - 5, 12, ACK), Verdict::Retransmission { .. }));
+    }
+}
