@@ -1,12 +1,20 @@
 //! keepalive: tracks Cisco IP phone keepalives (SCCP and SIP over TCP, plus ARP) and explains
 //! which phones are about to unregister, and why.
 //!
+//! Data flows one way: a [`source`] yields [`record::Record`]s (from a capture file through the
+//! host classifier, or from the XDP program's ring buffer), the [`tracker`] keeps per
+//! phone↔server state, the [`findings`] rules read that state, and a [`report`] shows it.
+//!
 //! * [`cli`]: argument parsing and validation (no work).
-//! * [`live`]: the live source, reading the ring buffer with tokio.
+//! * [`analyze`]: `keepalive analyze`, a capture file into a report.
+//! * [`source`]: capture files, the host classifier, the live ring buffer.
 //! * [`loader`]: loads the XDP program, attaches it, reads its maps.
 //! * [`record`]: decodes ring-buffer records into [`record::Record`]s and renders them as JSON.
-//! * [`fixtures`]: builds Ethernet frames (every encapsulation, SCCP and SIP payloads) for tests,
-//!   benchmarks and the lab.
+//! * [`tracker`]: per-pair state (keepalives, answers, retransmissions, reconnects, ARP).
+//! * [`findings`]: one rule per finding kind.
+//! * [`report`]: the JSON document and the table.
+//! * [`fixtures`]: builds Ethernet frames (every encapsulation, SCCP and SIP payloads) and timed
+//!   scenario captures for tests, benchmarks and the lab.
 
 pub mod analyze;
 pub mod cli;

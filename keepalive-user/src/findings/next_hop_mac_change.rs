@@ -12,7 +12,15 @@ use crate::{
 
 /// The finding for `pair`, if its next hop changed.
 pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
-    let c = pair.mac_changes.back()?;
+    // The change to report: the latest one to a MAC whose keepalives went unanswered (the
+    // change back to the right MAC after a reconnect explains nothing), else the latest.
+    let unanswered_to = |to: [u8; 6]| pair.history.iter().any(|k| k.dst_mac == to && !k.acked());
+    let c = pair
+        .mac_changes
+        .iter()
+        .rev()
+        .find(|c| unanswered_to(c.to))
+        .or_else(|| pair.mac_changes.back())?;
     let mut message = format!(
         "the phone's frames to {} switched destination MAC from {} to {} at {}",
         pair.key.server,

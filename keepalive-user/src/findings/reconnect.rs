@@ -20,11 +20,15 @@ pub fn check(pair: &Pair, _ctx: &Context<'_>) -> Option<Finding> {
     };
     let unanswered = match r.unanswered_before {
         0 => String::new(),
-        n => format!(", with {n} keepalive(s) on it left unanswered"),
+        1 => ", with a keepalive on it left unanswered".to_owned(),
+        n => format!(", with {n} keepalives on it left unanswered"),
+    };
+    let times = match pair.reconnect_count {
+        1 => "once".to_owned(),
+        n => format!("{n} times"),
     };
     let message = format!(
-        "the phone reconnected {} time(s); the last at {}, from port {} (was {}), {how}{unanswered}",
-        pair.reconnect_count,
+        "the phone opened a new connection {times}; the last at {}, from port {} (was {}), {how}{unanswered}",
         clock(r.time_ns),
         r.new_port,
         r.old_port,

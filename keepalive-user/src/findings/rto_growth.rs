@@ -77,9 +77,11 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
         let when =
             interval.map(|t| format!(" (about {})", span(t * cycles as f64))).unwrap_or_default();
         format!(
-            "the delay grows ×{factor:.1} per keepalive; at this rate it passes the server's {} \
-             grace in {cycles} more{when} and the phone unregisters",
-            span(grace)
+            "the delay grows ×{factor:.1} per {}; at this rate it passes the server's {} grace \
+             in {cycles} more {}{when} and the phone unregisters",
+            keepalive_word(pair, false),
+            span(grace),
+            if cycles == 1 { keepalive_word(pair, false) } else { keepalive_word(pair, true) },
         )
     };
     let message = format!(

@@ -342,11 +342,17 @@ impl Capture {
 
 fn damage(e: &PcapError, frames: u64) -> String {
     match e {
-        PcapError::IncompleteBuffer => {
-            format!("the capture ends in the middle of a record after {frames} frames (was the capture stopped abruptly?)")
-        }
+        PcapError::IncompleteBuffer => cut(frames),
+        PcapError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => cut(frames),
         other => format!("damaged record after {frames} frames: {other}"),
     }
+}
+
+fn cut(frames: u64) -> String {
+    format!(
+        "the capture ends in the middle of a record after {frames} frames (was the capture \
+         stopped abruptly?); the frames before it were analysed"
+    )
 }
 
 const ETH_P_IP: [u8; 2] = [0x08, 0x00];

@@ -1,0 +1,524 @@
+//! Capture tests: `keepalive analyze` on captures built here (DOMAIN.md's case studies from
+//! both vantage points, primary/backup phones, every encapsulation, a healthy site) and on real
+//! captures recorded by others (../shared/captures), with tshark as an independent oracle for
+//! what is in each capture.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use keepalive::{
+    analyze::{self, Options},
+    cli::parse_port_rule,
+    findings::Severity,
+    fixtures::scenario::{self, Timeline, Vantage},
+    report::{PhoneRow, Report},
+};
+use serde_json::Value;
+
+fn run(tl: &mut Timeline) -> Report {
+    analyze::bytes(&tl.to_pcap(), &Options::default()).expect("a valid capture")
+}
+
+fn kinds(p: &PhoneRow) -> Vec<&'static str> {
+    p.findings.iter().map(|f| f.kind).collect()
+}
+
+fn finding<'a>(p: &'a PhoneRow, kind: &str) -> &'a keepalive::findings::Finding {
+    p.findings.iter().find(|f| f.kind == kind).unwrap_or_else(|| {
+        panic!("no {kind} finding on {} → {}: {:?}", p.phone, p.server, kinds(p))
+    })
+}
+
+fn warnings(r: &Report) -> Vec<String> {
+    r.phones
+        .iter()
+        .flat_map(|p| p.findings.iter().map(move |f| (p, f)))
+        .filter(|(_, f)| f.severity >= Severity::Warning)
+        .map(|(p, f)| format!("{} → {}: {} {}", p.phone, p.server, f.kind, f.message))
+        .chain(r.findings.iter().map(|f| format!("network: {} {}", f.kind, f.message)))
+        .collect()
+}
+
+fn only_row(r: &Report) -> &PhoneRow {
+    assert_eq!(r.phones.len(), 1, "one phone↔server pair expected");
+    &r.phones[0]
+}
+
+// ---------------------------------------------------------------- case study 1 (proxy ARP)
+
+#[test]
+fn proxy_arp_seen_from_the_phone_side_explains_itself() {
+    let r = run(&mut scenario::proxy_arp(Vantage::PhoneSide));
+    let p = only_row(&r);
+    assert_eq!((p.protocol, p.role, p.keepalives, p.acks), ("sccp", "primary", 15, 14));
+    let un = finding(p, "unanswered-keepalive");
+    assert_eq!(un.severity, Severity::Critical);
+    assert_eq!(un.fields["copies"], 4, "the KeepAlive and 3 retransmissions");
+    let related: Vec<&str> =
+        un.fields["related"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(related.contains(&"arp-multiple-responders"), "{related:?}");
+    assert!(un.message.contains("f4:0f:1b:1e:26:a9"), "{}", un.message);
+    assert!(un.message.contains("proxy ARP"), "{}", un.message);
+    let nh = finding(p, "next-hop-mac-change");
+    assert_eq!(nh.fields["from"], "00:0c:29:90:10:cf");
+    assert_eq!(nh.fields["to"], "f4:0f:1b:1e:26:a9");
+    let arp = finding(p, "arp-multiple-responders");
+    assert_eq!(arp.fields["macs"], serde_json::json!(["f4:0f:1b:1e:26:a9", "00:0c:29:90:10:cf"]));
+    finding(p, "reconnect");
+    // The retransmissions of the unanswered KeepAlive: 0.2, 0.62 and 1.46 s after the first.
+    let delays: Vec<f64> = p.retransmissions.iter().filter_map(|r| r.delay_s).collect();
+    assert_eq!(delays, [0.2, 0.62, 1.46]);
+    assert_eq!(r.arp.len(), 1);
+    assert_eq!((r.arp[0].kind, r.arp[0].ip.as_str()), ("multiple-responders", "10.10.10.202"));
+    assert!(r.findings.is_empty(), "the ARP anomaly belongs to the phone's row");
+    // Not a case of growth across keepalives: one KeepAlive was retransmitted, not each.
+    assert!(!kinds(p).contains(&"rto-growth") && !kinds(p).contains(&"first-transmission-loss"));
+}
+
+#[test]
+fn proxy_arp_seen_next_to_the_cucm_shows_the_gap_and_the_reconnect() {
+    let r = run(&mut scenario::proxy_arp(Vantage::ServerSide));
+    let p = only_row(&r);
+    // The KeepAlive to the ASA and the ASA's ARP reply never reach the CUCM.
+    assert_eq!((p.keepalives, p.acks), (14, 14));
+    let k = kinds(p);
+    assert!(k.contains(&"reconnect") && k.contains(&"missed-keepalive"), "{k:?}");
+    assert!(!k.contains(&"arp-multiple-responders") && !k.contains(&"unanswered-keepalive"));
+    assert!(r.arp.is_empty());
+}
+
+// ----------------------------------------------------------- case study 2 (port security)
+
+#[test]
+fn port_security_seen_on_the_phone_side_is_rto_growth_from_retransmissions() {
+    let r = run(&mut scenario::port_security(Vantage::PhoneSide));
+    let p = only_row(&r);
+    assert_eq!((p.protocol, p.role, p.vlan.as_slice()), ("sip", "primary", &[110][..]));
+    assert_eq!((p.expires_requested, p.expires_granted), (Some(3600), Some(120)));
+    assert_eq!(p.device.as_deref(), Some("SEP0024142DDF24"));
+    let g = finding(p, "rto-growth");
+    assert_eq!(g.fields["evidence"], "retransmission");
+    let factor = g.fields["factor"].as_f64().unwrap();
+    assert!((1.9..=2.1).contains(&factor), "factor {factor}");
+    // 6.72 → 13.44 (< 15 s grace) → 26.88: two more refreshes.
+    assert_eq!(g.fields["cycles_to_unregister"], 2);
+    assert_eq!(g.severity, Severity::Critical);
+    assert!(g.message.contains("port-security"), "{}", g.message);
+    assert_eq!(finding(p, "first-transmission-loss").fields["evidence"], "retransmission");
+    let delays: Vec<f64> = p.retransmissions.iter().filter_map(|r| r.delay_s).collect();
+    assert_eq!(delays, [0.42, 0.84, 1.68, 3.36, 6.72]);
+    let interval = p.interval_s.unwrap();
+    assert!((115.0..117.0).contains(&interval.min), "{interval:?}");
+}
+
+#[test]
+fn port_security_seen_upstream_of_the_loss_is_rto_growth_from_lateness() {
+    let r = run(&mut scenario::port_security(Vantage::ServerSide));
+    let p = only_row(&r);
+    assert!(p.retransmissions.is_empty(), "the lost copies never reach this vantage point");
+    let g = finding(p, "rto-growth");
+    assert_eq!(g.fields["evidence"], "lateness");
+    let factor = g.fields["factor"].as_f64().unwrap();
+    assert!((1.9..=2.1).contains(&factor), "factor {factor}");
+    assert_eq!(g.fields["cycles_to_unregister"], 2);
+    assert_eq!(finding(p, "first-transmission-loss").fields["evidence"], "lateness");
+}
+
+#[test]
+fn a_longer_grace_leaves_more_refreshes() {
+    let opts = Options {
+        settings: keepalive::tracker::Settings { grace_s: 60.0, ..Default::default() },
+        ..Options::default()
+    };
+    let r = analyze::bytes(&scenario::port_security(Vantage::PhoneSide).to_pcap(), &opts).unwrap();
+    // 6.72 × 2^3 = 53.8 < 60 < 107.5: four more refreshes, and no longer critical.
+    let g = finding(only_row(&r), "rto-growth");
+    assert_eq!(g.fields["cycles_to_unregister"], 4);
+    assert_eq!(g.severity, Severity::Warning);
+}
+
+// --------------------------------------------------------------- healthy configurations
+
+#[test]
+fn sccp_primary_and_backup_are_told_apart_and_healthy() {
+    let r = run(&mut scenario::sccp_primary_backup(10));
+    assert_eq!(r.phones.len(), 2);
+    let by_server = |s: &str| r.phones.iter().find(|p| p.server == s).unwrap();
+    let (p, b) = (by_server("10.10.10.202"), by_server("10.10.10.203"));
+    assert_eq!((p.role, p.keepalives, p.acks), ("primary", 20, 20));
+    assert_eq!((b.role, b.keepalives, b.acks), ("backup", 10, 0));
+    assert!((p.interval_s.unwrap().median - 30.0).abs() < 0.1);
+    assert!((b.interval_s.unwrap().median - 60.0).abs() < 0.1);
+    assert!(warnings(&r).is_empty(), "{:#?}", warnings(&r));
+}
+
+#[test]
+fn sip_primary_and_backup_are_told_apart_and_healthy() {
+    let r = run(&mut scenario::sip_primary_backup(6));
+    let by_server = |s: &str| r.phones.iter().find(|p| p.server == s).unwrap();
+    let (p, b) = (by_server("10.10.10.202"), by_server("10.10.10.203"));
+    assert_eq!(
+        (p.role, p.expires_requested, p.expires_granted),
+        ("primary", Some(3600), Some(120))
+    );
+    assert_eq!((b.role, b.keepalives), ("backup", 6));
+    assert_eq!(b.expires_granted, None, "Expires: 0 keeps no binding");
+    assert!(warnings(&r).is_empty(), "{:#?}", warnings(&r));
+}
+
+#[test]
+fn a_healthy_site_of_300_phones_raises_no_warning() {
+    let r = run(&mut scenario::site(300, 10));
+    assert_eq!(r.summary.phone_addresses, 300);
+    // 150 SCCP phones with a backup each, 150 SIP phones.
+    assert_eq!(r.summary.phones, 450);
+    assert!(warnings(&r).is_empty(), "{:#?}", warnings(&r));
+    assert!(r.summary.packets > 2 * r.summary.matched - 1, "half the traffic is unrelated");
+    let vlans: BTreeSet<Vec<u16>> = r.phones.iter().map(|p| p.vlan.clone()).collect();
+    assert_eq!(vlans, BTreeSet::from([vec![], vec![110], vec![200, 110]]));
+    for proto in ["sccp", "sip"] {
+        let v6 = r.phones.iter().filter(|p| p.protocol == proto && p.phone.contains(':')).count();
+        assert!(v6 >= 37, "a quarter of the {proto} phones are IPv6: {v6}");
+    }
+    for p in &r.phones {
+        let primary = p.role == "primary";
+        assert!(primary || p.role == "backup", "{} → {} role {}", p.phone, p.server, p.role);
+        assert!(p.keepalives >= 5 && (!primary || p.acks == p.keepalives));
+    }
+}
+
+// ------------------------------------------------------------------ capture file handling
+
+#[test]
+fn json_has_the_contract_fields() {
+    let r = run(&mut scenario::port_security(Vantage::PhoneSide));
+    let v: Value = serde_json::to_value(&r).unwrap();
+    for key in ["summary", "phones", "arp", "findings"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    for key in ["packets", "matched", "phones"] {
+        assert!(v["summary"][key].is_u64(), "summary.{key}");
+    }
+    let p = &v["phones"][0];
+    for key in [
+        "phone",
+        "phone_port",
+        "server",
+        "server_port",
+        "protocol",
+        "vlan",
+        "role",
+        "device",
+        "keepalives",
+        "acks",
+        "interval_s",
+        "expires_requested",
+        "expires_granted",
+        "retransmissions",
+        "findings",
+    ] {
+        assert!(p.get(key).is_some(), "phones[].{key} missing");
+    }
+    for key in ["median", "min", "max"] {
+        assert!(p["interval_s"][key].is_f64());
+    }
+    assert!(
+        p["retransmissions"][0]["time"].is_f64() && p["retransmissions"][0]["delay_s"].is_f64()
+    );
+    let f = &p["findings"][0];
+    for key in ["kind", "severity", "message"] {
+        assert!(f[key].is_string(), "findings[].{key}");
+    }
+}
+
+#[test]
+fn a_capture_cut_mid_record_is_analysed_up_to_the_cut() {
+    let bytes = scenario::port_security(Vantage::PhoneSide).to_pcap();
+    let cut = &bytes[..bytes.len() - 100];
+    let r = analyze::bytes(cut, &Options::default()).unwrap();
+    assert!(r.summary.truncated.as_deref().unwrap().contains("ends in the middle"));
+    assert!(r.summary.packets > 20);
+    assert_eq!(only_row(&r).expires_granted, Some(120));
+}
+
+#[test]
+fn not_a_capture_is_a_clear_error() {
+    let e = analyze::bytes(b"GET / HTTP/1.1\r\n", &Options::default()).unwrap_err();
+    assert!(e.to_string().contains("not a pcap or pcapng"), "{e}");
+    let e = analyze::bytes(&[], &Options::default()).unwrap_err();
+    assert!(e.to_string().contains("not a pcap or pcapng"), "{e}");
+    // A pcap header announcing a link type keepalive cannot read (802.11 = 105).
+    let mut wifi = scenario::port_security(Vantage::PhoneSide).to_pcap()[..24].to_vec();
+    wifi[20..24].copy_from_slice(&105u32.to_le_bytes());
+    let e = analyze::bytes(&wifi, &Options::default()).unwrap_err();
+    assert!(e.to_string().contains("link type"), "{e}");
+}
+
+/// The same frames as Linux cooked capture (SLL, `tcpdump -i any`) and as pcapng with
+/// nanosecond timestamps give the same phones and findings (SLL carries no destination MAC).
+#[test]
+fn cooked_and_pcapng_captures_read_like_ethernet() {
+    use pcap_file::{
+        pcap::{PcapHeader, PcapPacket, PcapWriter},
+        pcapng::{
+            blocks::{
+                enhanced_packet::EnhancedPacketBlock,
+                interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
+            },
+            PcapNgWriter,
+        },
+        DataLink,
+    };
+    let mut tl = scenario::port_security(Vantage::PhoneSide);
+    let eth = run(&mut tl);
+    let frames = tl.frames().to_vec();
+
+    let header = PcapHeader {
+        datalink: DataLink::LINUX_SLL,
+        ts_resolution: pcap_file::TsResolution::NanoSecond,
+        ..PcapHeader::default()
+    };
+    let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
+    for (ts, f) in &frames {
+        let mut sll = vec![0, 0, 0, 1, 0, 6];
+        sll.extend_from_slice(&f[6..12]);
+        sll.extend_from_slice(&[0, 0]);
+        sll.extend_from_slice(&f[12..]);
+        let d = std::time::Duration::from_nanos(*ts);
+        w.write_packet(&PcapPacket::new(d, sll.len() as u32, &sll)).unwrap();
+    }
+    let sll = analyze::bytes(&w.into_writer(), &Options::default()).unwrap();
+
+    let mut ng = PcapNgWriter::new(Vec::new()).unwrap();
+    ng.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::ETHERNET,
+        snaplen: 0,
+        options: vec![InterfaceDescriptionOption::IfTsResol(9)],
+    })
+    .unwrap();
+    for (ts, f) in &frames {
+        ng.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: std::time::Duration::from_nanos(*ts),
+            original_len: f.len() as u32,
+            data: f.as_slice().into(),
+            options: vec![],
+        })
+        .unwrap();
+    }
+    let ng = analyze::bytes(&ng.into_inner(), &Options::default()).unwrap();
+
+    for other in [&sll, &ng] {
+        let (a, b) = (only_row(&eth), only_row(other));
+        assert_eq!((a.keepalives, a.acks, a.vlan.clone()), (b.keepalives, b.acks, b.vlan.clone()));
+        assert_eq!(kinds(a), kinds(b));
+        assert_eq!(a.retransmissions.len(), b.retransmissions.len());
+        assert_eq!(a.interval_s, b.interval_s, "timestamps scaled the same");
+    }
+}
+
+// ------------------------------------------------------------------------ fuzzing, bounded
+
+/// The fuzz target's body: no bytes may make the reader, classifier, tracker or findings
+/// panic. Mutations of real scenario captures reach deep (valid headers, damaged frames).
+#[test]
+fn mutated_captures_never_panic() {
+    let seeds = [
+        scenario::proxy_arp(Vantage::PhoneSide).to_pcap(),
+        scenario::port_security(Vantage::ServerSide).to_pcap(),
+        scenario::sip_primary_backup(2).to_pcap(),
+    ];
+    let mut rng = scenario::Rng::new(42);
+    for i in 0..3000 {
+        let mut b = seeds[i % seeds.len()].clone();
+        for _ in 0..=rng.below(16) {
+            let at = 24 + rng.below(b.len() as u64 - 24) as usize;
+            match rng.below(4) {
+                0 => b[at] = rng.next_u64() as u8,
+                1 => b[at] ^= 1 << rng.below(8),
+                2 => b.truncate(at),
+                _ => b.insert(at, rng.next_u64() as u8),
+            }
+            if b.len() <= 24 {
+                break;
+            }
+        }
+        let _ = analyze::bytes(&b, &Options::default());
+    }
+}
+
+// ------------------------------------------------------------------- tshark as an oracle
+
+fn captures_dir() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("KEEPALIVE_CAPTURES").map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures")),
+        Some(PathBuf::from("/work/shared/captures")),
+    ];
+    let found = candidates.into_iter().flatten().find(|p| p.join("README.md").exists());
+    if found.is_none() {
+        if std::env::var_os("KEEPALIVE_REQUIRE_ROOT").is_some() {
+            panic!("../shared/captures not found (set KEEPALIVE_CAPTURES)");
+        }
+        eprintln!("skipped: ../shared/captures not found (set KEEPALIVE_CAPTURES)");
+    }
+    found
+}
+
+fn have_tshark(test: &str) -> bool {
+    if Command::new("tshark").arg("-v").output().is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    if std::env::var_os("KEEPALIVE_REQUIRE_ROOT").is_some() {
+        panic!("{test}: tshark is required in CI (scripts/bootstrap.sh installs it)");
+    }
+    eprintln!("skipped {test}: tshark not installed (apt install tshark)");
+    false
+}
+
+/// The `fields` of the frames of `path` matching `filter` (`extra`: more tshark arguments).
+fn tshark_fields(path: &Path, filter: &str, fields: &[&str], extra: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-n", "-r"]).arg(path).args(extra).args(["-Y", filter, "-T", "fields"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("run tshark");
+    assert!(out.status.success(), "tshark {filter}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+/// What tshark and analyze must agree on for one capture.
+fn agree_with_tshark(path: &Path, opts: &Options, ports: &str, extra: &[&str]) -> Report {
+    let r = analyze::file(path, opts).unwrap();
+    let sum = |proto: &str, f: fn(&PhoneRow) -> u64| -> usize {
+        r.phones.iter().filter(|p| p.protocol == proto).map(|p| f(p) as usize).sum()
+    };
+    let name = path.display();
+    let count = |filter: &str| tshark_fields(path, filter, &["frame.number"], extra).len();
+    // tshark dissects only the first copy of a retransmitted segment, as analyze counts.
+    let checks: [(&str, fn(&PhoneRow) -> u64, &str); 4] = [
+        ("sccp", |p| p.keepalives, "skinny.messageId == 0x0000"),
+        ("sccp", |p| p.acks, "skinny.messageId == 0x0100"),
+        ("sip", |p| p.keepalives, "tcp && sip.Method == \"REGISTER\""),
+        (
+            "sip",
+            |p| p.acks,
+            "tcp && sip.CSeq.method == \"REGISTER\" && sip.Status-Code >= 200 && sip.Status-Code < 300",
+        ),
+    ];
+    for (proto, field, filter) in checks {
+        assert_eq!(sum(proto, field), count(filter), "{name}: {filter}");
+    }
+    let retx: usize = r.phones.iter().map(|p| p.retransmissions.len()).sum();
+    assert_eq!(
+        retx,
+        count(&format!("tcp.analysis.retransmission && tcp.port in {{{ports}}}")),
+        "{name}: TCP retransmissions"
+    );
+    // ARP: the addresses tshark flags as duplicate are the ones analyze reports, with the MACs.
+    let dups = tshark_fields(
+        path,
+        "arp.duplicate-address-detected",
+        &["arp.src.proto_ipv4", "arp.src.hw_mac"],
+        extra,
+    );
+    let tshark_ips: BTreeSet<&str> = dups.iter().map(|d| d[0].as_str()).collect();
+    let ours: BTreeSet<&str> = r.arp.iter().map(|a| a.ip.as_str()).collect();
+    assert_eq!(tshark_ips, ours, "{name}: addresses with several MACs");
+    for d in &dups {
+        let row = r.arp.iter().find(|a| a.ip == d[0]).unwrap();
+        assert!(row.macs.contains(&d[1]), "{name}: {} answered for {}", d[1], d[0]);
+    }
+    r
+}
+
+#[test]
+fn built_captures_agree_with_tshark() {
+    if !have_tshark("built_captures_agree_with_tshark") {
+        return;
+    }
+    let dir = tempdir();
+    let all = [
+        ("proxy-arp-phone", scenario::proxy_arp(Vantage::PhoneSide)),
+        ("proxy-arp-server", scenario::proxy_arp(Vantage::ServerSide)),
+        ("port-security-phone", scenario::port_security(Vantage::PhoneSide)),
+        ("port-security-server", scenario::port_security(Vantage::ServerSide)),
+        ("sccp-primary-backup", scenario::sccp_primary_backup(5)),
+        ("sip-primary-backup", scenario::sip_primary_backup(4)),
+        ("site", scenario::site(40, 5)),
+    ];
+    for (name, mut tl) in all {
+        let path = dir.0.join(format!("{name}.pcap"));
+        std::fs::write(&path, tl.to_pcap()).unwrap();
+        agree_with_tshark(&path, &Options::default(), "2000, 2443, 5060, 5061", &[]);
+    }
+}
+
+#[test]
+fn real_captures_agree_with_tshark() {
+    let Some(dir) = captures_dir() else { return };
+    if !have_tshark("real_captures_agree_with_tshark") {
+        return;
+    }
+    // MicroSIP registering over TCP: REGISTER (300) → 401 → REGISTER → 200 OK granting 60;
+    // the proxy's 200 OK is retransmitted once (frame 38).
+    let r = agree_with_tshark(
+        &dir.join("sip_ipv4_tcp_retrans.pcap"),
+        &Options::default(),
+        "2000, 2443, 5060, 5061",
+        &[],
+    );
+    let p = only_row(&r);
+    assert_eq!(
+        (p.phone.as_str(), p.phone_port, p.server.as_str()),
+        ("172.168.0.252", 52795, "172.168.0.228")
+    );
+    assert_eq!((p.keepalives, p.acks), (2, 1));
+    assert_eq!((p.expires_requested, p.expires_granted), (Some(300), Some(60)));
+    assert_eq!(p.user_agent.as_deref(), Some("MicroSIP/3.14.5"));
+    assert_eq!(p.retransmissions.len(), 1);
+    assert_eq!(p.retransmissions[0].from, "server");
+    assert!((p.retransmissions[0].delay_s.unwrap() - 0.2013).abs() < 0.001);
+    assert!(warnings(&r).is_empty(), "{:#?}", warnings(&r));
+
+    // A call, no registration: a pair with no keepalives and nothing to say about it.
+    let r = agree_with_tshark(&dir.join("sip_ipv4_tcp.pcap"), &Options::default(), "5060", &[]);
+    assert_eq!(only_row(&r).keepalives, 0);
+    assert!(warnings(&r).is_empty());
+
+    // ~400 SIP messages on port 6060, many split across segments.
+    let opts = Options {
+        config: keepalive::cli::ports_config(&[parse_port_rule("sip:6060").unwrap()]).unwrap(),
+        ..Options::default()
+    };
+    let r = agree_with_tshark(
+        &dir.join("sip_ipv4_tcp_fragmented.pcap"),
+        &opts,
+        "6060",
+        &["-d", "tcp.port==6060,sip"],
+    );
+    assert!(r.summary.matched > 1000);
+    assert!(warnings(&r).is_empty(), "{:#?}", warnings(&r));
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> TempDir {
+    let p = std::env::temp_dir().join(format!("keepalive-test-{}", std::process::id()));
+    std::fs::create_dir_all(&p).unwrap();
+    TempDir(p)
+}
