@@ -403,7 +403,8 @@ fn agree_with_tshark(path: &Path, opts: &Options, ports: &str, extra: &[&str]) -
     let name = path.display();
     let count = |filter: &str| tshark_fields(path, filter, &["frame.number"], extra).len();
     // tshark dissects only the first copy of a retransmitted segment, as analyze counts.
-    let checks: [(&str, fn(&PhoneRow) -> u64, &str); 4] = [
+    type Field = fn(&PhoneRow) -> u64;
+    let checks: [(&str, Field, &str); 4] = [
         ("sccp", |p| p.keepalives, "skinny.messageId == 0x0000"),
         ("sccp", |p| p.acks, "skinny.messageId == 0x0100"),
         ("sip", |p| p.keepalives, "tcp && sip.Method == \"REGISTER\""),
