@@ -95,7 +95,8 @@ pub mod tcp_flags {
 pub const SCCP_MAX_IDS: usize = 8;
 /// How many VLAN tags are parsed (802.1ad outer + 802.1Q inner).
 pub const MAX_VLANS: usize = 2;
-/// How many bytes of SIP payload follow a SIP event in the ring buffer. A full-size Ethernet
+/// How many bytes of payload follow a SIP event (or an SCCP event carrying a Register) in the
+/// ring buffer. A full-size Ethernet
 /// segment (MSS 1460) fits, so a REGISTER carried in one segment arrives whole.
 pub const SIP_COPY_MAX: usize = 1536;
 

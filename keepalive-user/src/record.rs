@@ -11,7 +11,8 @@ use serde::Serialize;
 pub struct Record {
     /// The event.
     pub event: Event,
-    /// `event.copy_len` bytes of the TCP payload (SIP only).
+    /// The start of the TCP payload: `event.copy_len` bytes live (SIP, and SCCP segments with a
+    /// Register); offline, the whole payload the capture holds.
     pub payload: Vec<u8>,
 }
 

@@ -150,6 +150,8 @@ fn sccp_primary_and_backup_are_told_apart_and_healthy() {
     let (p, b) = (by_server("10.10.10.202"), by_server("10.10.10.203"));
     assert_eq!((p.role, p.keepalives, p.acks), ("primary", 20, 20));
     assert_eq!((b.role, b.keepalives, b.acks), ("backup", 10, 0));
+    // From the Register's DeviceName (the kernel copies Register segments, as for SIP).
+    assert_eq!(p.device.as_deref(), Some("SEP002414000041"));
     assert!((p.interval_s.unwrap().median - 30.0).abs() < 0.1);
     assert!((b.interval_s.unwrap().median - 60.0).abs() < 0.1);
     assert!(warnings(&r).is_empty(), "{:#?}", warnings(&r));
@@ -423,6 +425,16 @@ fn agree_with_tshark(path: &Path, opts: &Options, ports: &str, extra: &[&str]) -
         count(&format!("tcp.analysis.retransmission && tcp.port in {{{ports}}}")),
         "{name}: TCP retransmissions"
     );
+    // Device names: SKINNY Register DeviceName and SIP Contact +u.sip!devicename.
+    let names = tshark_fields(path, "skinny.DeviceName", &["skinny.DeviceName"], extra);
+    let tshark_names: BTreeSet<&str> = names.iter().map(|n| n[0].as_str()).collect();
+    let our_names: BTreeSet<&str> = r
+        .phones
+        .iter()
+        .filter(|p| p.protocol == "sccp")
+        .filter_map(|p| p.device.as_deref())
+        .collect();
+    assert_eq!(tshark_names, our_names, "{name}: SCCP device names");
     // ARP: the addresses tshark flags as duplicate are the ones analyze reports, with the MACs.
     let dups = tshark_fields(
         path,

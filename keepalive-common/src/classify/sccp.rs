@@ -4,11 +4,13 @@
 //! version`, `u32 LE message id`, body; the whole PDU is `length + 8` bytes. Several PDUs may
 //! share a segment and one may span segments: the bytes of a PDU that run past the segment end
 //! are reported in `sccp_spill` so the caller can skip them at the start of the next segment.
+//! A segment carrying a Register is marked for a payload copy (`copy_len`), for the device
+//! name in its body.
 
 use super::TcpMatch;
 use crate::{
     reader::Reader,
-    wire::{Event, SCCP_MAX_IDS},
+    wire::{sccp_msg, Event, SCCP_MAX_IDS, SIP_COPY_MAX},
 };
 
 /// Largest plausible PDU length; anything larger is not SCCP (or we lost alignment).
@@ -41,7 +43,15 @@ pub(super) fn parse<R: Reader + ?Sized>(r: &R, m: &TcpMatch, skip: u32, ev: &mut
         if !(4..=MAX_PDU_LEN).contains(&len) || version > MAX_HEADER_VERSION {
             break;
         }
-        ev.sccp_ids[i] = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        let id = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        ev.sccp_ids[i] = id;
+        if id == sccp_msg::REGISTER {
+            // The Register body starts with the device name (`SEP…`): copy the segment, as
+            // for SIP, so userspace can name the phone. Once per registration, so cheap.
+            let present = r.len().saturating_sub(m.payload_off);
+            let copy = if m.payload_len < present { m.payload_len } else { present };
+            ev.copy_len = if copy < SIP_COPY_MAX { copy } else { SIP_COPY_MAX } as u16;
+        }
         ev.sccp_count += 1;
         let next = off + 8 + len as usize;
         if next > end {

@@ -2,8 +2,8 @@
 //! capture and keeps the same per-flow SCCP resume state and the same counters, so that a
 //! capture yields the events the kernel would have emitted for the same bytes.
 //!
-//! One difference, on purpose: for SIP the record carries the whole TCP payload present in the
-//! capture, not only the first [`SIP_COPY_MAX`](keepalive_common::wire::SIP_COPY_MAX) bytes
+//! One difference, on purpose: where the kernel copies payload (SIP, SCCP Register) the record
+//! carries the whole TCP payload present in the capture, not only the first [`SIP_COPY_MAX`](keepalive_common::wire::SIP_COPY_MAX) bytes
 //! the ring buffer has room for (captures taken on a host often hold 64 KiB TSO segments).
 
 use std::collections::HashMap;
@@ -84,7 +84,7 @@ impl HostProbe {
                     let end = ev.seq.wrapping_add(u32::from(ev.payload_len));
                     *flow = Resume { seq: end.wrapping_add(ev.sccp_spill), spill: ev.sccp_spill };
                 }
-                let payload = if m.app == App::Sip {
+                let payload = if m.app == App::Sip || ev.copy_len > 0 {
                     let end = (m.payload_off + m.payload_len).min(data.len());
                     data.get(m.payload_off..end).unwrap_or_default().to_vec()
                 } else {

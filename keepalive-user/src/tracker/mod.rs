@@ -234,7 +234,7 @@ impl Tracker {
             Verdict::New if ev.payload_len > 0 => {
                 let app = App::from_u8(ev.app);
                 match app {
-                    App::Sccp => sccp::segment(pair, stream, ev, from_phone),
+                    App::Sccp => sccp::segment(pair, stream, ev, payload, from_phone),
                     App::Sip => {
                         let mut out = std::mem::take(&mut self.sip_out);
                         stream.sip.feed(ev.ts_ns, ev.seq, ev.payload_len, payload, &mut out);
