@@ -191,3 +191,53 @@ fn a_full_ring_buffer_is_counted() {
     assert!(c.ringbuf_full > 90, "lost events are counted: {c:?}");
     assert_eq!(c.events + c.ringbuf_full, 100);
 }
+
+/// Whole scenario captures, frame by frame in time order with the flow map kept between frames:
+/// the kernel's records equal the host probe's (which `analyze` uses), and a tracker fed with the
+/// kernel's records reports the same phones and findings as `analyze` on the capture. So the
+/// live agent and the offline analysis see the same traffic the same way.
+#[test]
+fn kernel_records_of_whole_scenarios_give_the_same_report_as_analyze() {
+    use keepalive::{
+        analyze,
+        fixtures::scenario::{self, Vantage},
+        report::{Report, SourceTotals},
+        source::{capture::Frame, offline::HostProbe},
+        tracker::{Settings, Tracker},
+    };
+    if !common::have_root("kernel_records_of_whole_scenarios") {
+        return;
+    }
+    let scenarios = [
+        ("proxy-arp", scenario::proxy_arp(Vantage::PhoneSide)),
+        ("port-security", scenario::port_security(Vantage::PhoneSide)),
+        ("sccp-primary-backup", scenario::sccp_primary_backup(3)),
+        ("sip-primary-backup", scenario::sip_primary_backup(3)),
+        ("site", scenario::site(12, 3)),
+    ];
+    for (name, mut tl) in scenarios {
+        let (mut probe, mut ring) = load(Config::DEFAULT);
+        let mut host = HostProbe::new(Config::DEFAULT);
+        let mut tracker = Tracker::new(Settings::default(), Config::DEFAULT);
+        for (i, (ts, frame)) in tl.frames().iter().enumerate() {
+            let (_, _) = probe.test_run(PROGRAM, frame, 1).expect("test run");
+            let mut got = drain(&mut ring);
+            let want = host.process(&Frame { ts_ns: *ts, ifindex: 0, data: frame });
+            assert_eq!(got.len(), usize::from(want.is_some()), "{name} frame {i}");
+            let (Some(mut rec), Some(want)) = (got.pop(), want) else { continue };
+            rec.event.ts_ns = *ts;
+            rec.event.ifindex = 0;
+            assert_eq!(rec.event, want.event, "{name} frame {i}: event");
+            assert_eq!(rec.payload[..], want.payload[..rec.payload.len()], "{name} frame {i}");
+            tracker.ingest(&rec);
+        }
+        let live = Report::build(&tracker, &SourceTotals::default());
+        let offline = analyze::bytes(&tl.to_pcap(), &analyze::Options::default()).unwrap();
+        let view = |r: &Report| serde_json::to_value(&r.phones).unwrap();
+        assert_eq!(view(&live), view(&offline), "{name}: phones and findings");
+        assert_eq!(
+            serde_json::to_value(&live.arp).unwrap(),
+            serde_json::to_value(&offline.arp).unwrap()
+        );
+    }
+}
