@@ -128,6 +128,26 @@ fn port_security_seen_upstream_of_the_loss_is_rto_growth_from_lateness() {
 }
 
 #[test]
+fn sccp_keepalives_losing_their_first_copy_are_rto_growth_from_either_side() {
+    for (vantage, evidence) in
+        [(Vantage::PhoneSide, "retransmission"), (Vantage::ServerSide, "lateness")]
+    {
+        let r = run(&mut scenario::sccp_port_security(vantage));
+        let p = only_row(&r);
+        assert_eq!((p.protocol, p.role, p.keepalives, p.acks), ("sccp", "primary", 8, 8));
+        let g = finding(p, "rto-growth");
+        assert_eq!(g.fields["evidence"], evidence, "{vantage:?}");
+        let factor = g.fields["factor"].as_f64().unwrap();
+        assert!((1.9..=2.1).contains(&factor), "{vantage:?}: factor {factor}");
+        // 3.2 → 6.4 → 12.8 (< 15 s) → 25.6: three more KeepAlives.
+        assert_eq!(g.fields["cycles_to_unregister"], 3, "{vantage:?}");
+        let ftl = finding(p, "first-transmission-loss");
+        assert_eq!(ftl.fields["evidence"], evidence);
+        assert!(!kinds(p).contains(&"unanswered-keepalive"), "every KeepAlive was acknowledged");
+    }
+}
+
+#[test]
 fn a_longer_grace_leaves_more_refreshes() {
     let opts = Options {
         settings: keepalive::tracker::Settings { grace_s: 60.0, ..Default::default() },
@@ -463,6 +483,8 @@ fn built_captures_agree_with_tshark() {
         ("proxy-arp-server", scenario::proxy_arp(Vantage::ServerSide)),
         ("port-security-phone", scenario::port_security(Vantage::PhoneSide)),
         ("port-security-server", scenario::port_security(Vantage::ServerSide)),
+        ("sccp-port-security-phone", scenario::sccp_port_security(Vantage::PhoneSide)),
+        ("sccp-port-security-server", scenario::sccp_port_security(Vantage::ServerSide)),
         ("sccp-primary-backup", scenario::sccp_primary_backup(5)),
         ("sip-primary-backup", scenario::sip_primary_backup(4)),
         ("site", scenario::site(40, 5)),

@@ -5,6 +5,9 @@
 //! aging (or MAC aging) shorter than the keepalive interval drops the first frame after each
 //! idle period, and the retransmission passes because the MAC was relearned meanwhile.
 //! Seen directly when both copies are visible; from lateness when only the retransmission is.
+//!
+//! Fires when the first copy of at least 80 % of the last (up to) 10 keepalives was lost, or of
+//! each of the last 3 or more (a port that started aging out recently).
 
 use super::{
     keepalive_word,
@@ -27,17 +30,19 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
     if recent.len() < MIN_KEEPALIVES {
         return None;
     }
-    let count =
-        |e: Evidence| recent.iter().filter(|p| matches!(p.delay, Some((_, x)) if x == e)).count();
-    let (retrans, late) = (count(Evidence::Retransmission), count(Evidence::Lateness));
+    let trailing = recent.iter().rev().take_while(|p| p.delay.is_some()).count();
     let need = (recent.len() as f64 * SHARE).ceil() as usize;
-    let (evidence, n) = if retrans >= need {
-        (Evidence::Retransmission, retrans)
-    } else if retrans + late >= need {
-        (Evidence::Lateness, retrans + late)
-    } else {
+    // The keepalives judged: the trailing run when it is long enough, else the window.
+    let judged =
+        if trailing >= MIN_KEEPALIVES { &recent[recent.len() - trailing..] } else { recent };
+    let count =
+        |e: Evidence| judged.iter().filter(|p| matches!(p.delay, Some((_, x)) if x == e)).count();
+    let (retrans, late) = (count(Evidence::Retransmission), count(Evidence::Lateness));
+    if trailing < MIN_KEEPALIVES && retrans + late < need {
         return None;
-    };
+    }
+    let n = retrans + late;
+    let evidence = if retrans * 2 >= n { Evidence::Retransmission } else { Evidence::Lateness };
     let interval = schedule::interval_s(pair, ctx.settings)
         .map(|t| format!(" (every {})", span(t)))
         .unwrap_or_default();
@@ -51,7 +56,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
         "the first copy of {n} of the last {} {}{interval} {seen}. A switch is forgetting the \
          phone's MAC between keepalives: check port-security aging / MAC aging on the phone's \
          access port; it must be longer than the keepalive interval",
-        recent.len(),
+        judged.len(),
         keepalive_word(pair, true),
     );
     let last = recent.last()?.last_ns;
@@ -59,6 +64,6 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
         Finding::new("first-transmission-loss", Severity::Warning, last, message)
             .with("evidence", evidence.as_str())
             .with("lost", n)
-            .with("of", recent.len()),
+            .with("of", judged.len()),
     )
 }
