@@ -342,6 +342,28 @@ fn cooked_and_pcapng_captures_read_like_ethernet() {
     }
 }
 
+/// Capture clocks can step backwards (NTP, merged files): time running backwards through a
+/// whole capture must not break any rule's arithmetic (the fuzzer found one that did).
+#[test]
+fn time_running_backwards_is_survived() {
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    for mut tl in
+        [scenario::proxy_arp(Vantage::PhoneSide), scenario::port_security(Vantage::PhoneSide)]
+    {
+        let frames = tl.frames().to_vec();
+        let end = frames.last().unwrap().0;
+        let mut w = PcapWriter::new(Vec::new()).unwrap();
+        for (ts, f) in &frames {
+            let back = std::time::Duration::from_nanos(2 * scenario::T0 - end + (end - ts));
+            let back =
+                back.saturating_sub(std::time::Duration::from_nanos(2 * (ts - scenario::T0)));
+            w.write_packet(&PcapPacket::new(back, f.len() as u32, f)).unwrap();
+        }
+        let r = analyze::bytes(&w.into_writer(), &Options::default()).unwrap();
+        assert_eq!(r.summary.packets as usize, frames.len());
+    }
+}
+
 // ------------------------------------------------------------------------ fuzzing, bounded
 
 /// The fuzz target's body: no bytes may make the reader, classifier, tracker or findings

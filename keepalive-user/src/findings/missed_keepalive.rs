@@ -29,7 +29,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
         }
         let gap = secs(w[1].first_ns.saturating_sub(w[0].first_ns));
         let late = match w[1].due_ns {
-            Some(due) => w[1].first_ns > due + (grace * 1e9) as u64,
+            Some(due) => w[1].first_ns > due.saturating_add((grace * 1e9) as u64),
             None => gap > allowed,
         };
         if late {

@@ -73,7 +73,7 @@ pub fn points(pair: &Pair, settings: &Settings) -> Vec<Point> {
         let lateness_s = if let Some(due) = ka.due_ns {
             Some(signed_s(ka.first_ns, due))
         } else if let (Some(t), Some(a), true) = (interval, anchor, same_conn) {
-            let due = a + (t * 1e9) as u64;
+            let due = a.saturating_add((t * 1e9) as u64);
             let late = signed_s(ka.first_ns, due);
             if late < floor || late > t / 2.0 {
                 // On time, or a whole keepalive was missed: the schedule restarts here.

@@ -52,7 +52,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
         parts.push(format!(
             ", was retransmitted {} times over {}",
             last.copies - 1,
-            span(secs(last.last_ns - last.first_ns))
+            span(secs(last.last_ns.saturating_sub(last.first_ns)))
         ));
     }
     let good_mac = h.iter().rev().find(|k| k.acked()).map(|k| k.dst_mac);
@@ -71,7 +71,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
             a.ip == server
                 && a.kind == AnomalyKind::MultipleResponders
                 && a.macs.contains(&last.dst_mac)
-                && a.time_ns <= last.first_ns + 1_000_000_000
+                && a.time_ns <= last.first_ns.saturating_add(1_000_000_000)
                 && last.first_ns.saturating_sub(a.time_ns) <= window
         }) {
             let first = a.macs.first().copied().unwrap_or_default();

@@ -163,7 +163,9 @@ impl Iface {
     fn ts_ns(&self, ticks: u128) -> u64 {
         let tps = u128::from(self.ticks_per_sec);
         let ns = (ticks / tps) * 1_000_000_000 + (ticks % tps) * 1_000_000_000 / tps;
-        u64::try_from(ns).unwrap_or(u64::MAX).saturating_add(self.offset_s * 1_000_000_000)
+        u64::try_from(ns)
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.offset_s.saturating_mul(1_000_000_000))
     }
 }
 
