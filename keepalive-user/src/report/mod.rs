@@ -127,6 +127,8 @@ pub struct PhoneRow {
     pub user_agent: Option<String>,
     /// The phone's MAC.
     pub mac: String,
+    /// Destination MAC of the phone's latest frames to the server (its next hop).
+    pub next_hop: Option<String>,
     /// Keepalives, each counted once.
     pub keepalives: u64,
     /// KeepAliveAcks / 2xx to REGISTER.
@@ -194,6 +196,12 @@ fn row(pair: &Pair, ctx: &Context<'_>) -> PhoneRow {
         model: pair.model.clone(),
         user_agent: pair.user_agent.clone(),
         mac: mac(pair.phone_mac),
+        next_hop: pair
+            .history
+            .back()
+            .map(|k| k.dst_mac)
+            .or(pair.next_hop.first().map(|n| n.1))
+            .map(mac),
         keepalives: pair.keepalives,
         acks: pair.acks,
         ack_latency_ms: (n > 0).then(|| round(secs(sum / n) * 1e3, 3)),

@@ -167,13 +167,12 @@ impl Tracker {
         }
     }
 
-    fn stream_for(&mut self, ev: &Event) -> Option<(FlowKey, bool)> {
+    /// The stream of this segment's direction, created (with its pair) on first sight; `None`
+    /// for a copy seen on another interface than the direction's first.
+    fn stream_for(&mut self, ev: &Event) -> Option<FlowKey> {
         let key = ev.flow_key();
         if let Some(s) = self.streams.get(&key) {
-            if s.ifindex != ev.ifindex {
-                return None;
-            }
-            return Some((key, false));
+            return (s.ifindex == ev.ifindex).then_some(key);
         }
         let rkey = FlowKey {
             src_addr: key.dst_addr,
@@ -198,11 +197,11 @@ impl Tracker {
             }
         };
         self.streams.insert(key, Stream::new(pair, from_phone, ev.ifindex));
-        Some((key, true))
+        Some(key)
     }
 
     fn tcp(&mut self, ev: &Event, payload: &[u8]) {
-        let Some((key, _fresh)) = self.stream_for(ev) else {
+        let Some(key) = self.stream_for(ev) else {
             self.stats.other_interface += 1;
             return;
         };
