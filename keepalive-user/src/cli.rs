@@ -24,6 +24,19 @@ pub enum Command {
     Run(RunArgs),
     /// Analyse a pcap or pcapng capture: which phones are about to unregister, and why.
     Analyze(AnalyzeArgs),
+    /// Print the running agent's phones, findings and kernel counters.
+    Stats(StatsArgs),
+}
+
+/// `keepalive stats`.
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// The agent's stats socket.
+    #[arg(long, value_name = "PATH", default_value = crate::agent::socket::DEFAULT_SOCKET)]
+    pub socket: std::path::PathBuf,
 }
 
 /// Report format.
@@ -44,12 +57,9 @@ pub struct AnalyzeArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Seconds CUCM waits past a missed refresh before unregistering the phone.
-    #[arg(long, value_name = "SECS", default_value_t = 15.0, value_parser = parse_secs)]
-    pub grace: f64,
-    /// Seconds before expiry a SIP phone refreshes its registration.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_secs)]
-    pub delta: f64,
+    /// The timers the tracker judges keepalives by.
+    #[command(flatten)]
+    pub timers: TimerArgs,
     /// Tracked port as PROTO:PORT (repeatable; replaces the defaults, as for `run`).
     #[arg(long = "port", value_name = "PROTO:PORT", value_parser = parse_port_rule)]
     pub ports: Vec<PortRule>,
@@ -59,6 +69,51 @@ impl AnalyzeArgs {
     /// The classifier configuration for these arguments.
     pub fn config(&self) -> Result<Config, String> {
         ports_config(&self.ports)
+    }
+}
+
+/// Timer options shared by `run` and `analyze`.
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub struct TimerArgs {
+    /// Seconds CUCM waits past a missed refresh before unregistering the phone.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0, value_parser = parse_secs)]
+    pub grace: f64,
+    /// Seconds before expiry a SIP phone refreshes its registration.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_secs)]
+    pub delta: f64,
+    /// Timers run this many times faster than nominal (a lab or a sped-up replay): grace, delta
+    /// and granted SIP expiries are divided by it.
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = parse_scale)]
+    pub time_scale: f64,
+}
+
+impl TimerArgs {
+    /// The tracker settings these options give.
+    pub fn settings(&self) -> crate::tracker::Settings {
+        crate::tracker::Settings {
+            grace_s: self.grace,
+            delta_s: self.delta,
+            ..crate::tracker::Settings::default()
+        }
+        .scaled(self.time_scale)
+    }
+}
+
+/// Octal permission bits, e.g. `0660`.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("`{s}`: expected octal permission bits, e.g. 0660"))?;
+    if m > 0o777 {
+        return Err(format!("`{s}`: permission bits go up to 0777"));
+    }
+    Ok(m)
+}
+
+/// A positive time-scale factor.
+pub fn parse_scale(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}`: expected a positive factor, e.g. 10")),
     }
 }
 
@@ -100,9 +155,33 @@ pub struct RunArgs {
     /// replaces the defaults sccp:2000 sccp-tls:2443 sip:5060 sip-tls:5061).
     #[arg(long = "port", value_name = "PROTO:PORT", value_parser = parse_port_rule)]
     pub ports: Vec<PortRule>,
-    /// Print one JSON line per event (the only output of this version).
-    #[arg(long, default_value_t = true)]
+    /// Print one JSON line per new finding (the default when stdout is not a terminal).
+    #[arg(long, conflicts_with = "events")]
+    pub json: bool,
+    /// Print one JSON line per recorded frame instead (debugging the classifier).
+    #[arg(long)]
     pub events: bool,
+    /// Serve Prometheus metrics on ADDR (a bare port binds to loopback: 9108 = 127.0.0.1:9108).
+    #[arg(long, value_name = "ADDR", value_parser = crate::agent::metrics::parse_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Add one metric series per phone↔server pair (unbounded cardinality: size it first).
+    #[arg(long, requires = "metrics")]
+    pub metrics_per_phone: bool,
+    /// The stats socket `keepalive stats` reads.
+    #[arg(long, value_name = "PATH", default_value = crate::agent::socket::DEFAULT_SOCKET)]
+    pub socket: std::path::PathBuf,
+    /// Permission bits of the stats socket, in octal (0660: owner and group may read stats).
+    #[arg(long, value_name = "MODE", default_value = "0660", value_parser = parse_mode)]
+    pub socket_mode: u32,
+    /// Forget phones not heard from for this long.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub expire: Duration,
+    /// How often the view, the counters and the expiry run.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub refresh: Duration,
+    /// The timers the tracker judges keepalives by.
+    #[command(flatten)]
+    pub timers: TimerArgs,
     /// Stop after this many events.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
@@ -194,11 +273,44 @@ mod tests {
         ])
         .unwrap();
         let Command::Run(args) = cli.command else { panic!("parsed as run") };
+        assert_eq!(args.socket_mode, 0o660);
+        assert_eq!(args.metrics, None);
         let cfg = args.config().unwrap();
         assert_eq!(cfg.app_for(1, 5080), App::Sip);
         assert_eq!(cfg.app_for(1, 2000), App::None);
         assert!(cfg.mirror());
         assert!(Cli::try_parse_from(["keepalive", "run"]).is_err(), "--iface is required");
+    }
+
+    #[test]
+    fn run_outputs_metrics_and_modes() {
+        let cli = Cli::try_parse_from([
+            "keepalive",
+            "run",
+            "--iface",
+            "a",
+            "--iface",
+            "b",
+            "--metrics",
+            "9108",
+            "--json",
+            "--socket-mode",
+            "0666",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else { panic!("parsed as run") };
+        assert_eq!(a.ifaces, ["a", "b"]);
+        assert_eq!(a.metrics.unwrap().to_string(), "127.0.0.1:9108");
+        assert_eq!(a.socket_mode, 0o666);
+        assert!(Cli::try_parse_from(["keepalive", "run", "--iface", "a", "--json", "--events"])
+            .is_err());
+        assert!(Cli::try_parse_from(["keepalive", "run", "--iface", "a", "--metrics-per-phone"])
+            .is_err());
+        assert!(Cli::try_parse_from(["keepalive", "run", "--iface", "a", "--socket-mode", "999"])
+            .is_err());
+        assert!(parse_mode("1777").is_err());
+        let s = Cli::try_parse_from(["keepalive", "stats", "--format", "json"]).unwrap();
+        assert!(matches!(s.command, Command::Stats(StatsArgs { format: Format::Json, .. })));
     }
 
     #[test]
@@ -214,7 +326,7 @@ mod tests {
         ])
         .unwrap();
         let Command::Analyze(a) = cli.command else { panic!("parsed as analyze") };
-        assert_eq!((a.format, a.grace, a.delta), (Format::Json, 20.0, 5.0));
+        assert_eq!((a.format, a.timers.grace, a.timers.delta), (Format::Json, 20.0, 5.0));
         assert!(Cli::try_parse_from(["keepalive", "analyze", "x", "--grace", "-1"]).is_err());
         assert!(Cli::try_parse_from(["keepalive", "analyze"]).is_err(), "FILE is required");
     }

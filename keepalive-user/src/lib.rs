@@ -6,6 +6,7 @@
 //! phone↔server state, the [`findings`] rules read that state, and a [`report`] shows it.
 //!
 //! * [`cli`]: argument parsing and validation (no work).
+//! * [`agent`]: `keepalive run`, the live agent (view, stats socket, metrics).
 //! * [`analyze`]: `keepalive analyze`, a capture file into a report.
 //! * [`source`]: capture files, the host classifier, the live ring buffer.
 //! * [`loader`]: loads the XDP program, attaches it, reads its maps.
@@ -16,6 +17,7 @@
 //! * [`fixtures`]: builds Ethernet frames (every encapsulation, SCCP and SIP payloads) and timed
 //!   scenario captures for tests, benchmarks and the lab.
 
+pub mod agent;
 pub mod analyze;
 pub mod cli;
 pub mod findings;

@@ -40,6 +40,12 @@ pub enum LoaderError {
     /// The interface does not exist.
     #[error("interface `{0}` does not exist: check `ip link show` (and the network namespace)")]
     NoInterface(String),
+    /// Another XDP program holds the interface.
+    #[error(
+        "an XDP program is already attached to `{0}` (another keepalive agent?): `ip link show {0}` \
+         shows it; stop that agent, or `ip link set {0} xdp off` if it was attached by hand"
+    )]
+    Busy(String),
     /// A map is missing or has an unexpected type.
     #[error("map `{name}`: {source}")]
     Map {
@@ -54,17 +60,22 @@ pub enum LoaderError {
     MissingMap(&'static str),
 }
 
-fn is_eperm(e: &dyn std::error::Error) -> bool {
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
+/// The OS error number anywhere in `e`'s chain of causes.
+fn os_error(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        let s = err.to_string();
-        if s.contains("Operation not permitted") || s.contains("EPERM") || s.contains("os error 1)")
+        if let Some(code) =
+            err.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error)
         {
-            return true;
+            return Some(code);
         }
         cur = err.source();
     }
-    false
+    None
+}
+
+fn is_eperm(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(os_error(e), Some(libc::EPERM | libc::EACCES))
 }
 
 fn privilege_hint(e: &aya::EbpfError) -> &'static str {
@@ -163,7 +174,12 @@ impl Probe {
                 Err(_) => prog.attach(iface, XdpMode::Skb).map(|_| Attached::Skb),
             },
         }
-        .map_err(|source| LoaderError::Program { name: PROGRAM, source })?;
+        .map_err(|source| match os_error(&source) {
+            // bpf_link_create: EEXIST when a program is attached through netlink, EBUSY when
+            // through another link (kernel/bpf: dev_xdp_attach).
+            Some(libc::EEXIST | libc::EBUSY) => LoaderError::Busy(iface.to_string()),
+            _ => LoaderError::Program { name: PROGRAM, source },
+        })?;
         self.attached.insert(iface.to_string(), got);
         Ok(got)
     }

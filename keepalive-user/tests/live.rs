@@ -30,6 +30,9 @@ fn run_reports_real_sccp_keepalives_and_arp() {
             &net.if_b,
             "--duration",
             "30s",
+            "--events",
+            "--socket",
+            &format!("/tmp/keepalive-live-{}.sock", std::process::id()),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -39,7 +42,7 @@ fn run_reports_real_sccp_keepalives_and_arp() {
     let mut stderr = BufReader::new(agent.stderr.take().unwrap());
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("attached to ka-cucm"), "agent said: {line}");
+    assert!(line.contains("attached") && line.contains("iface=ka-cucm"), "agent said: {line}");
 
     // The "CUCM": answers each KeepAlive with a KeepAliveAck.
     let addr_b = net.addr_b;
@@ -103,7 +106,7 @@ fn run_reports_real_sccp_keepalives_and_arp() {
         events.iter().all(|e| e["src"] == net.addr_a || e["kind"] == "arp"),
         "only ingress frames from the phone"
     );
-    assert!(rest.contains("events"), "final counters are printed: {rest}");
+    assert!(rest.contains("events="), "final counters are printed: {rest}");
 
     // Detached: no XDP program left on the interface.
     let link =

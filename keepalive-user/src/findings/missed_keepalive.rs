@@ -49,7 +49,9 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
     let (gap, time_ns, message) = if silent {
         (
             silence,
-            ctx.now_ns,
+            // Stamped with the last keepalive: the silence began then (and a live agent that
+            // re-evaluates it every few seconds keeps reporting the same finding).
+            last.first_ns,
             format!(
                 "no {} since {} ({} of silence, expected every {}{})",
                 word,

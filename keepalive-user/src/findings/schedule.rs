@@ -52,7 +52,7 @@ pub struct Point {
 pub fn interval_s(pair: &Pair, settings: &Settings) -> Option<f64> {
     match pair.expires_granted {
         Some(g) if g > 0 && pair.history.iter().any(|k| k.due_ns.is_some()) => {
-            Some((f64::from(g) - settings.delta_s).max(1.0))
+            Some((settings.wall_s(f64::from(g)) - settings.delta_s).max(settings.wall_s(1.0)))
         }
         _ => pair.learned_interval_s(),
     }

@@ -42,6 +42,32 @@ pub struct Settings {
     pub late_floor_s: f64,
     /// Streams idle longer than this are forgotten (s); pairs stay.
     pub idle_stream_s: f64,
+    /// Protocol timers run this many times faster than their nominal values (a lab that scales
+    /// a 30 s KeepAlive to 3 s uses 10): a SIP binding granted for 120 s is refreshed after
+    /// (120 − delta)/scale wall seconds. 1 in real networks.
+    pub time_scale: f64,
+}
+
+impl Settings {
+    /// Settings for timers scaled down by `factor`: grace, delta, the jitter floor and the ARP
+    /// window shrink with them.
+    #[must_use]
+    pub fn scaled(self, factor: f64) -> Self {
+        let f = if factor.is_finite() && factor > 0.0 { factor } else { 1.0 };
+        Self {
+            grace_s: self.grace_s / f,
+            delta_s: self.delta_s / f,
+            late_floor_s: self.late_floor_s / f,
+            arp_window_s: self.arp_window_s / f,
+            time_scale: self.time_scale * f,
+            ..self
+        }
+    }
+
+    /// Wall seconds of a nominal protocol time (e.g. a granted SIP expiry).
+    pub fn wall_s(&self, nominal_s: f64) -> f64 {
+        nominal_s / self.time_scale
+    }
 }
 
 impl Default for Settings {
@@ -52,6 +78,7 @@ impl Default for Settings {
             arp_window_s: 1.0,
             late_floor_s: 0.05,
             idle_stream_s: 3600.0,
+            time_scale: 1.0,
         }
     }
 }
@@ -69,6 +96,21 @@ pub struct TrackerStats {
     pub other_interface: u64,
     /// SIP messages parsed.
     pub sip_messages: u64,
+    /// Pairs forgotten after being idle (see [`Tracker::expire`]).
+    pub expired_pairs: u64,
+}
+
+/// Counts of pairs that were forgotten, so totals never go down when a pair expires.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Keepalives of forgotten pairs.
+    pub keepalives: u64,
+    /// Acks of forgotten pairs.
+    pub acks: u64,
+    /// Retransmissions of forgotten pairs.
+    pub retransmissions: u64,
+    /// Reconnects of forgotten pairs.
+    pub reconnects: u64,
 }
 
 /// Per-pair state and the ARP table, fed one record at a time.
@@ -89,6 +131,8 @@ pub struct Tracker {
     pub now_ns: u64,
     /// Counts.
     pub stats: TrackerStats,
+    /// Totals of forgotten pairs, per protocol.
+    pub expired: HashMap<App, Expired>,
     sip_out: Vec<sip::Parsed>,
 }
 
@@ -105,6 +149,7 @@ impl Tracker {
             first_ns: None,
             now_ns: 0,
             stats: TrackerStats::default(),
+            expired: HashMap::new(),
             sip_out: Vec::new(),
         }
     }
@@ -138,12 +183,53 @@ impl Tracker {
         }
     }
 
+    /// Moves "now" forward to `now_ns` (the live agent's clock), so that silence counts even
+    /// when no record arrives.
+    pub fn advance(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
+    }
+
+    /// Forgets pairs not heard from for `idle_ns` (with their streams), so a long-running agent
+    /// holds only phones that are alive. Their counts move to [`Tracker::expired`].
+    pub fn expire(&mut self, idle_ns: u64) {
+        let now = self.now_ns;
+        if self.pairs.iter().all(|p| now.saturating_sub(p.last_ns) <= idle_ns) {
+            return;
+        }
+        let mut remap = vec![usize::MAX; self.pairs.len()];
+        let mut kept = Vec::with_capacity(self.pairs.len());
+        for (i, p) in std::mem::take(&mut self.pairs).into_iter().enumerate() {
+            if now.saturating_sub(p.last_ns) <= idle_ns {
+                remap[i] = kept.len();
+                kept.push(p);
+            } else {
+                let e = self.expired.entry(p.app).or_default();
+                e.keepalives += p.keepalives;
+                e.acks += p.acks;
+                e.retransmissions += p.retransmission_count;
+                e.reconnects += p.reconnect_count;
+                self.stats.expired_pairs += 1;
+            }
+        }
+        self.pairs = kept;
+        self.index = self.pairs.iter().enumerate().map(|(i, p)| (p.key, i)).collect();
+        self.streams.retain(|_, s| remap[s.pair] != usize::MAX);
+        for s in self.streams.values_mut() {
+            s.pair = remap[s.pair];
+        }
+    }
+
     /// Forgets streams idle for longer than the setting (pairs and their history stay).
     pub fn expire_streams(&mut self) {
         let idle = (self.settings.idle_stream_s * 1e9) as u64;
         let now = self.now_ns;
         let pairs = &self.pairs;
         self.streams.retain(|_, s| now.saturating_sub(pairs[s.pair].last_ns) <= idle);
+    }
+
+    /// Streams (connection directions) held.
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
     }
 
     /// The pair with this key.

@@ -297,7 +297,7 @@ pub fn message(
                 pair.history.back().is_some_and(|k| k.answer == Answer::Challenged);
             let due_ns = match (pair.last_ok_ns, pair.expires_granted) {
                 (Some(ok), Some(g)) if g > 0 && !after_challenge => {
-                    let wait = (f64::from(g) - settings.delta_s).max(0.0);
+                    let wait = (settings.wall_s(f64::from(g)) - settings.delta_s).max(0.0);
                     Some(ok.saturating_add((wait * 1e9) as u64))
                 }
                 _ => None,

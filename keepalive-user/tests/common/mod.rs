@@ -53,6 +53,13 @@ pub struct VethPair {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Names for a veth pair while it is still in the root namespace: unique per process and
+/// call, so tests running in parallel never collide (IFNAMSIZ allows 15 characters).
+fn tmp_names() -> (String, String) {
+    let id = format!("{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed));
+    (format!("ka{id}a"), format!("ka{id}b"))
+}
+
 impl VethPair {
     /// Creates the namespaces, the pair, addresses, and brings everything up.
     pub fn new() -> Self {
@@ -67,9 +74,10 @@ impl VethPair {
         };
         ip(&["netns", "add", &p.ns_a]);
         ip(&["netns", "add", &p.ns_b]);
-        ip(&["link", "add", "ka-tmp-a", "type", "veth", "peer", "name", "ka-tmp-b"]);
-        ip(&["link", "set", "ka-tmp-a", "netns", &p.ns_a, "name", &p.if_a]);
-        ip(&["link", "set", "ka-tmp-b", "netns", &p.ns_b, "name", &p.if_b]);
+        let (ta, tb) = tmp_names();
+        ip(&["link", "add", &ta, "type", "veth", "peer", "name", &tb]);
+        ip(&["link", "set", &ta, "netns", &p.ns_a, "name", &p.if_a]);
+        ip(&["link", "set", &tb, "netns", &p.ns_b, "name", &p.if_b]);
         for (ns, ifn, addr) in [(&p.ns_a, &p.if_a, p.addr_a), (&p.ns_b, &p.if_b, p.addr_b)] {
             ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", ifn]);
             ip(&["-n", ns, "link", "set", ifn, "up"]);
@@ -98,6 +106,83 @@ impl Drop for VethPair {
     fn drop(&mut self) {
         // Deleting a namespace destroys its veth end, and with it the pair.
         for ns in [&self.ns_a, &self.ns_b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Three namespaces: a phone, a router and a CUCM, joined by two veth pairs, with the router
+/// forwarding between 192.0.2.0/24 (TEST-NET-1, phones) and 198.51.100.0/24 (TEST-NET-2,
+/// servers). keepalive runs in the router on both of its interfaces, so it sees each direction
+/// on ingress: the deployment the design describes. Removed on drop.
+#[derive(Debug)]
+pub struct RouterLab {
+    /// Phone namespace.
+    pub ns_phone: String,
+    /// Router namespace.
+    pub ns_router: String,
+    /// CUCM namespace.
+    pub ns_cucm: String,
+    /// Router interface towards the phone.
+    pub r_phone: &'static str,
+    /// Router interface towards the CUCM.
+    pub r_cucm: &'static str,
+    /// Phone address.
+    pub phone: &'static str,
+    /// CUCM address.
+    pub cucm: &'static str,
+}
+
+impl RouterLab {
+    /// Builds the lab.
+    pub fn new() -> Self {
+        let id = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let lab = Self {
+            ns_phone: format!("ka-p-{id}"),
+            ns_router: format!("ka-r-{id}"),
+            ns_cucm: format!("ka-c-{id}"),
+            r_phone: "r-phone",
+            r_cucm: "r-cucm",
+            phone: "192.0.2.31",
+            cucm: "198.51.100.202",
+        };
+        for ns in [&lab.ns_phone, &lab.ns_router, &lab.ns_cucm] {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        let link = |a_ns: &str, a: &str, a_addr: &str, b_ns: &str, b: &str, b_addr: &str| {
+            let (ta, tb) = tmp_names();
+            ip(&["link", "add", &ta, "type", "veth", "peer", "name", &tb]);
+            ip(&["link", "set", &ta, "netns", a_ns, "name", a]);
+            ip(&["link", "set", &tb, "netns", b_ns, "name", b]);
+            for (ns, ifn, addr) in [(a_ns, a, a_addr), (b_ns, b, b_addr)] {
+                ip(&["-n", ns, "addr", "add", addr, "dev", ifn]);
+                ip(&["-n", ns, "link", "set", ifn, "up"]);
+            }
+        };
+        link(&lab.ns_phone, "eth0", "192.0.2.31/24", &lab.ns_router, lab.r_phone, "192.0.2.1/24");
+        link(
+            &lab.ns_cucm,
+            "eth0",
+            "198.51.100.202/24",
+            &lab.ns_router,
+            lab.r_cucm,
+            "198.51.100.1/24",
+        );
+        ip(&["-n", &lab.ns_phone, "route", "add", "default", "via", "192.0.2.1"]);
+        ip(&["-n", &lab.ns_cucm, "route", "add", "default", "via", "198.51.100.1"]);
+        let fwd = Command::new("ip")
+            .args(["netns", "exec", &lab.ns_router, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            .status()
+            .expect("sysctl");
+        assert!(fwd.success(), "enable forwarding in the router namespace");
+        lab
+    }
+}
+
+impl Drop for RouterLab {
+    fn drop(&mut self) {
+        for ns in [&self.ns_phone, &self.ns_router, &self.ns_cucm] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }

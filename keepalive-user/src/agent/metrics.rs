@@ -1,0 +1,230 @@
+//! Prometheus metrics (OpenMetrics text, encoded by `prometheus-client`), computed from a
+//! snapshot at each scrape and served on `--metrics ADDR` by a minimal HTTP/1.1 responder.
+//!
+//! Cardinality is bounded by default: labels are protocol, role, state, finding kind and
+//! severity. Per-phone series (one per phone↔server pair) come only with `--metrics-per-phone`.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+
+use super::snapshot::{Snapshot, State};
+use crate::{findings::Severity, report::PhoneRow, tracker::Tracker};
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn state_of(p: &PhoneRow) -> &'static str {
+    match p.worst() {
+        Some(Severity::Critical) => "critical",
+        Some(Severity::Warning) => "warning",
+        _ => "ok",
+    }
+}
+
+fn counter(reg: &mut Registry, name: &str, help: &str, value: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(value);
+    reg.register(name, help, c);
+}
+
+fn gauge(reg: &mut Registry, name: &str, help: &str, value: i64) {
+    let g: Gauge = Gauge::default();
+    g.set(value);
+    reg.register(name, help, g);
+}
+
+/// The metrics text of `snap`; `tracker` supplies the totals of expired pairs.
+pub fn render(snap: &Snapshot, tracker: &Tracker, per_phone: bool) -> String {
+    let mut reg = Registry::with_prefix("keepalive");
+    let phones = Family::<Labels, Gauge>::default();
+    let mut by_state: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
+    let mut totals: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
+    for p in &snap.report.phones {
+        *by_state.entry((p.protocol, p.role, state_of(p))).or_default() += 1;
+        let t = totals.entry(p.protocol).or_default();
+        t[0] += p.keepalives;
+        t[1] += p.acks;
+    }
+    for pair in &tracker.pairs {
+        totals.entry(crate::record::app_name(pair.app)).or_default()[2] +=
+            pair.retransmission_count;
+    }
+    for (app, e) in &tracker.expired {
+        let t = totals.entry(crate::record::app_name(*app)).or_default();
+        t[0] += e.keepalives;
+        t[1] += e.acks;
+        t[2] += e.retransmissions;
+    }
+    for ((proto, role, state), n) in by_state {
+        phones
+            .get_or_create(&labels(&[("protocol", proto), ("role", role), ("state", state)]))
+            .set(n);
+    }
+    reg.register(
+        "phones",
+        "Phone-server pairs tracked, by protocol, role and worst finding",
+        phones,
+    );
+    let ka = Family::<Labels, Counter>::default();
+    let acks = Family::<Labels, Counter>::default();
+    let retx = Family::<Labels, Counter>::default();
+    for (proto, [k, a, r]) in &totals {
+        let l = labels(&[("protocol", proto)]);
+        ka.get_or_create(&l).inc_by(*k);
+        acks.get_or_create(&l).inc_by(*a);
+        retx.get_or_create(&l).inc_by(*r);
+    }
+    reg.register("keepalives", "Keepalives seen (SCCP KeepAlive, SIP REGISTER)", ka);
+    reg.register("acks", "Keepalives acknowledged (KeepAliveAck, 2xx)", acks);
+    reg.register("retransmissions", "TCP retransmissions on phone connections", retx);
+    let findings = Family::<Labels, Gauge>::default();
+    let all = snap.report.phones.iter().flat_map(|p| &p.findings).chain(&snap.report.findings);
+    for f in all {
+        findings
+            .get_or_create(&labels(&[("kind", f.kind), ("severity", f.severity.as_str())]))
+            .inc();
+    }
+    reg.register("findings", "Current findings, by kind and severity", findings);
+
+    let k = &snap.kernel;
+    counter(&mut reg, "kernel_packets_seen", "Frames the XDP program ran on", k.seen);
+    counter(&mut reg, "kernel_matched_tcp", "TCP segments on tracked ports", k.matched_tcp);
+    counter(&mut reg, "kernel_matched_arp", "ARP frames", k.matched_arp);
+    counter(&mut reg, "kernel_events", "Events written to the ring buffer", k.events);
+    counter(
+        &mut reg,
+        "events_lost",
+        "Events lost because the ring buffer was full",
+        k.ringbuf_full,
+    );
+    counter(
+        &mut reg,
+        "kernel_parse_errors",
+        "Malformed frames of followed protocols",
+        k.parse_errors,
+    );
+    counter(
+        &mut reg,
+        "kernel_lru_evictions",
+        "Flow-map entries evicted by the LRU",
+        k.lru_evictions,
+    );
+    gauge(&mut reg, "kernel_flows", "Flow-map entries live", k.flows_live as i64);
+    counter(
+        &mut reg,
+        "records_bad",
+        "Ring-buffer records that did not decode",
+        snap.userspace.bad_records,
+    );
+    gauge(
+        &mut reg,
+        "pairs_expired",
+        "Pairs forgotten after being idle",
+        snap.userspace.expired_pairs as i64,
+    );
+
+    if per_phone {
+        let pk = Family::<Labels, Counter>::default();
+        let pr = Family::<Labels, Counter>::default();
+        let seen = Family::<Labels, Gauge>::default();
+        let sev = Family::<Labels, Gauge>::default();
+        for p in &snap.report.phones {
+            let port = p.server_port.to_string();
+            let l = labels(&[
+                ("phone", &p.phone),
+                ("server", &p.server),
+                ("server_port", &port),
+                ("protocol", p.protocol),
+                ("device", p.device.as_deref().unwrap_or("")),
+            ]);
+            pk.get_or_create(&l).inc_by(p.keepalives);
+            pr.get_or_create(&l).inc_by(p.retransmissions.len() as u64);
+            seen.get_or_create(&l).set(p.last_seen as i64);
+            sev.get_or_create(&l).set(p.worst().map_or(0, |s| s as i64 + 1));
+        }
+        reg.register("phone_keepalives", "Keepalives of one phone-server pair", pk);
+        reg.register("phone_retransmissions", "Recent retransmissions of one pair", pr);
+        reg.register("phone_last_seen_seconds", "Last frame of one pair (epoch seconds)", seen);
+        reg.register("phone_severity", "Worst finding: 0 none, 1 info, 2 warning, 3 critical", sev);
+    }
+    let mut out = String::new();
+    // Encoding into a String cannot fail.
+    let _ = encode(&mut out, &reg);
+    out
+}
+
+/// `9108` → `127.0.0.1:9108` (loopback unless an address is given); `[::]:9108`, `0.0.0.0:9108`
+/// as written.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("`{s}`: expected PORT or ADDRESS:PORT, e.g. 9108 or 0.0.0.0:9108"))
+}
+
+/// Serves `GET /metrics` until the task is dropped.
+pub async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, per_phone: bool) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut head = Vec::with_capacity(512);
+            let mut buf = [0u8; 512];
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+            })
+            .await;
+            if read.is_err() {
+                return;
+            }
+            let line = String::from_utf8_lossy(&head);
+            let mut parts = line.split_whitespace();
+            let (status, ctype, body) = match (parts.next(), parts.next()) {
+                (Some("GET"), Some(path))
+                    if path == "/metrics" || path.starts_with("/metrics?") =>
+                {
+                    let body = {
+                        let st = match state.lock() {
+                            Ok(s) => s,
+                            Err(p) => p.into_inner(),
+                        };
+                        render(&st.snapshot(), &st.tracker, per_phone)
+                    };
+                    ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", body)
+                }
+                _ => ("404 Not Found", "text/plain", "keepalive serves /metrics\n".to_owned()),
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(resp.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}

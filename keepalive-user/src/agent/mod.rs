@@ -1,0 +1,280 @@
+//! The live agent (`keepalive run`): loads and attaches the XDP program, feeds the ring buffer
+//! into the same [`Tracker`] `analyze` uses, and shows the result: a refreshed view on a
+//! terminal, JSON lines of new findings otherwise, the stats socket ([`socket`]) and Prometheus
+//! metrics ([`metrics`]).
+//!
+//! * [`snapshot`]: the agent's state as one document.
+//! * [`socket`]: the stats socket and its client.
+//! * [`metrics`]: the Prometheus exposition.
+//! * [`view`]: the terminal view and the JSON-lines findings.
+
+pub mod metrics;
+pub mod snapshot;
+pub mod socket;
+pub mod view;
+
+use std::{
+    collections::HashSet,
+    io::Write,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use keepalive_common::wire::Config;
+
+use self::snapshot::{AgentInfo, Interface, KernelStats, State};
+use crate::{
+    loader::{LoadOptions, LoaderError, Mode, Probe},
+    record::EventJson,
+    source::live::LiveSource,
+    tracker::{Settings, Tracker},
+};
+
+/// What the agent does, as the command line asked.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Interfaces to attach to.
+    pub ifaces: Vec<String>,
+    /// XDP mode.
+    pub mode: Mode,
+    /// Ports and mirror flag.
+    pub config: Config,
+    /// Tracker settings.
+    pub settings: Settings,
+    /// Stats socket path and mode.
+    pub socket: PathBuf,
+    /// Permission bits of the socket.
+    pub socket_mode: u32,
+    /// Metrics address.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Per-phone metric series.
+    pub metrics_per_phone: bool,
+    /// Output: the terminal view, JSON lines of findings, or JSON lines of every event.
+    pub output: Output,
+    /// How often the view, counters and expiry run.
+    pub refresh: Duration,
+    /// Pairs idle this long are forgotten.
+    pub expire: Duration,
+    /// Stop after this many events.
+    pub count: Option<u64>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+}
+
+/// What goes to standard output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A refreshed table (on a terminal).
+    View,
+    /// One JSON line per new finding.
+    Findings,
+    /// One JSON line per event (debugging the classifier).
+    Events,
+}
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Loading or attaching.
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    /// The stats socket.
+    #[error(transparent)]
+    Socket(#[from] socket::SocketError),
+    /// The metrics address.
+    #[error("cannot serve metrics on {addr}: {error}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// Anything else on the way.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Logs one structured line (logfmt) on stderr.
+pub fn log(level: &str, msg: &str, fields: &[(&str, &dyn std::fmt::Display)]) {
+    let mut line = format!("ts={:.3} level={level} msg={msg:?}", now_s());
+    for (k, v) in fields {
+        let v = v.to_string();
+        if v.contains([' ', '"', '=']) {
+            line.push_str(&format!(" {k}={v:?}"));
+        } else {
+            line.push_str(&format!(" {k}={v}"));
+        }
+    }
+    eprintln!("{line}");
+}
+
+fn now_s() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn kernel_stats(probe: &Probe) -> Result<KernelStats, LoaderError> {
+    let c = probe.counters()?;
+    let live = probe.flow_count()? as u64;
+    Ok(KernelStats {
+        seen: c.seen,
+        matched_tcp: c.matched_tcp,
+        matched_arp: c.matched_arp,
+        events: c.events,
+        ringbuf_full: c.ringbuf_full,
+        parse_errors: c.parse_errors,
+        flows_created: c.flows_created,
+        flows_live: live,
+        lru_evictions: c.flows_created.saturating_sub(live),
+        flow_update_errors: c.flow_update_errors,
+        mirror_drops: c.mirror_drops,
+    })
+}
+
+/// Runs the agent until a signal, `--count` or `--duration`.
+pub async fn run(opts: Options) -> Result<(), AgentError> {
+    // Refuse early, before touching any interface, when another agent owns the socket.
+    let listener = socket::bind(&opts.socket, opts.socket_mode)?;
+    let _cleanup = RemoveOnDrop(opts.socket.clone());
+    let mut probe = Probe::load(&LoadOptions { config: opts.config, ..LoadOptions::default() })?;
+    let mut interfaces = Vec::new();
+    for iface in &opts.ifaces {
+        let mode = probe.attach(iface, opts.mode)?;
+        log("info", "attached", &[("iface", iface), ("mode", &format!("{mode:?}").to_lowercase())]);
+        interfaces.push(Interface { name: iface.clone(), mode });
+    }
+    let mut source = LiveSource::new(probe.take_ring()?)?;
+    let metrics_listener = match opts.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|error| AgentError::Metrics { addr, error })?,
+        ),
+        None => None,
+    };
+    let state = Arc::new(Mutex::new(State {
+        tracker: Tracker::new(opts.settings, opts.config),
+        kernel: KernelStats::default(),
+        agent: AgentInfo {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION"),
+            started: now_s(),
+            interfaces,
+            socket: opts.socket.display().to_string(),
+            metrics: opts.metrics.map(|a| a.to_string()),
+        },
+        bad_records: 0,
+    }));
+    let socket_task = tokio::spawn(socket::serve(listener, state.clone()));
+    log("info", "stats socket", &[("path", &opts.socket.display())]);
+    let metrics_task = metrics_listener.map(|l| {
+        log(
+            "info",
+            "metrics",
+            &[("addr", &opts.metrics.map(|a| a.to_string()).unwrap_or_default())],
+        );
+        tokio::spawn(metrics::serve(l, state.clone(), opts.metrics_per_phone))
+    });
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let deadline = async {
+        match opts.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut tick = tokio::time::interval(opts.refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut printed: HashSet<String> = HashSet::new();
+    let mut batch = Vec::new();
+    let mut total: u64 = 0;
+    let reason = loop {
+        tokio::select! {
+            r = source.next_batch(&mut batch) => {
+                r?;
+                let mut st = lock(&state);
+                let mut out = std::io::stdout().lock();
+                for rec in batch.drain(..) {
+                    if opts.output == Output::Events {
+                        serde_json::to_writer(&mut out, &EventJson::new(&rec.event)).map_err(std::io::Error::from)?;
+                        out.write_all(b"\n")?;
+                    }
+                    st.tracker.ingest(&rec);
+                    total += 1;
+                }
+                out.flush()?;
+                st.bad_records = source.bad_records;
+                if opts.count.is_some_and(|n| total >= n) {
+                    break "count reached";
+                }
+            }
+            _ = tick.tick() => {
+                let kernel = kernel_stats(&probe)?;
+                let mut st = lock(&state);
+                st.kernel = kernel;
+                st.tracker.advance(now_ns());
+                st.tracker.expire(opts.expire.as_nanos() as u64);
+                st.tracker.expire_streams();
+                match opts.output {
+                    Output::View => view::draw(&st.snapshot())?,
+                    Output::Findings => view::new_findings(&st.snapshot(), &mut printed)?,
+                    Output::Events => {}
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break "interrupted",
+            _ = sigterm.recv() => break "terminated",
+            () = &mut deadline => break "duration reached",
+        }
+    };
+    socket_task.abort();
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
+    let kernel = kernel_stats(&probe)?;
+    {
+        let mut st = lock(&state);
+        st.kernel = kernel;
+        if opts.output == Output::Findings {
+            view::new_findings(&st.snapshot(), &mut printed)?;
+        }
+    }
+    let k = kernel;
+    log(
+        "info",
+        "stopping",
+        &[
+            ("reason", &reason),
+            ("seen", &k.seen),
+            ("matched_tcp", &k.matched_tcp),
+            ("matched_arp", &k.matched_arp),
+            ("events", &k.events),
+            ("ringbuf_full", &k.ringbuf_full),
+            ("parse_errors", &k.parse_errors),
+            ("bad_records", &source.bad_records),
+        ],
+    );
+    // Dropping the probe detaches the program from every interface; the guard removes the socket.
+    drop(probe);
+    Ok(())
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    match state.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Removes the socket file when the agent stops, however it stops.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

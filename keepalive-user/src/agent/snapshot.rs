@@ -1,0 +1,126 @@
+//! The agent's state as one document: what `keepalive stats` prints and what the metrics are
+//! computed from. Built under the state lock, then rendered without it.
+
+use serde::Serialize;
+
+use crate::{
+    loader::Attached,
+    report::{Report, SourceTotals},
+    tracker::Tracker,
+};
+
+/// Kernel counters, summed over CPUs, and the flow map's occupancy.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Frames the program ran on.
+    pub seen: u64,
+    /// TCP segments on tracked ports.
+    pub matched_tcp: u64,
+    /// ARP frames.
+    pub matched_arp: u64,
+    /// Events written to the ring buffer.
+    pub events: u64,
+    /// Events lost because the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Malformed frames of followed protocols.
+    pub parse_errors: u64,
+    /// Flow-map entries created.
+    pub flows_created: u64,
+    /// Flow-map entries live now.
+    pub flows_live: u64,
+    /// Entries the LRU map evicted (created − live).
+    pub lru_evictions: u64,
+    /// Flow-map updates that failed.
+    pub flow_update_errors: u64,
+    /// Frames dropped after recording in mirror mode.
+    pub mirror_drops: u64,
+}
+
+/// One attached interface.
+#[derive(Clone, Debug, Serialize)]
+pub struct Interface {
+    /// Name.
+    pub name: String,
+    /// XDP mode obtained.
+    pub mode: Attached,
+}
+
+/// Facts about the running agent.
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentInfo {
+    /// Process id.
+    pub pid: u32,
+    /// keepalive version.
+    pub version: &'static str,
+    /// Start time (epoch seconds).
+    pub started: f64,
+    /// Interfaces attached.
+    pub interfaces: Vec<Interface>,
+    /// The stats socket.
+    pub socket: String,
+    /// The metrics address, if serving.
+    pub metrics: Option<String>,
+}
+
+/// Userspace counters.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct UserStats {
+    /// Records read from the ring buffer.
+    pub records: u64,
+    /// Records that did not decode.
+    pub bad_records: u64,
+    /// Connection directions tracked.
+    pub streams: usize,
+    /// Pairs forgotten after being idle.
+    pub expired_pairs: u64,
+}
+
+/// Everything the agent knows.
+#[derive(Debug)]
+pub struct State {
+    /// The tracker fed by the ring buffer.
+    pub tracker: Tracker,
+    /// Latest kernel counters.
+    pub kernel: KernelStats,
+    /// The agent.
+    pub agent: AgentInfo,
+    /// Records that did not decode.
+    pub bad_records: u64,
+}
+
+/// The document `keepalive stats --format json` prints.
+#[derive(Debug, Serialize)]
+pub struct Snapshot {
+    /// The agent.
+    pub agent: AgentInfo,
+    /// Kernel counters.
+    pub kernel: KernelStats,
+    /// Userspace counters.
+    pub userspace: UserStats,
+    /// Phones and findings, as `keepalive analyze` reports them.
+    pub report: Report,
+}
+
+impl State {
+    /// A snapshot of the state now.
+    pub fn snapshot(&self) -> Snapshot {
+        let totals = SourceTotals {
+            packets: self.kernel.seen,
+            matched: self.kernel.matched_tcp + self.kernel.matched_arp,
+            parse_errors: self.kernel.parse_errors,
+            unsupported_link: 0,
+            truncated: None,
+        };
+        Snapshot {
+            agent: self.agent.clone(),
+            kernel: self.kernel,
+            userspace: UserStats {
+                records: self.tracker.stats.records,
+                bad_records: self.bad_records,
+                streams: self.tracker.stream_count(),
+                expired_pairs: self.tracker.stats.expired_pairs,
+            },
+            report: Report::build(&self.tracker, &totals),
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! Lab tests (root) for the live agent: a phone, a router and a CUCM in namespaces the test
+//! creates, real kernel TCP between them, `keepalive run` on both router interfaces. The agent
+//! must track the phone, answer `keepalive stats` (JSON and table, with and without root as the
+//! socket mode allows), serve parseable Prometheus text, refuse a second agent, print findings
+//! as JSON lines, and leave nothing behind on SIGTERM. A replayed capture must give the live
+//! agent the counts and finding kinds `analyze` gives.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{IpAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, ChildStderr, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use common::{RouterLab, VethPair};
+use keepalive::fixtures;
+use keepalive_common::wire::sccp_msg;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_keepalive");
+static N: AtomicU32 = AtomicU32::new(0);
+
+fn socket_path() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "keepalive-agent-{}-{}.sock",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// A running agent; killed on drop if the test did not stop it.
+struct Agent {
+    child: Option<Child>,
+    stderr: BufReader<ChildStderr>,
+    log: String,
+    socket: PathBuf,
+}
+
+impl Agent {
+    /// Starts `keepalive run` in `ns` with `args`, and waits until its stats socket is up.
+    fn start(ns: &str, args: &[&str]) -> Self {
+        let socket = socket_path();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, BIN, "run", "--socket"])
+            .arg(&socket)
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start keepalive run");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut log = String::new();
+        loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("agent exited before serving stats: {log}");
+            }
+            log.push_str(&line);
+            if line.contains("msg=\"stats socket\"") {
+                break;
+            }
+        }
+        Self { child: Some(child), stderr, log, socket }
+    }
+
+    /// SIGTERM, then the agent's output.
+    fn stop(&mut self) -> (Output, String) {
+        let child = self.child.take().unwrap();
+        // SAFETY: kill on our child's pid (`ip netns exec` execs the agent in place).
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        let mut rest = String::new();
+        self.stderr.read_to_string(&mut rest).unwrap();
+        self.log.push_str(&rest);
+        (out, self.log.clone())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn stats(socket: &PathBuf, format: &str, as_nobody: bool) -> Output {
+    let mut cmd = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    cmd.args(["stats", "--format", format, "--socket"])
+        .arg(socket)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run keepalive stats")
+}
+
+/// An SCCP phone and CUCM over real TCP through the router: Register → RegisterAck, then
+/// `n` KeepAlives `gap` apart, each answered by a KeepAliveAck.
+fn sccp_phone(lab: &RouterLab, device: &'static str, n: usize, gap: Duration) {
+    let cucm: IpAddr = lab.cucm.parse().unwrap();
+    let server = VethPair::in_ns(&lab.ns_cucm, move || {
+        let l = TcpListener::bind((cucm, 2000)).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let mut head = [0u8; 8];
+        s.read_exact(&mut head).unwrap();
+        let mut body = vec![0u8; u32::from_le_bytes(head[..4].try_into().unwrap()) as usize];
+        s.read_exact(&mut body).unwrap();
+        s.write_all(&fixtures::sccp_pdu(sccp_msg::REGISTER_ACK, &[0; 16])).unwrap();
+        let mut ka = [0u8; 12];
+        for _ in 0..n {
+            s.read_exact(&mut ka).unwrap();
+            s.write_all(&fixtures::sccp_keepalive_ack()).unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let phone = VethPair::in_ns(&lab.ns_phone, move || {
+        let mut s =
+            TcpStream::connect_timeout(&(cucm, 2000).into(), Duration::from_secs(5)).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.write_all(&fixtures::sccp_register(device)).unwrap();
+        let mut ack = [0u8; 28];
+        s.read_exact(&mut ack).unwrap();
+        let mut ka = [0u8; 12];
+        for _ in 0..n {
+            s.write_all(&fixtures::sccp_keepalive()).unwrap();
+            s.read_exact(&mut ka).unwrap();
+            std::thread::sleep(gap);
+        }
+    });
+    phone.join().expect("phone");
+    server.join().expect("cucm");
+}
+
+fn scrape(ns: &str, port: u16) -> String {
+    VethPair::in_ns(ns, move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .join()
+    .unwrap()
+}
+
+/// Checks the Prometheus/OpenMetrics text format line by line and returns the samples.
+fn parse_metrics(body: &str) -> Vec<(String, f64)> {
+    let mut samples = Vec::new();
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.last(), Some(&"# EOF"), "OpenMetrics text ends with # EOF");
+    for line in lines {
+        if let Some(rest) = line.strip_prefix("# ") {
+            assert!(
+                rest.starts_with("HELP ") || rest.starts_with("TYPE ") || rest == "EOF",
+                "comment line: {line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("sample: {line}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                && !name.starts_with(|c: char| c.is_ascii_digit()),
+            "metric name: {line}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "labels: {line}");
+            for label in
+                series[name_end + 1..series.len() - 1].split("\",").filter(|l| !l.is_empty())
+            {
+                let (k, v) = label.split_once("=\"").unwrap_or_else(|| panic!("label: {line}"));
+                assert!(
+                    k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "label name: {line}"
+                );
+                assert!(!v.contains('\n'), "label value: {line}");
+            }
+        }
+        let v: f64 = value.parse().unwrap_or_else(|_| panic!("value: {line}"));
+        samples.push((series.to_owned(), v));
+    }
+    samples
+}
+
+#[test]
+fn agent_tracks_phones_serves_stats_and_metrics_and_cleans_up() {
+    if !common::have_root("agent_tracks_phones_serves_stats_and_metrics_and_cleans_up") {
+        return;
+    }
+    let lab = RouterLab::new();
+    let mut agent = Agent::start(
+        &lab.ns_router,
+        &[
+            "--iface",
+            lab.r_phone,
+            "--iface",
+            lab.r_cucm,
+            "--json",
+            "--refresh",
+            "200ms",
+            "--metrics",
+            "9108",
+        ],
+    );
+    assert!(
+        agent.log.contains("iface=r-phone") && agent.log.contains("iface=r-cucm"),
+        "{}",
+        agent.log
+    );
+
+    sccp_phone(&lab, "SEP00AB00CD0031", 4, Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(600));
+
+    let out = stats(&agent.socket, "json", false);
+    assert!(out.status.success(), "stats: {}", String::from_utf8_lossy(&out.stderr));
+    let snap: Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
+    let row = snap["report"]["phones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phone"] == lab.phone && p["server"] == lab.cucm)
+        .unwrap_or_else(|| panic!("phone row: {snap:#}"));
+    assert_eq!(row["protocol"], "sccp");
+    assert_eq!(row["role"], "primary", "KeepAliveAcks come back through r-cucm");
+    assert_eq!((row["keepalives"].as_u64(), row["acks"].as_u64()), (Some(4), Some(4)));
+    assert_eq!(row["device"], "SEP00AB00CD0031");
+    let k = &snap["kernel"];
+    assert!(k["seen"].as_u64().unwrap() >= 12 && k["matched_tcp"].as_u64().unwrap() >= 10, "{k}");
+    assert_eq!(k["ringbuf_full"], 0);
+    assert!(k.get("lru_evictions").is_some());
+
+    let table = stats(&agent.socket, "table", false);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("192.0.2.31") && table.contains("sccp"), "{table}");
+
+    let http = scrape(&lab.ns_router, 9108);
+    let (head, body) = http.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    let samples = parse_metrics(body);
+    let value = |series: &str| samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v);
+    assert_eq!(value("keepalive_keepalives_total{protocol=\"sccp\"}"), Some(4.0), "{body}");
+    assert_eq!(value("keepalive_acks_total{protocol=\"sccp\"}"), Some(4.0));
+    assert!(value("keepalive_kernel_packets_seen_total").unwrap() >= 12.0);
+    assert_eq!(value("keepalive_events_lost_total"), Some(0.0));
+    assert!(samples
+        .iter()
+        .any(|(s, _)| s.starts_with("keepalive_phones{protocol=\"sccp\",role=\"primary\"")));
+    assert!(!body.contains("192.0.2.31"), "no per-phone series unless asked");
+
+    // A second agent: on the same interfaces, and on the same socket.
+    let second = Command::new("ip")
+        .args(["netns", "exec", &lab.ns_router, BIN, "run", "--iface", lab.r_phone, "--socket"])
+        .arg(socket_path())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success() && err.contains("already attached to `r-phone`"), "{err}");
+    let third = Command::new("ip")
+        .args(["netns", "exec", &lab.ns_router, BIN, "run", "--iface", lab.r_phone, "--socket"])
+        .arg(&agent.socket)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&third.stderr);
+    assert!(!third.status.success() && err.contains("another keepalive agent is running"), "{err}");
+    assert!(agent.socket.exists(), "a refused agent leaves the running one's socket alone");
+
+    // The phone went quiet: a missed-keepalive finding arrives as a JSON line.
+    std::thread::sleep(Duration::from_millis(800));
+    let (out, log) = agent.stop();
+    assert!(out.status.success(), "agent: {log}");
+    assert!(log.contains("msg=\"stopping\" reason=terminated"), "{log}");
+    let findings: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert!(
+        findings.iter().any(|f| f["kind"] == "missed-keepalive" && f["phone"] == lab.phone),
+        "{findings:#?}"
+    );
+
+    // Nothing left behind: no program on either interface, no socket, nothing pinned.
+    for ifn in [lab.r_phone, lab.r_cucm] {
+        let link =
+            Command::new("ip").args(["-n", &lab.ns_router, "link", "show", ifn]).output().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+            "{ifn}: program still attached"
+        );
+    }
+    assert!(!agent.socket.exists(), "socket removed");
+    let pinned = std::fs::read_dir("/sys/fs/bpf")
+        .map(|d| {
+            d.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().contains("keepalive"))
+        })
+        .unwrap_or(false);
+    assert!(!pinned, "nothing pinned under /sys/fs/bpf");
+    let gone = stats(&agent.socket, "json", false);
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert!(!gone.status.success() && err.contains("no keepalive agent is running"), "{err}");
+}
+
+#[test]
+fn stats_without_root_follows_the_socket_mode() {
+    if !common::have_root("stats_without_root_follows_the_socket_mode") {
+        return;
+    }
+    let lab = RouterLab::new();
+    for (mode, allowed) in [("0666", true), ("0660", false)] {
+        let mut agent = Agent::start(
+            &lab.ns_router,
+            &["--iface", lab.r_phone, "--json", "--socket-mode", mode],
+        );
+        let out = stats(&agent.socket, "json", true);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if allowed {
+            assert!(out.status.success(), "mode {mode}: {err}");
+            let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(snap["kernel"]["seen"].is_u64());
+        } else {
+            assert!(
+                !out.status.success() && err.contains("permission denied"),
+                "mode {mode}: {err}"
+            );
+        }
+        agent.stop();
+    }
+}
+
+/// The same capture through the live path (tcpreplay into a veth, the agent on its far end)
+/// and through `analyze`: the same counts and the same finding kinds. The replay runs 40×
+/// faster than the capture, and the agent is told so (`--time-scale 40`); `analyze` reads the
+/// capture's own timestamps.
+#[test]
+fn a_replayed_capture_gives_the_live_agent_what_analyze_gives() {
+    use keepalive::fixtures::scenario::{self, Vantage};
+    if !common::have_root("a_replayed_capture_gives_the_live_agent_what_analyze_gives") {
+        return;
+    }
+    if Command::new("tcpreplay").arg("--version").output().is_err() {
+        if std::env::var_os("KEEPALIVE_REQUIRE_ROOT").is_some() {
+            panic!("tcpreplay is required in CI (scripts/bootstrap.sh installs it)");
+        }
+        eprintln!("skipped: tcpreplay not installed");
+        return;
+    }
+    let net = VethPair::new();
+    let pcap = std::env::temp_dir().join(format!("keepalive-replay-{}.pcap", std::process::id()));
+    std::fs::write(&pcap, scenario::proxy_arp(Vantage::PhoneSide).to_pcap()).unwrap();
+    let mut agent =
+        Agent::start(&net.ns_b, &["--iface", &net.if_b, "--json", "--time-scale", "40"]);
+    let replay = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.ns_a,
+            "tcpreplay",
+            "-q",
+            "--multiplier",
+            "40",
+            "-i",
+            &net.if_a,
+        ])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "tcpreplay: {}", String::from_utf8_lossy(&replay.stderr));
+    std::thread::sleep(Duration::from_millis(500));
+    let live: Value = serde_json::from_slice(&stats(&agent.socket, "json", false).stdout).unwrap();
+    agent.stop();
+    let offline =
+        Command::new(BIN).args(["analyze", "--format", "json"]).arg(&pcap).output().unwrap();
+    let _ = std::fs::remove_file(&pcap);
+    let offline: Value = serde_json::from_slice(&offline.stdout).unwrap();
+    let rows = |v: &Value| v.as_array().unwrap().clone();
+    let (l, o) = (rows(&live["report"]["phones"]), rows(&offline["phones"]));
+    assert_eq!(l.len(), o.len(), "pairs");
+    for (l, o) in l.iter().zip(&o) {
+        for field in ["phone", "server", "protocol", "role", "keepalives", "acks", "device"] {
+            assert_eq!(l[field], o[field], "{field}");
+        }
+        assert_eq!(
+            l["retransmissions"].as_array().unwrap().len(),
+            o["retransmissions"].as_array().unwrap().len()
+        );
+        let kinds = |r: &Value| {
+            let mut k: Vec<String> = r["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["kind"].as_str().unwrap().to_owned())
+                .collect();
+            k.sort();
+            k
+        };
+        assert_eq!(kinds(l), kinds(o), "finding kinds, live vs analyze");
+    }
+    assert_eq!(
+        live["report"]["arp"].as_array().unwrap().len(),
+        offline["arp"].as_array().unwrap().len()
+    );
+}
