@@ -6,10 +6,11 @@ use std::{collections::VecDeque, net::IpAddr};
 
 use keepalive_common::wire::App;
 
-/// Keepalives remembered per pair (the findings look at recent behaviour).
-pub const HISTORY: usize = 128;
+/// Keepalives remembered per pair. The findings look at recent behaviour (at most the last 10
+/// keepalives), and the tracker's memory at 100 000 phones is dominated by this history.
+pub const HISTORY: usize = 16;
 /// Retransmissions, reconnects and next-hop changes remembered per pair.
-pub const EVENTS_KEPT: usize = 64;
+pub const EVENTS_KEPT: usize = 32;
 
 /// Identity of a pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

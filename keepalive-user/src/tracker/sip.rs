@@ -199,7 +199,7 @@ impl Assembler {
     }
 
     fn reset(&mut self) {
-        self.buf.clear();
+        self.buf = Vec::new();
         self.start = None;
     }
 
@@ -223,6 +223,9 @@ impl Assembler {
             self.buf.drain(..skip);
             if self.buf.is_empty() {
                 self.start = None;
+                // Most of the time a direction holds no partial message: give the memory back
+                // (a tracker holds two of these per phone).
+                self.buf = Vec::new();
                 return;
             }
             // The next message starts inside the same segment; its time is this segment's.

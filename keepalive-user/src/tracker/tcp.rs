@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use keepalive_common::wire::tcp_flags;
 
 /// Segments remembered per direction for first-copy lookups.
-const RECENT: usize = 32;
+const RECENT: usize = 8;
 
 #[derive(Clone, Copy, Debug)]
 struct Seg {
