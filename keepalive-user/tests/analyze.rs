@@ -147,6 +147,31 @@ fn sccp_keepalives_losing_their_first_copy_are_rto_growth_from_either_side() {
     }
 }
 
+/// A phone whose timer restarts after it has handled the ack drifts a few ms per cycle: not a
+/// loss, however long the drift accumulates (the demo's phone does this and once raised a
+/// false `first-transmission-loss`).
+#[test]
+fn a_drifting_timer_is_not_loss() {
+    use keepalive::fixtures::{
+        sccp_keepalive, sccp_keepalive_ack,
+        scenario::{Conn, Host, Timeline, MS, S, T0},
+    };
+    for drift_ms in [3, 20, 60] {
+        let mut tl = Timeline::default();
+        let phone = Host { mac: scenario::phone_mac(5), ip: "10.20.0.5".parse().unwrap() };
+        let mut c = Conn::new(phone, scenario::cucm(), 49_005, 2000, 5);
+        c.open(&mut tl, T0);
+        let mut t = T0 + 5 * MS;
+        for _ in 0..16 {
+            c.phone_send(&mut tl, t, &sccp_keepalive(), &[], false);
+            c.server_send(&mut tl, t + 2 * MS, &sccp_keepalive_ack());
+            t += 30 * S + drift_ms * MS;
+        }
+        let r = run(&mut tl);
+        assert!(warnings(&r).is_empty(), "drift {drift_ms} ms: {:#?}", warnings(&r));
+    }
+}
+
 #[test]
 fn a_longer_grace_leaves_more_refreshes() {
     let opts = Options {

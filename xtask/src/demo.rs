@@ -140,6 +140,9 @@ fn phone(stop: &AtomicBool, interval: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo agent's stats socket (`keepalive stats --socket` reads it while the demo runs).
+const DEMO_SOCKET: &str = "/run/keepalive/demo.sock";
+
 /// Runs the demo.
 pub fn run(a: &Args) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
@@ -157,7 +160,9 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     let mut agent = Command::new("ip")
         .args(["netns", "exec", NS_CUCM])
         .arg(&bin)
-        .args(["run", "--iface", "cucm0"])
+        .args(["run", "--iface", "cucm0", "--socket", DEMO_SOCKET])
+        // The phone's 30 s timer runs `interval` s here: the tracker is told the same factor.
+        .args(["--time-scale", &format!("{}", 30.0 / a.interval)])
         .spawn()
         .context("starting keepalive run")?;
     std::thread::sleep(Duration::from_millis(500));
@@ -169,7 +174,8 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     let client = std::thread::spawn(move || phone(&s2, interval));
     eprintln!(
         "demo: phone {PHONE_IP} (ns {NS_PHONE}) sends an SCCP KeepAlive every {:.1} s to CUCM {CUCM_IP}:2000 \
-         (ns {NS_CUCM}); keepalive watches cucm0. Ctrl-C to stop.",
+         (ns {NS_CUCM}); keepalive watches cucm0 (`keepalive stats --socket {DEMO_SOCKET}` from \
+         another shell). Ctrl-C to stop.",
         a.interval
     );
     let start = Instant::now();

@@ -334,11 +334,17 @@ impl Pair {
     }
 
     /// The keepalive interval the phone runs on, learned from the wire: phones never send
-    /// early, so the shortest recent interval is the timer; it is rounded to whole seconds
-    /// (Cisco's timers are whole seconds) when long, to 0.1 s when a lab scales timers down.
+    /// early, so the shortest recent interval is the timer (a timer that drifts by a few ms per
+    /// cycle is learned with its drift). Intervals under half the median are ignored: a
+    /// keepalive sent at once after a re-registration is not the timer.
     pub fn learned_interval_s(&self) -> Option<f64> {
-        let min = self.intervals().into_iter().filter(|i| *i > 0.0).reduce(f64::min)?;
-        Some(if min >= 10.0 { min.round() } else { (min * 10.0).round() / 10.0 })
+        let mut v: Vec<f64> = self.intervals().into_iter().filter(|i| *i > 0.0).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let median = v[v.len() / 2];
+        v.into_iter().find(|i| *i >= median / 2.0)
     }
 
     pub(super) fn push_retransmission(&mut self, r: Retransmission) {
