@@ -82,16 +82,26 @@ fn privilege_hint(e: &aya::EbpfError) -> &'static str {
     if is_eperm(e) {
         ": permission denied — run as root or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON \
          (e.g. `sudo setcap cap_bpf,cap_net_admin,cap_perfmon+ep $(which keepalive)`)"
+    } else if matches!(e, aya::EbpfError::BtfError(_))
+        && !std::path::Path::new("/sys/kernel/btf/vmlinux").exists()
+    {
+        ": this kernel exposes no BTF (/sys/kernel/btf/vmlinux) — use a kernel built with \
+         CONFIG_DEBUG_INFO_BTF=y (every major distribution's since about 2020)"
     } else {
         ""
     }
 }
 
 fn program_hint(e: &ProgramError) -> &'static str {
-    if is_eperm(e) {
-        ": permission denied — run as root or grant CAP_BPF and CAP_NET_ADMIN"
-    } else {
-        ""
+    match os_error(e) {
+        Some(libc::EPERM | libc::EACCES) => {
+            ": permission denied — run as root or grant CAP_BPF and CAP_NET_ADMIN"
+        }
+        // dev_xdp_attach: a driver without ndo_bpf cannot run native XDP.
+        Some(libc::EOPNOTSUPP) => {
+            ": this interface's driver has no native XDP — use `--mode skb` (or `--mode auto`)"
+        }
+        _ => "",
     }
 }
 

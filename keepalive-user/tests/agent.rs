@@ -343,6 +343,26 @@ fn stats_without_root_follows_the_socket_mode() {
     }
 }
 
+/// Without privileges the agent says which capabilities to grant, before touching anything.
+#[test]
+fn an_unprivileged_agent_says_what_to_grant() {
+    if !common::have_root("an_unprivileged_agent_says_what_to_grant") {
+        return;
+    }
+    let socket = socket_path();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", BIN])
+        .args(["run", "--iface", "lo", "--socket"])
+        .arg(&socket)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("permission denied") && err.contains("CAP_BPF"), "{err}");
+    assert!(!socket.exists(), "nothing created");
+}
+
 /// The same capture through the live path (tcpreplay into a veth, the agent on its far end)
 /// and through `analyze`: the same counts and the same finding kinds. The replay runs 40×
 /// faster than the capture, and the agent is told so (`--time-scale 40`); `analyze` reads the

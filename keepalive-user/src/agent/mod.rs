@@ -137,10 +137,11 @@ fn kernel_stats(probe: &Probe) -> Result<KernelStats, LoaderError> {
 
 /// Runs the agent until a signal, `--count` or `--duration`.
 pub async fn run(opts: Options) -> Result<(), AgentError> {
-    // Refuse early, before touching any interface, when another agent owns the socket.
+    // Loading checks privileges and touches nothing shared; then refuse, before attaching to
+    // any interface, when another agent owns the socket.
+    let mut probe = Probe::load(&LoadOptions { config: opts.config, ..LoadOptions::default() })?;
     let listener = socket::bind(&opts.socket, opts.socket_mode)?;
     let _cleanup = RemoveOnDrop(opts.socket.clone());
-    let mut probe = Probe::load(&LoadOptions { config: opts.config, ..LoadOptions::default() })?;
     let mut interfaces = Vec::new();
     for iface in &opts.ifaces {
         let mode = probe.attach(iface, opts.mode)?;
