@@ -14,6 +14,7 @@
 //! * [`tracker`]: per-pair state (keepalives, answers, retransmissions, reconnects, ARP).
 //! * [`findings`]: one rule per finding kind.
 //! * [`report`]: the JSON document and the table.
+//! * [`lab`]: network namespaces, SCCP phone/CUCM simulators and staged faults (demo, lab tests).
 //! * [`fixtures`]: builds Ethernet frames (every encapsulation, SCCP and SIP payloads) and timed
 //!   scenario captures for tests, benchmarks and the lab.
 
@@ -22,6 +23,7 @@ pub mod analyze;
 pub mod cli;
 pub mod findings;
 pub mod fixtures;
+pub mod lab;
 pub mod loader;
 pub mod record;
 pub mod report;

@@ -3,8 +3,8 @@
 //! firewall doing proxy ARP answers before the real owner, traffic goes to the firewall
 //! (DOMAIN.md, case study 1: an ASA answered 17 µs before CUCM's VMware NIC).
 //!
-//! The finding goes on the row of each phone involved (it asked, or its keepalives went to one
-//! of those MACs); an anomaly no tracked phone was involved in is reported on its own.
+//! The finding goes on the row of each phone involved (it asked, or its keepalives went to the
+//! first responder's MAC); an anomaly no tracked phone was involved in is reported on its own.
 
 use std::net::IpAddr;
 
@@ -18,11 +18,17 @@ use crate::{
     },
 };
 
+/// A pair is involved when its phone asked, or when its keepalives went to the MAC that
+/// answered first (the one a requester takes) after the anomaly. A phone that keeps using the
+/// later responder's MAC (usually the real owner) is not.
 fn involves(a: &Anomaly, pair: &Pair) -> bool {
     let asked = a.requester.is_some_and(|(ip, _)| IpAddr::V4(ip) == pair.key.phone);
-    let used = pair.history.iter().any(|k| a.macs.contains(&k.dst_mac))
-        || pair.next_hop.iter().any(|(_, m)| a.macs.contains(m));
-    (IpAddr::V4(a.ip) == pair.key.server && (asked || used)) || (asked && used)
+    let first = a.macs.first().copied();
+    let used_first = pair
+        .history
+        .iter()
+        .any(|k| Some(k.dst_mac) == first && k.first_ns.saturating_add(1_000_000_000) >= a.time_ns);
+    (IpAddr::V4(a.ip) == pair.key.server && (asked || used_first)) || (asked && used_first)
 }
 
 fn finding(a: &Anomaly) -> Finding {

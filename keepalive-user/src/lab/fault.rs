@@ -1,0 +1,146 @@
+//! Faults staged with real kernel mechanisms, never simulated in the analysis:
+//!
+//! * port-security aging: an nftables bridge table in the switch drops the first frame from a
+//!   phone MAC that has been idle longer than the aging time (a dynamic set with a timeout,
+//!   refreshed by every frame the MAC sends), as a switch port whose port-security forgot the
+//!   MAC does. With `rto_growth`, the phone's route `rto_min` doubles before each KeepAlive, the
+//!   way the phone in DOMAIN.md's second case study keeps its backed-off RTO (Linux resets its
+//!   own backoff on every ACK, so the lab sets the floor the phone's stack would have reached);
+//! * plain loss: nftables drops a share of the phones' frames at random;
+//! * proxy ARP: the ASA namespace answers ARP for the CUCM's address (`proxy_arp` with a route
+//!   to it through another interface, `proxy_delay` 0), and the CUCM's replies come 20 ms later
+//!   (its kernel stops answering and a userspace responder answers late), so the phone's next
+//!   ARP for the CUCM takes the ASA's MAC — the first answer wins (Linux ignores later ones
+//!   within `locktime`).
+
+use std::time::Duration;
+
+use super::{addr, in_ns, ip, Lab, LabError};
+
+/// A fault the lab can stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaultKind {
+    /// No fault.
+    None,
+    /// Port-security aging shorter than the keepalive interval, with RTO growth.
+    PortSecurity,
+    /// 10 % random loss on the phones' frames.
+    Loss,
+    /// An ASA answering ARP for the CUCM.
+    ProxyArp,
+}
+
+fn nft(lab: &Lab, script: &str) -> Result<(), LabError> {
+    let path = std::env::temp_dir().join(format!("{}-nft-{}.conf", lab.prefix, std::process::id()));
+    std::fs::write(&path, script)
+        .map_err(|error| LabError::Spawn { cmd: "write nft script".into(), error })?;
+    let r = in_ns(&lab.ns("switch"), &["nft", "-f", &path.display().to_string()]);
+    let _ = std::fs::remove_file(&path);
+    r.map(|_| ())
+}
+
+/// Port-security aging of `aging` on phone `i`'s port.
+pub fn port_security(lab: &Lab, i: usize, aging: Duration) -> Result<(), LabError> {
+    let ms = aging.as_millis();
+    nft(
+        lab,
+        &format!(
+            "table bridge keepalive_lab_ps {{
+  set seen {{ type ether_addr; flags dynamic,timeout; timeout {ms}ms; }}
+  chain forward {{
+    type filter hook forward priority 0; policy accept;
+    iifname \"{port}\" ether saddr @seen update @seen {{ ether saddr timeout {ms}ms }} accept
+    iifname \"{port}\" update @seen {{ ether saddr timeout {ms}ms }} drop
+  }}
+}}
+",
+            port = Lab::port(&format!("p{i}"))
+        ),
+    )
+}
+
+/// Raises phone `i`'s minimum RTO to `ms` (route metric `rto_min`).
+pub fn set_rto_min(lab: &Lab, i: usize, ms: u64) -> Result<(), LabError> {
+    ip(&[
+        "-n",
+        &lab.phone_ns(i),
+        "route",
+        "replace",
+        "192.0.2.0/24",
+        "dev",
+        "eth0",
+        "proto",
+        "kernel",
+        "scope",
+        "link",
+        "rto_min",
+        &format!("{ms}ms"),
+    ])
+    .map(|_| ())
+}
+
+/// Random loss of `percent` % of phone `i`'s frames.
+pub fn loss(lab: &Lab, i: usize, percent: u8) -> Result<(), LabError> {
+    nft(
+        lab,
+        &format!(
+            "table bridge keepalive_lab_loss {{
+  chain forward {{
+    type filter hook forward priority 0; policy accept;
+    iifname \"{port}\" numgen random mod 100 < {percent} drop
+  }}
+}}
+",
+            port = Lab::port(&format!("p{i}"))
+        ),
+    )
+}
+
+/// The ASA starts answering ARP for the primary CUCM, ahead of the CUCM; phone `i` forgets its
+/// ARP entries so its next KeepAlive asks again (the others keep the CUCM's MAC).
+pub fn proxy_arp(lab: &Lab, i: usize) -> Result<ProxyArp, LabError> {
+    let asa = lab.ns("asa");
+    for kv in [
+        "net.ipv4.ip_forward=1",
+        "net.ipv4.conf.eth0.proxy_arp=1",
+        "net.ipv4.neigh.eth0.proxy_delay=0",
+    ] {
+        in_ns(&asa, &["sysctl", "-qw", kv])?;
+    }
+    // The "inside" interface the CUCM's address is routed to (a veth pair: no dummy module
+    // is needed).
+    ip(&["-n", &asa, "link", "add", "inside0", "type", "veth", "peer", "name", "inside1"])?;
+    ip(&["-n", &asa, "link", "set", "inside0", "up"])?;
+    ip(&["-n", &asa, "link", "set", "inside1", "up"])?;
+    ip(&["-n", &asa, "route", "add", &format!("{}/32", addr::CUCM1), "dev", "inside0"])?;
+    // The CUCM's kernel stops answering ARP; a responder answers 20 ms late instead.
+    for kv in ["net.ipv4.conf.eth0.arp_ignore=8", "net.ipv4.conf.all.arp_ignore=8"] {
+        in_ns(&lab.ns("cucm1"), &["sysctl", "-qw", kv])?;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cucm: std::net::Ipv4Addr = addr::CUCM1.parse().expect("literal address");
+    let responder = super::sccp::delayed_arp_responder(
+        &lab.ns("cucm1"),
+        cucm,
+        Duration::from_millis(20),
+        stop.clone(),
+    );
+    ip(&["-n", &lab.phone_ns(i), "neigh", "flush", "dev", "eth0"])?;
+    Ok(ProxyArp { stop, responder: Some(responder) })
+}
+
+/// The staged proxy ARP; dropping it stops the CUCM's delayed ARP responder.
+#[derive(Debug)]
+pub struct ProxyArp {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    responder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ProxyArp {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.responder.take() {
+            let _ = h.join();
+        }
+    }
+}

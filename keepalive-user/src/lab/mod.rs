@@ -1,0 +1,191 @@
+//! The lab: network namespaces that reproduce a campus voice segment on one machine, for the
+//! demo and the lab tests. Only addresses inside the namespaces it creates are used
+//! (TEST-NET-1, 192.0.2.0/24); everything is removed on drop, even after a panic.
+//!
+//! ```text
+//!  p0, p1 … ─┐                                one L2 voice segment, as in DOMAIN.md's
+//!  cucm1 ────┤ br0 in the "switch" namespace  first case study; keepalive runs in the
+//!  cucm2 ────┤ (XDP on every port: each frame switch on its ports, so every frame is seen
+//!  asa ──────┘  is seen once, on ingress)     once, with the MACs it really carries
+//! ```
+//!
+//! * [`sccp`]: the SCCP phone and CUCM simulators (real kernel TCP).
+//! * [`fault`]: faults staged with kernel mechanisms (nftables, proxy ARP, route RTO).
+
+pub mod fault;
+pub mod sccp;
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    process::{Command, Stdio},
+};
+
+/// Why a lab step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A command failed.
+    #[error("`{cmd}` failed: {stderr}")]
+    Command {
+        /// The command line.
+        cmd: String,
+        /// What it said.
+        stderr: String,
+    },
+    /// A command could not be started.
+    #[error(
+        "cannot run `{cmd}` ({error}): is iproute2/nftables installed? (scripts/bootstrap.sh)"
+    )]
+    Spawn {
+        /// The command line.
+        cmd: String,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// Runs a command, failing with its stderr.
+pub fn sh(program: &str, args: &[&str]) -> Result<String, LabError> {
+    let cmd = format!("{program} {}", args.join(" "));
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| LabError::Spawn { cmd: cmd.clone(), error })?;
+    if !out.status.success() {
+        return Err(LabError::Command { cmd, stderr: String::from_utf8_lossy(&out.stderr).into() });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `ip args…`.
+pub fn ip(args: &[&str]) -> Result<String, LabError> {
+    sh("ip", args)
+}
+
+/// Runs `args` inside namespace `ns` (`ip netns exec`).
+pub fn in_ns(ns: &str, args: &[&str]) -> Result<String, LabError> {
+    let mut all = vec!["netns", "exec", ns];
+    all.extend_from_slice(args);
+    sh("ip", &all)
+}
+
+/// Runs `f` on a thread that has entered namespace `ns`; sockets it opens live there.
+pub fn spawn_in<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        // SAFETY: setns on this thread only; the fd is valid for the call.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+}
+
+/// Addresses of the lab.
+pub mod addr {
+    /// The primary CUCM.
+    pub const CUCM1: &str = "192.0.2.202";
+    /// The backup CUCM.
+    pub const CUCM2: &str = "192.0.2.203";
+    /// The ASA's own address.
+    pub const ASA: &str = "192.0.2.254";
+    /// Phone `i` (0-based): 192.0.2.31 + i.
+    pub fn phone(i: usize) -> String {
+        format!("192.0.2.{}", 31 + i)
+    }
+}
+
+/// The lab's namespaces and the switch ports keepalive attaches to.
+#[derive(Debug)]
+pub struct Lab {
+    /// Prefix of every namespace name.
+    pub prefix: String,
+    /// Number of phone addresses.
+    pub phones: usize,
+}
+
+impl Lab {
+    /// Namespace of a role: `p0`, `p1`, … (one per phone, each with its own MAC), `switch`,
+    /// `cucm1`, `cucm2`, `asa`.
+    pub fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.prefix)
+    }
+
+    /// Namespace of phone `i`.
+    pub fn phone_ns(&self, i: usize) -> String {
+        self.ns(&format!("p{i}"))
+    }
+
+    /// The switch port of a role (`p0`, `cucm1`, …).
+    pub fn port(role: &str) -> String {
+        format!("sw-{role}")
+    }
+
+    fn roles(&self) -> Vec<String> {
+        let mut r: Vec<String> = (0..self.phones).map(|i| format!("p{i}")).collect();
+        r.extend(["cucm1", "cucm2", "asa"].map(String::from));
+        r
+    }
+
+    /// Every switch port (where keepalive attaches).
+    pub fn ports(&self) -> Vec<String> {
+        self.roles().iter().map(|r| Self::port(r)).collect()
+    }
+
+    /// Builds the lab with `phones` phones; namespaces are named `{prefix}-…` and any left over
+    /// from an earlier run with the same prefix are removed first. `prefix` must be at most 11
+    /// characters (it names temporary interfaces).
+    pub fn up(prefix: &str, phones: usize) -> Result<Self, LabError> {
+        let lab = Self { prefix: prefix.to_owned(), phones };
+        lab.teardown();
+        let sw = lab.ns("switch");
+        for role in lab.roles().iter().map(String::as_str).chain(["switch"]) {
+            ip(&["netns", "add", &lab.ns(role)])?;
+            ip(&["-n", &lab.ns(role), "link", "set", "lo", "up"])?;
+        }
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &sw, "link", "set", "br0", "up"])?;
+        for (i, role) in lab.roles().iter().enumerate() {
+            // Temporary names while both ends are in this namespace (IFNAMSIZ: 15).
+            let (a, b) = (format!("{prefix}{i}a"), format!("{prefix}{i}b"));
+            let port = Self::port(role);
+            ip(&["link", "add", &a, "type", "veth", "peer", "name", &b])?;
+            ip(&["link", "set", &a, "netns", &lab.ns(role), "name", "eth0"])?;
+            ip(&["link", "set", &b, "netns", &sw, "name", &port])?;
+            ip(&["-n", &sw, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", &sw, "link", "set", &port, "up"])?;
+            ip(&["-n", &lab.ns(role), "link", "set", "eth0", "up"])?;
+        }
+        for i in 0..phones {
+            let ns = lab.phone_ns(i);
+            ip(&["-n", &ns, "addr", "add", &format!("{}/24", addr::phone(i)), "dev", "eth0"])?;
+        }
+        let cucm1 = format!("{}/24", addr::CUCM1);
+        let cucm2 = format!("{}/24", addr::CUCM2);
+        let asa = format!("{}/24", addr::ASA);
+        ip(&["-n", &lab.ns("cucm1"), "addr", "add", &cucm1, "dev", "eth0"])?;
+        ip(&["-n", &lab.ns("cucm2"), "addr", "add", &cucm2, "dev", "eth0"])?;
+        ip(&["-n", &lab.ns("asa"), "addr", "add", &asa, "dev", "eth0"])?;
+        Ok(lab)
+    }
+
+    /// Removes every namespace of the lab (deleting a namespace destroys its veth ends).
+    pub fn teardown(&self) {
+        for role in self.roles().iter().map(String::as_str).chain(["switch"]) {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(role)])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}

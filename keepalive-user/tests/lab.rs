@@ -1,0 +1,168 @@
+//! Lab tests (root): the lab of `keepalive::lab` (phones, a switch running keepalive on its
+//! ports, a primary and a backup CUCM, an ASA), SCCP phones over real kernel TCP, faults staged
+//! with kernel mechanisms. The agent must report the staged fault on the faulted phone and no
+//! warning on the healthy one. Timers run 20× faster (30 s KeepAlives every 1.5 s), and the
+//! agent is told so.
+
+mod common;
+
+use std::{
+    io::Read,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use keepalive::lab::{
+    addr, fault,
+    sccp::{Cucm, Hook, Phone, Timers},
+    Lab,
+};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_keepalive");
+const SCALE: f64 = 20.0;
+
+struct Agent(Child, PathBuf);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn agent(lab: &Lab) -> Agent {
+    let socket = std::env::temp_dir().join(format!("{}.sock", lab.prefix));
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &lab.ns("switch"), BIN, "run", "--json", "--refresh", "300ms"])
+        .args(["--time-scale", &SCALE.to_string(), "--socket"])
+        .arg(&socket);
+    for p in lab.ports() {
+        cmd.args(["--iface", &p]);
+    }
+    let mut child = cmd
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the agent");
+    // Wait for the stats socket (the agent is attached by then).
+    for _ in 0..100 {
+        if socket.exists() {
+            return Agent(child, socket);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let _ = child.wait();
+    panic!("agent did not start: {err}");
+}
+
+fn stats(a: &Agent) -> Value {
+    let out = Command::new(BIN)
+        .args(["stats", "--format", "json", "--socket"])
+        .arg(&a.1)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn row<'a>(snap: &'a Value, phone: &str, server: &str) -> &'a Value {
+    snap["report"]["phones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phone"] == phone && p["server"] == server)
+        .unwrap_or_else(|| panic!("no row {phone} → {server}: {snap:#}"))
+}
+
+fn kinds(row: &Value) -> Vec<String> {
+    row["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn warnings(row: &Value) -> Vec<String> {
+    row["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] != "info")
+        .map(|f| format!("{}: {}", f["kind"], f["message"]))
+        .collect()
+}
+
+/// Runs two phones (phone 0 gets the fault after a healthy start) and returns the agent's view.
+fn stage<G>(
+    name: &str,
+    fault_at: Duration,
+    total: Duration,
+    fault: impl FnOnce(&Lab) -> G,
+    hook: Option<Hook>,
+) -> Value {
+    let lab = Lab::up(&format!("kl{}{name}", std::process::id() % 1000), 2).expect("lab up");
+    let a = agent(&lab);
+    let _c1 = Cucm::start(&lab.ns("cucm1"), addr::CUCM1.parse().unwrap(), true);
+    let _c2 = Cucm::start(&lab.ns("cucm2"), addr::CUCM2.parse().unwrap(), false);
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Timers::scaled(SCALE);
+    let b = Some(addr::CUCM2.parse().unwrap());
+    let p0 = addr::phone(0).parse().unwrap();
+    let p1 = addr::phone(1).parse().unwrap();
+    let _ph0 = Phone::start(
+        &lab.phone_ns(0),
+        p0,
+        "SEP0000000000A0",
+        addr::CUCM1.parse().unwrap(),
+        b,
+        t,
+        hook,
+    );
+    let _ph1 = Phone::start(
+        &lab.phone_ns(1),
+        p1,
+        "SEP0000000000A1",
+        addr::CUCM1.parse().unwrap(),
+        b,
+        t,
+        None,
+    );
+    std::thread::sleep(fault_at);
+    let _staged = fault(&lab);
+    std::thread::sleep(total.saturating_sub(fault_at));
+    stats(&a)
+}
+
+#[test]
+fn proxy_arp_is_reported_on_the_phone_that_took_the_asa_mac() {
+    if !common::have_root("proxy_arp_is_reported_on_the_phone_that_took_the_asa_mac") {
+        return;
+    }
+    let snap = stage(
+        "a",
+        Duration::from_secs(5),
+        Duration::from_secs(12),
+        |lab| fault::proxy_arp(lab, 0).expect("stage proxy ARP"),
+        None,
+    );
+    let bad = row(&snap, &addr::phone(0), addr::CUCM1);
+    let k = kinds(bad);
+    for want in ["arp-multiple-responders", "next-hop-mac-change", "unanswered-keepalive"] {
+        assert!(
+            k.iter().any(|x| x == want),
+            "{want} missing on the faulted phone: {:#}",
+            bad["findings"]
+        );
+    }
+    let good = row(&snap, &addr::phone(1), addr::CUCM1);
+    assert!(warnings(good).is_empty(), "healthy phone: {:#?}", warnings(good));
+    assert_eq!(row(&snap, &addr::phone(1), addr::CUCM2)["role"], "backup");
+    assert_eq!(good["role"], "primary");
+}
