@@ -107,7 +107,27 @@ fn stage<G>(
     fault: impl FnOnce(&Lab) -> G,
     hook: Option<Hook>,
 ) -> Value {
-    let lab = Lab::up(&format!("kl{}{name}", std::process::id() % 1000), 2).expect("lab up");
+    stage_with(
+        &format!("kl{}{name}", std::process::id() % 1000),
+        fault_at,
+        total,
+        fault,
+        hook,
+        true,
+    )
+}
+
+/// [`stage`] with the lab prefix given and phone 0's backup connection optional (its
+/// KeepAlives to the backup would refresh the MAC a port-security fault ages out).
+fn stage_with<G>(
+    prefix: &str,
+    fault_at: Duration,
+    total: Duration,
+    fault: impl FnOnce(&Lab) -> G,
+    hook: Option<Hook>,
+    backup0: bool,
+) -> Value {
+    let lab = Lab::up(prefix, 2).expect("lab up");
     let a = agent(&lab);
     let _c1 = Cucm::start(&lab.ns("cucm1"), addr::CUCM1.parse().unwrap(), true);
     let _c2 = Cucm::start(&lab.ns("cucm2"), addr::CUCM2.parse().unwrap(), false);
@@ -121,7 +141,7 @@ fn stage<G>(
         p0,
         "SEP0000000000A0",
         addr::CUCM1.parse().unwrap(),
-        b,
+        if backup0 { b } else { None },
         t,
         hook,
     );
@@ -165,4 +185,37 @@ fn proxy_arp_is_reported_on_the_phone_that_took_the_asa_mac() {
     assert!(warnings(good).is_empty(), "healthy phone: {:#?}", warnings(good));
     assert_eq!(row(&snap, &addr::phone(1), addr::CUCM2)["role"], "backup");
     assert_eq!(good["role"], "primary");
+}
+
+/// Port-security aging shorter than the KeepAlive interval: nftables in the switch drops the
+/// first frame after each idle period, the phone's kernel TCP retransmits it after its RTO.
+#[test]
+fn port_security_aging_is_first_transmission_loss() {
+    if !common::have_root("port_security_aging_is_first_transmission_loss") {
+        return;
+    }
+    let prefix = format!("kl{}b", std::process::id() % 1000);
+    let interval = Timers::scaled(SCALE).primary;
+    let fault_at = interval.mul_f64(3.3);
+    let snap = stage_with(
+        &prefix,
+        fault_at,
+        fault_at + interval.mul_f64(4.6),
+        |lab| fault::port_security(lab, 0, interval.mul_f64(0.66)).expect("stage port security"),
+        None,
+        false,
+    );
+    let bad = row(&snap, &addr::phone(0), addr::CUCM1);
+    let ftl =
+        bad["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "first-transmission-loss");
+    let ftl = ftl.unwrap_or_else(|| panic!("no first-transmission-loss: {bad:#}"));
+    assert_eq!(ftl["evidence"], "retransmission");
+    // Every retransmission is the phone's, at least Linux's minimum RTO (200 ms) after the
+    // first copy.
+    let retx = bad["retransmissions"].as_array().unwrap();
+    assert!(retx.len() >= 3, "{bad:#}");
+    assert!(retx.iter().all(|r| r["from"] == "phone" && r["delay_s"].as_f64().unwrap() >= 0.15));
+    assert_eq!(bad["acks"], bad["keepalives"], "the retransmissions get through");
+    let good = row(&snap, &addr::phone(1), addr::CUCM1);
+    assert!(warnings(good).is_empty(), "healthy phone: {:#?}", warnings(good));
 }

@@ -3,9 +3,8 @@
 //! * port-security aging: an nftables bridge table in the switch drops the first frame from a
 //!   phone MAC that has been idle longer than the aging time (a dynamic set with a timeout,
 //!   refreshed by every frame the MAC sends), as a switch port whose port-security forgot the
-//!   MAC does. With `rto_growth`, the phone's route `rto_min` doubles before each KeepAlive, the
-//!   way the phone in DOMAIN.md's second case study keeps its backed-off RTO (Linux resets its
-//!   own backoff on every ACK, so the lab sets the floor the phone's stack would have reached);
+//!   MAC does. Linux resets its RTO backoff on every ACK, so the lab's phones show the loss
+//!   but not the case study's growth across refreshes (that phone's stack kept its backoff);
 //! * plain loss: nftables drops a share of the phones' frames at random;
 //! * proxy ARP: the ASA namespace answers ARP for the CUCM's address (`proxy_arp` with a route
 //!   to it through another interface, `proxy_delay` 0), and the CUCM's replies come 20 ms later
@@ -22,7 +21,7 @@ use super::{addr, in_ns, ip, Lab, LabError};
 pub enum FaultKind {
     /// No fault.
     None,
-    /// Port-security aging shorter than the keepalive interval, with RTO growth.
+    /// Port-security aging shorter than the keepalive interval.
     PortSecurity,
     /// 10 % random loss on the phones' frames.
     Loss,
@@ -57,26 +56,6 @@ pub fn port_security(lab: &Lab, i: usize, aging: Duration) -> Result<(), LabErro
             port = Lab::port(&format!("p{i}"))
         ),
     )
-}
-
-/// Raises phone `i`'s minimum RTO to `ms` (route metric `rto_min`).
-pub fn set_rto_min(lab: &Lab, i: usize, ms: u64) -> Result<(), LabError> {
-    ip(&[
-        "-n",
-        &lab.phone_ns(i),
-        "route",
-        "replace",
-        "192.0.2.0/24",
-        "dev",
-        "eth0",
-        "proto",
-        "kernel",
-        "scope",
-        "link",
-        "rto_min",
-        &format!("{ms}ms"),
-    ])
-    .map(|_| ())
 }
 
 /// Random loss of `percent` % of phone `i`'s frames.

@@ -286,7 +286,9 @@ impl Phone {
         let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
         let s = stop.clone();
-        handles.push(spawn_in(ns, move || primary_loop(src, primary, device, timers, hook.as_ref(), &s)));
+        handles.push(spawn_in(ns, move || {
+            primary_loop(src, primary, device, timers, hook.as_ref(), &s)
+        }));
         if let Some(b) = backup {
             let s = stop.clone();
             handles.push(spawn_in(ns, move || backup_loop(src, b, timers, &s)));
