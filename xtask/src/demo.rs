@@ -1,15 +1,12 @@
-//! `cargo xtask demo`: the lab in one command. Creates two network namespaces joined by a veth
-//! pair (a phone and a CUCM, addresses from TEST-NET-1 that exist only there), runs a small
-//! SCCP CUCM (answers KeepAlive with KeepAliveAck) and an SCCP phone (Register, then a
-//! KeepAlive every interval), and runs `keepalive run` on the CUCM's interface, printing what
-//! it records. Ctrl-C (or --duration) ends it; the namespaces are always removed.
+//! `cargo xtask demo`: the lab in one command. Builds `keepalive::lab` (two phones, a switch
+//! running keepalive on every port, a primary and a backup CUCM, an ASA; addresses from
+//! TEST-NET-1 that exist only in the lab's namespaces), starts the SCCP CUCMs and phones over
+//! real kernel TCP with timers scaled down, and shows the agent's live view. After a healthy
+//! start it stages the chosen fault on phone 192.0.2.31. Ctrl-C (or --duration) ends it; the
+//! namespaces are always removed.
 
 use std::{
-    fs::File,
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
-    os::fd::AsRawFd,
-    process::{Command, Stdio},
+    process::Command,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -18,126 +15,25 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use keepalive::fixtures;
+use keepalive::lab::{
+    addr,
+    fault::{self, FaultKind},
+    sccp::{Cucm, Phone, Timers},
+    Lab,
+};
 
 /// Demo options.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Seconds between KeepAlives: the phone's 30 s StationKeepaliveInterval scaled down.
-    #[arg(long, default_value_t = 3.0)]
-    pub interval: f64,
+    /// Protocol timers run this many times faster than Cisco's (30 s KeepAlives every 3 s).
+    #[arg(long, default_value_t = 10.0)]
+    pub scale: f64,
+    /// The fault staged on phone 192.0.2.31 after a healthy start.
+    #[arg(long, value_enum, default_value_t = FaultKind::ProxyArp)]
+    pub fault: FaultKind,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub duration: Option<f64>,
-}
-
-const NS_PHONE: &str = "ka-demo-phone";
-const NS_CUCM: &str = "ka-demo-cucm";
-const PHONE_IP: &str = "192.0.2.31";
-const CUCM_IP: &str = "192.0.2.202";
-
-struct Lab;
-
-impl Lab {
-    fn up() -> anyhow::Result<Self> {
-        Self::teardown();
-        let lab = Self;
-        ip(&["netns", "add", NS_PHONE])?;
-        ip(&["netns", "add", NS_CUCM])?;
-        ip(&["link", "add", "ka-demo-a", "type", "veth", "peer", "name", "ka-demo-b"])?;
-        ip(&["link", "set", "ka-demo-a", "netns", NS_PHONE, "name", "phone0"])?;
-        ip(&["link", "set", "ka-demo-b", "netns", NS_CUCM, "name", "cucm0"])?;
-        for (ns, dev, addr) in [(NS_PHONE, "phone0", PHONE_IP), (NS_CUCM, "cucm0", CUCM_IP)] {
-            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        Ok(lab)
-    }
-
-    fn teardown() {
-        for ns in [NS_PHONE, NS_CUCM] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        Self::teardown();
-    }
-}
-
-fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip").args(args).output().context("running ip (iproute2)")?;
-    if !out.status.success() {
-        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
-}
-
-fn enter(ns: &str) -> anyhow::Result<()> {
-    let f = File::open(format!("/var/run/netns/{ns}"))?;
-    // SAFETY: setns for the calling thread only, with a valid fd.
-    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        bail!("setns {ns}: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The CUCM: answers KeepAlive with KeepAliveAck and Register with nothing (enough for SCCP
-/// keepalive timing).
-fn cucm(stop: &AtomicBool) -> anyhow::Result<()> {
-    enter(NS_CUCM)?;
-    let l = TcpListener::bind((CUCM_IP, 2000))?;
-    l.set_nonblocking(true)?;
-    while !stop.load(Ordering::Relaxed) {
-        match l.accept() {
-            Ok((mut s, _)) => {
-                s.set_nonblocking(false)?;
-                s.set_read_timeout(Some(Duration::from_millis(200)))?;
-                let mut hdr = [0u8; 12];
-                while !stop.load(Ordering::Relaxed) {
-                    match s.read_exact(&mut hdr) {
-                        Ok(()) => {
-                            let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
-                            let mut body = vec![0u8; len.saturating_sub(4)];
-                            s.read_exact(&mut body)?;
-                            if hdr[8..12] == [0, 0, 0, 0] {
-                                s.write_all(&fixtures::sccp_keepalive_ack())?;
-                            }
-                        }
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) => {}
-                        Err(_) => break,
-                    }
-                }
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-    Ok(())
-}
-
-/// The phone: Register, then a KeepAlive every `interval`, reading each KeepAliveAck.
-fn phone(stop: &AtomicBool, interval: Duration) -> anyhow::Result<()> {
-    enter(NS_PHONE)?;
-    let mut s = TcpStream::connect((CUCM_IP, 2000))?;
-    s.set_nodelay(true)?;
-    s.write_all(&fixtures::sccp_register("SEP0024142DDF24"))?;
-    let mut ack = [0u8; 12];
-    while !stop.load(Ordering::Relaxed) {
-        s.write_all(&fixtures::sccp_keepalive())?;
-        s.read_exact(&mut ack)?;
-        let until = Instant::now() + interval;
-        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    Ok(())
 }
 
 /// The demo agent's stats socket (`keepalive stats --socket` reads it while the demo runs).
@@ -149,52 +45,86 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the demo creates network namespaces and attaches XDP: run it as root");
     }
+    if !(a.scale > 0.0 && a.scale <= 100.0) {
+        bail!("--scale must be in (0, 100]");
+    }
     crate::cargo(&["build", "--release", "--quiet", "-p", "keepalive-user"])?;
     let bin = std::env::current_dir()?.join("target/release/keepalive");
-    let lab = Lab::up()?;
+    let lab = Lab::up("ka-demo", 2).context("building the lab (iproute2)")?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))?;
     }
-    let mut agent = Command::new("ip")
-        .args(["netns", "exec", NS_CUCM])
-        .arg(&bin)
-        .args(["run", "--iface", "cucm0", "--socket", DEMO_SOCKET])
-        // The phone's 30 s timer runs `interval` s here: the tracker is told the same factor.
-        .args(["--time-scale", &format!("{}", 30.0 / a.interval)])
-        .spawn()
-        .context("starting keepalive run")?;
-    std::thread::sleep(Duration::from_millis(500));
-    let s1 = stop.clone();
-    let server = std::thread::spawn(move || cucm(&s1));
+    let mut agent = Command::new("ip");
+    agent.args(["netns", "exec", &lab.ns("switch")]).arg(&bin).args([
+        "run",
+        "--socket",
+        DEMO_SOCKET,
+    ]);
+    agent.args(["--time-scale", &a.scale.to_string(), "--refresh", "1s"]);
+    for p in lab.ports() {
+        agent.args(["--iface", &p]);
+    }
+    let mut agent = agent.spawn().context("starting keepalive run")?;
+    std::thread::sleep(Duration::from_millis(700));
+    let _cucm1 = Cucm::start(&lab.ns("cucm1"), addr::CUCM1.parse()?, true);
+    let _cucm2 = Cucm::start(&lab.ns("cucm2"), addr::CUCM2.parse()?, false);
     std::thread::sleep(Duration::from_millis(200));
-    let s2 = stop.clone();
-    let interval = Duration::from_secs_f64(a.interval);
-    let client = std::thread::spawn(move || phone(&s2, interval));
-    eprintln!(
-        "demo: phone {PHONE_IP} (ns {NS_PHONE}) sends an SCCP KeepAlive every {:.1} s to CUCM {CUCM_IP}:2000 \
-         (ns {NS_CUCM}); keepalive watches cucm0 (`keepalive stats --socket {DEMO_SOCKET}` from \
-         another shell). Ctrl-C to stop.",
-        a.interval
-    );
+    let t = Timers::scaled(a.scale);
+    let backup = Some(addr::CUCM2.parse()?);
+    let primary = addr::CUCM1.parse()?;
+    // Phone 0 keeps no backup connection under port security: its KeepAlives to the backup
+    // would refresh the MAC the switch ages out.
+    let b0 = if a.fault == FaultKind::PortSecurity { None } else { backup };
+    let phones = [
+        Phone::start(
+            &lab.phone_ns(0),
+            addr::phone(0).parse()?,
+            "SEP002414000031",
+            primary,
+            b0,
+            t,
+            None,
+        ),
+        Phone::start(
+            &lab.phone_ns(1),
+            addr::phone(1).parse()?,
+            "SEP002414000032",
+            primary,
+            backup,
+            t,
+            None,
+        ),
+    ];
+    let fault_at = t.primary.mul_f64(4.5);
     let start = Instant::now();
+    let mut staged: Option<Box<dyn std::any::Any>> = None;
     while !stop.load(Ordering::Relaxed) {
+        if staged.is_none() && start.elapsed() >= fault_at {
+            staged = Some(match a.fault {
+                FaultKind::None => Box::new(()),
+                FaultKind::PortSecurity => {
+                    Box::new(fault::port_security(&lab, 0, t.primary.mul_f64(0.66))?)
+                }
+                FaultKind::Loss => Box::new(fault::loss(&lab, 0, 10)?),
+                FaultKind::ProxyArp => Box::new(fault::proxy_arp(&lab, 0)?),
+            });
+        }
         if a.duration.is_some_and(|d| start.elapsed().as_secs_f64() >= d) {
-            stop.store(true, Ordering::Relaxed);
+            break;
         }
         if agent.try_wait()?.is_some() {
-            stop.store(true, Ordering::Relaxed);
+            break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    drop(phones);
+    drop(staged);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
     let status = agent.wait()?;
-    let _ = client.join();
-    let _ = server.join();
     drop(lab);
-    std::io::stdout().flush()?;
     if !status.success() && status.code() != Some(130) {
         bail!("keepalive run exited with {status}");
     }

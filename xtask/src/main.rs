@@ -1,7 +1,7 @@
 //! Developer workflows. `cargo xtask <command>`:
 //! * `test`: formatting, clippy (-D warnings) and every test layer (the README's test command).
 //! * `bench`: XDP cost per packet class against an empty XDP_PASS program (BPF_PROG_TEST_RUN).
-//! * `demo`: a lab of network namespaces with a phone and a CUCM, the agent watching it.
+//! * `demo`: the lab (phones, a switch running keepalive, two CUCMs, an ASA) with a staged fault.
 
 mod bench;
 mod demo;
@@ -24,7 +24,7 @@ enum Cmd {
     Test,
     /// XDP per-packet cost against an empty program; writes target/bench/xdp.json.
     Bench(bench::Args),
-    /// Run the lab: namespaces, an SCCP phone and CUCM, keepalive attached (root; Ctrl-C ends).
+    /// Run the lab with a staged fault and the agent's live view (root; Ctrl-C ends).
     Demo(demo::Args),
 }
 
