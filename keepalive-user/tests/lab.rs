@@ -219,3 +219,44 @@ fn port_security_aging_is_first_transmission_loss() {
     let good = row(&snap, &addr::phone(1), addr::CUCM1);
     assert!(warnings(good).is_empty(), "healthy phone: {:#?}", warnings(good));
 }
+
+/// A CUCM restart: the primary resets every connection and is down for three KeepAlive
+/// intervals; both phones reconnect once it is back. Each phone's row shows the reconnect
+/// (closed by the server) and the gap; the backups are untouched.
+#[test]
+fn a_cucm_restart_is_reconnect_and_missed_keepalive_on_every_phone() {
+    if !common::have_root("a_cucm_restart_is_reconnect_and_missed_keepalive_on_every_phone") {
+        return;
+    }
+    let lab = Lab::up(&format!("kl{}c", std::process::id() % 1000), 2).expect("lab up");
+    let a = agent(&lab);
+    let cucm1: std::net::IpAddr = addr::CUCM1.parse().unwrap();
+    let mut c1 = Cucm::start(&lab.ns("cucm1"), cucm1, true);
+    let _c2 = Cucm::start(&lab.ns("cucm2"), addr::CUCM2.parse().unwrap(), false);
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Timers::scaled(SCALE);
+    let b = Some(addr::CUCM2.parse().unwrap());
+    let phones: Vec<Phone> = (0..2)
+        .map(|i| {
+            let dev = ["SEP0000000000C0", "SEP0000000000C1"][i];
+            Phone::start(&lab.phone_ns(i), addr::phone(i).parse().unwrap(), dev, cucm1, b, t, None)
+        })
+        .collect();
+    std::thread::sleep(t.primary.mul_f64(3.5));
+    c1.stop();
+    std::thread::sleep(t.primary.mul_f64(3.0));
+    let _c1 = Cucm::start(&lab.ns("cucm1"), cucm1, true);
+    std::thread::sleep(t.primary.mul_f64(3.5));
+    let snap = stats(&a);
+    drop(phones);
+    for i in 0..2 {
+        let r = row(&snap, &addr::phone(i), addr::CUCM1);
+        let re = r["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "reconnect");
+        let re = re.unwrap_or_else(|| panic!("phone {i}: no reconnect: {:#}", r["findings"]));
+        assert_eq!(re["closed_by"], "server", "the CUCM reset the connection");
+        assert!(kinds(r).iter().any(|k| k == "missed-keepalive"), "phone {i}: {:#}", r["findings"]);
+        assert_eq!(r["role"], "primary");
+        let backup = row(&snap, &addr::phone(i), addr::CUCM2);
+        assert!(warnings(backup).is_empty(), "backup of phone {i}: {:#?}", warnings(backup));
+    }
+}

@@ -68,7 +68,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     }
     let mut agent = agent.spawn().context("starting keepalive run")?;
     std::thread::sleep(Duration::from_millis(700));
-    let _cucm1 = Cucm::start(&lab.ns("cucm1"), addr::CUCM1.parse()?, true);
+    let mut cucm1 = Cucm::start(&lab.ns("cucm1"), addr::CUCM1.parse()?, true);
     let _cucm2 = Cucm::start(&lab.ns("cucm2"), addr::CUCM2.parse()?, false);
     std::thread::sleep(Duration::from_millis(200));
     let t = Timers::scaled(a.scale);
@@ -109,6 +109,12 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
                 }
                 FaultKind::Loss => Box::new(fault::loss(&lab, 0, 10)?),
                 FaultKind::ProxyArp => Box::new(fault::proxy_arp(&lab, 0)?),
+                FaultKind::CucmRestart => {
+                    cucm1.stop();
+                    std::thread::sleep(t.primary * 3);
+                    cucm1 = Cucm::start(&lab.ns("cucm1"), addr::CUCM1.parse()?, true);
+                    Box::new(())
+                }
             });
         }
         if a.duration.is_some_and(|d| start.elapsed().as_secs_f64() >= d) {

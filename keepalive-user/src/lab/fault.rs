@@ -6,6 +6,8 @@
 //!   MAC does. Linux resets its RTO backoff on every ACK, so the lab's phones show the loss
 //!   but not the case study's growth across refreshes (that phone's stack kept its backoff);
 //! * plain loss: nftables drops a share of the phones' frames at random;
+//! * a CUCM restart: the simulator resets every connection (SO_LINGER 0) and stops listening
+//!   for a while ([`super::sccp::Cucm::stop`]);
 //! * proxy ARP: the ASA namespace answers ARP for the CUCM's address (`proxy_arp` with a route
 //!   to it through another interface, `proxy_delay` 0), and the CUCM's replies come 20 ms later
 //!   (its kernel stops answering and a userspace responder answers late), so the phone's next
@@ -27,6 +29,8 @@ pub enum FaultKind {
     Loss,
     /// An ASA answering ARP for the CUCM.
     ProxyArp,
+    /// The primary CUCM resets every connection and is down for three KeepAlive intervals.
+    CucmRestart,
 }
 
 fn nft(lab: &Lab, script: &str) -> Result<(), LabError> {
