@@ -33,10 +33,14 @@ impl Drop for Agent {
 }
 
 fn agent(lab: &Lab) -> Agent {
+    agent_scaled(lab, SCALE)
+}
+
+fn agent_scaled(lab: &Lab, scale: f64) -> Agent {
     let socket = std::env::temp_dir().join(format!("{}.sock", lab.prefix));
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &lab.ns("switch"), BIN, "run", "--json", "--refresh", "300ms"])
-        .args(["--time-scale", &SCALE.to_string(), "--socket"])
+        .args(["--time-scale", &scale.to_string(), "--socket"])
         .arg(&socket);
     for p in lab.ports() {
         cmd.args(["--iface", &p]);
@@ -259,4 +263,75 @@ fn a_cucm_restart_is_reconnect_and_missed_keepalive_on_every_phone() {
         let backup = row(&snap, &addr::phone(i), addr::CUCM2);
         assert!(warnings(backup).is_empty(), "backup of phone {i}: {:#?}", warnings(backup));
     }
+}
+
+/// SIP with real peers: kamailio registrars (granting 120 s, like CUCM) and sipp phones over
+/// TCP, timers 40× faster. Phone 0 registers to the primary and keeps the backup alive with
+/// `Expires: 0`; phone 1's switch port ages its MAC out between refreshes.
+#[test]
+fn sip_phones_with_kamailio_and_sipp() {
+    use keepalive::lab::sip::{Registrar, SipPhone};
+    if !common::have_root("sip_phones_with_kamailio_and_sipp") {
+        return;
+    }
+    const SIP_SCALE: f64 = 40.0;
+    let lab = Lab::up(&format!("kl{}s", std::process::id() % 1000), 2).expect("lab up");
+    let a = agent_scaled(&lab, SIP_SCALE);
+    let (c1, c2): (std::net::IpAddr, std::net::IpAddr) =
+        (addr::CUCM1.parse().unwrap(), addr::CUCM2.parse().unwrap());
+    let _r1 = Registrar::start(&lab.ns("cucm1"), c1, 120).expect("kamailio (primary)");
+    let _r2 = Registrar::start(&lab.ns("cucm2"), c2, 120).expect("kamailio (backup)");
+    // The phone refreshes at granted − delta: (120 − 5) s, 40× faster.
+    let refresh = Duration::from_secs_f64(115.0 / SIP_SCALE);
+    fault::port_security(&lab, 1, refresh.mul_f64(0.5)).expect("stage port security");
+    let (p0, p1) = (addr::phone(0).parse().unwrap(), addr::phone(1).parse().unwrap());
+    let phones = [
+        SipPhone::start(&lab.phone_ns(0), p0, c1, "SEP0024142DDF24", refresh, false).unwrap(),
+        SipPhone::start(&lab.phone_ns(0), p0, c2, "SEP0024142DDF24", refresh, true).unwrap(),
+        SipPhone::start(&lab.phone_ns(1), p1, c1, "SEP0024142DDF25", refresh, false).unwrap(),
+    ];
+    // Read the agent between two refreshes (phone 1's first SYN was dropped too, so its
+    // REGISTERs run about a second behind): no REGISTER is in flight.
+    std::thread::sleep(refresh.mul_f64(3.8));
+    let snap = stats(&a);
+    drop(phones);
+    let all: Vec<String> = snap["report"]["phones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{} → {} {} ka {} acks {} retx {} {:?}",
+                p["phone"],
+                p["server"],
+                p["role"],
+                p["keepalives"],
+                p["acks"],
+                p["retransmissions"].as_array().unwrap().len(),
+                kinds(p)
+            )
+        })
+        .collect();
+    eprintln!("{all:#?}");
+    let primary = row(&snap, &addr::phone(0), addr::CUCM1);
+    assert_eq!(primary["protocol"], "sip");
+    assert_eq!(primary["role"], "primary");
+    assert_eq!(primary["expires_requested"], 3600);
+    // kamailio grants what is left of the 120 s it allows: 120, or 119 a second later.
+    let granted = primary["expires_granted"].as_u64().unwrap();
+    assert!((119..=120).contains(&granted), "granted {granted}");
+    assert_eq!(primary["device"], "SEP0024142DDF24");
+    assert!(primary["keepalives"].as_u64().unwrap() >= 3, "{all:#?}");
+    assert_eq!(primary["acks"], primary["keepalives"]);
+    assert!(warnings(primary).is_empty(), "healthy primary: {:#?}", warnings(primary));
+    let backup = row(&snap, &addr::phone(0), addr::CUCM2);
+    assert_eq!(backup["role"], "backup", "{all:#?}");
+    assert!(warnings(backup).is_empty(), "healthy backup: {:#?}", warnings(backup));
+    let aged = row(&snap, &addr::phone(1), addr::CUCM1);
+    let ftl = aged["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "first-transmission-loss");
+    assert!(ftl.is_some_and(|f| f["evidence"] == "retransmission"), "{all:#?}");
 }

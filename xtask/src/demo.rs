@@ -1,7 +1,8 @@
-//! `cargo xtask demo`: the lab in one command. Builds `keepalive::lab` (two phones, a switch
+//! `cargo xtask demo`: the lab in one command. Builds `keepalive::lab` (three phones, a switch
 //! running keepalive on every port, a primary and a backup CUCM, an ASA; addresses from
-//! TEST-NET-1 that exist only in the lab's namespaces), starts the SCCP CUCMs and phones over
-//! real kernel TCP with timers scaled down, and shows the agent's live view. After a healthy
+//! TEST-NET-1 that exist only in the lab's namespaces), starts two SCCP phones and the CUCM
+//! simulators over real kernel TCP, a SIP phone (sipp) registered with kamailio on both CUCMs,
+//! with timers scaled down, and shows the agent's live view. After a healthy
 //! start it stages the chosen fault on phone 192.0.2.31. Ctrl-C (or --duration) ends it; the
 //! namespaces are always removed.
 
@@ -19,6 +20,7 @@ use keepalive::lab::{
     addr,
     fault::{self, FaultKind},
     sccp::{Cucm, Phone, Timers},
+    sip::{Registrar, SipPhone},
     Lab,
 };
 
@@ -50,7 +52,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     }
     crate::cargo(&["build", "--release", "--quiet", "-p", "keepalive-user"])?;
     let bin = std::env::current_dir()?.join("target/release/keepalive");
-    let lab = Lab::up("ka-demo", 2).context("building the lab (iproute2)")?;
+    let lab = Lab::up("ka-demo", 3).context("building the lab (iproute2)")?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -96,6 +98,19 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             t,
             None,
         ),
+    ];
+    // A SIP phone (sipp) registered with kamailio on both CUCMs: 3600 asked, 120 granted,
+    // refreshed at granted − 5 s (scaled); `Expires: 0` keepalives to the backup.
+    let (c1, c2) = (addr::CUCM1.parse()?, addr::CUCM2.parse()?);
+    let _registrars = [
+        Registrar::start(&lab.ns("cucm1"), c1, 120)?,
+        Registrar::start(&lab.ns("cucm2"), c2, 120)?,
+    ];
+    let refresh = Duration::from_secs_f64(115.0 / a.scale);
+    let p2 = addr::phone(2).parse()?;
+    let _sip = [
+        SipPhone::start(&lab.phone_ns(2), p2, c1, "SEP0024142DDF24", refresh, false)?,
+        SipPhone::start(&lab.phone_ns(2), p2, c2, "SEP0024142DDF24", refresh, true)?,
     ];
     let fault_at = t.primary.mul_f64(4.5);
     let start = Instant::now();

@@ -42,8 +42,43 @@ fn nft(lab: &Lab, script: &str) -> Result<(), LabError> {
     r.map(|_| ())
 }
 
-/// Port-security aging of `aging` on phone `i`'s port.
+/// The MAC of `eth0` in namespace `ns`.
+fn mac_of(ns: &str) -> Result<String, LabError> {
+    let out = ip(&["-n", ns, "-br", "link", "show", "eth0"])?;
+    out.split_whitespace().nth(2).map(str::to_owned).ok_or_else(|| LabError::Command {
+        cmd: format!("ip -n {ns} -br link show eth0"),
+        stderr: format!("no MAC in `{out}`"),
+    })
+}
+
+/// Port-security aging of `aging` on phone `i`'s port. The phone and the CUCMs get permanent
+/// ARP entries for each other first: a real phone's ARP cache outlives its keepalive interval,
+/// while the lab's scaled-down timers would otherwise let ARP refresh the MAC between
+/// keepalives.
 pub fn port_security(lab: &Lab, i: usize, aging: Duration) -> Result<(), LabError> {
+    let phone_ns = lab.phone_ns(i);
+    let phone_mac = mac_of(&phone_ns)?;
+    let phone_ip = addr::phone(i);
+    for (role, ip_addr) in [("cucm1", addr::CUCM1), ("cucm2", addr::CUCM2)] {
+        let server_mac = mac_of(&lab.ns(role))?;
+        let pin = |ns: &str, who: &str, mac: &str| {
+            ip(&[
+                "-n",
+                ns,
+                "neigh",
+                "replace",
+                who,
+                "lladdr",
+                mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ])
+        };
+        pin(&phone_ns, ip_addr, &server_mac)?;
+        pin(&lab.ns(role), &phone_ip, &phone_mac)?;
+    }
     let ms = aging.as_millis();
     nft(
         lab,

@@ -10,10 +10,12 @@
 //! ```
 //!
 //! * [`sccp`]: the SCCP phone and CUCM simulators (real kernel TCP).
+//! * [`sip`]: kamailio as the registrar and sipp as SIP phones (real peers).
 //! * [`fault`]: faults staged with kernel mechanisms (nftables, proxy ARP, route RTO).
 
 pub mod fault;
 pub mod sccp;
+pub mod sip;
 
 use std::{
     fs::File,
