@@ -16,21 +16,15 @@ pub fn have_root(test: &str) -> bool {
 }
 
 use std::{
-    fs::File,
-    os::fd::AsRawFd,
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
 };
 
 /// Runs `ip` with `args`, panicking with its stderr on failure.
 pub fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = keepalive::lab::ip(args) {
+        panic!("{e}");
+    }
 }
 
 /// Two network namespaces joined by a veth pair, removed on drop (even when a test panics).
@@ -91,14 +85,7 @@ impl VethPair {
         ns: &str,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> std::thread::JoinHandle<T> {
-        let path = format!("/var/run/netns/{ns}");
-        std::thread::spawn(move || {
-            let file = File::open(&path).expect("open netns");
-            // SAFETY: setns on this thread only; the fd is valid for the call.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
+        keepalive::lab::spawn_in(ns, f)
     }
 }
 
