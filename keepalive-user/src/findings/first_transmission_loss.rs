@@ -24,8 +24,8 @@ const MIN_KEEPALIVES: usize = 3;
 const SHARE: f64 = 0.8;
 
 /// The finding for `pair`, if its first copies are lost.
-pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
-    let points = schedule::points(pair, ctx.settings);
+/// `points` is the pair's schedule ([`schedule::points`]).
+pub fn check(pair: &Pair, ctx: &Context<'_>, points: &[schedule::Point]) -> Option<Finding> {
     let recent = &points[points.len().saturating_sub(WINDOW)..];
     if recent.len() < MIN_KEEPALIVES {
         return None;

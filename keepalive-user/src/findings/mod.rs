@@ -90,8 +90,10 @@ pub fn for_pair(pair: &Pair, ctx: &Context<'_>) -> Vec<Finding> {
     out.extend(arp_multiple_responders::for_pair(pair, ctx));
     out.extend(next_hop_mac_change::check(pair, ctx));
     out.extend(unanswered_keepalive::check(pair, ctx));
-    out.extend(rto_growth::check(pair, ctx));
-    out.extend(first_transmission_loss::check(pair, ctx));
+    // The schedule is the costliest thing the rules read: computed once for both.
+    let points = schedule::points(pair, ctx.settings);
+    out.extend(rto_growth::check(pair, ctx, &points));
+    out.extend(first_transmission_loss::check(pair, ctx, &points));
     out.extend(missed_keepalive::check(pair, ctx));
     out.extend(reconnect::check(pair, ctx));
     out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.time.total_cmp(&b.time)));

@@ -24,8 +24,8 @@ pub const MIN_RUN: usize = 3;
 pub const MIN_FACTOR: f64 = 1.5;
 
 /// The finding for `pair`, if its retransmission delay grows.
-pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
-    let points = schedule::points(pair, ctx.settings);
+/// `points` is the pair's schedule ([`schedule::points`]).
+pub fn check(pair: &Pair, ctx: &Context<'_>, points: &[schedule::Point]) -> Option<Finding> {
     // The latest run of consecutive delayed keepalives.
     let end = points.iter().rposition(|p| p.delay.is_some())?;
     let start = points[..=end].iter().rposition(|p| p.delay.is_none()).map_or(0, |i| i + 1);
