@@ -24,6 +24,18 @@ pub struct Args {
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench/xdp.json")]
     pub out: PathBuf,
+    /// Phones in the generated capture of the offline comparison (analyze vs tshark).
+    #[arg(long, default_value_t = 2500)]
+    pub offline_phones: u32,
+    /// Minutes of traffic in that capture (2 500 phones × 40 min ≈ 1.1 M packets).
+    #[arg(long, default_value_t = 40)]
+    pub offline_minutes: u32,
+    /// Run only the offline comparison (no root needed).
+    #[arg(long)]
+    pub offline_only: bool,
+    /// Skip the offline comparison.
+    #[arg(long, conflicts_with = "offline_only")]
+    pub no_offline: bool,
 }
 
 const RING_BYTES: u32 = 1 << 31;
@@ -66,8 +78,42 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Runs the benchmark and prints/writes it.
+/// Runs the offline comparison, prints it and writes `target/bench/offline.json`.
+fn offline(a: &Args) -> anyhow::Result<()> {
+    let params =
+        crate::offline::Params { phones: a.offline_phones, minutes: a.offline_minutes, runs: 3 };
+    let o = crate::offline::run(params)?;
+    println!(
+        "offline, {} packets ({} MB): keepalive analyze {:.2} M packets/s, tshark {:.3} M packets/s: {:.0}x \
+         (peak RSS {:.0} MiB vs {:.0} MiB)",
+        o.packets,
+        o.bytes / 1_000_000,
+        o.analyze_pps / 1e6,
+        o.tshark_pps / 1e6,
+        o.ratio,
+        o.analyze.iter().map(|r| r.max_rss_mib).fold(0.0, f64::max),
+        o.tshark.max_rss_mib,
+    );
+    fs::create_dir_all("target/bench")?;
+    fs::write("target/bench/offline.json", serde_json::to_string_pretty(&o)?)?;
+    println!("written to target/bench/offline.json");
+    Ok(())
+}
+
+/// Runs the benchmarks and prints/writes them.
 pub fn run(a: &Args) -> anyhow::Result<()> {
+    if a.offline_only {
+        return offline(a);
+    }
+    xdp(a)?;
+    if !a.no_offline {
+        offline(a)?;
+    }
+    Ok(())
+}
+
+/// XDP cost per packet class; prints it and writes `--out`.
+fn xdp(a: &Args) -> anyhow::Result<()> {
     // One trial of the largest record (event + 1536 bytes, 8-byte header) must fit the ring.
     anyhow::ensure!(
         u64::from(a.repeat) * 1700 < u64::from(RING_BYTES),

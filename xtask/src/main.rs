@@ -1,10 +1,12 @@
 //! Developer workflows. `cargo xtask <command>`:
 //! * `test`: formatting, clippy (-D warnings) and every test layer (the README's test command).
-//! * `bench`: XDP cost per packet class against an empty XDP_PASS program (BPF_PROG_TEST_RUN).
+//! * `bench`: XDP cost per packet class against an empty XDP_PASS program (BPF_PROG_TEST_RUN),
+//!   then `keepalive analyze` against tshark on a generated capture of about a million packets.
 //! * `demo`: the lab (phones, a switch running keepalive, two CUCMs, an ASA) with a staged fault.
 
 mod bench;
 mod demo;
+mod offline;
 
 use std::process::Command;
 
