@@ -102,14 +102,15 @@ fn offline(a: &Args) -> anyhow::Result<()> {
 
 /// Runs the benchmarks and prints/writes them.
 pub fn run(a: &Args) -> anyhow::Result<()> {
-    if a.offline_only {
-        return offline(a);
-    }
-    xdp(a)?;
+    // Offline first: a child's peak RSS (wait4) counts what it inherited at fork, and the XDP
+    // part maps a 2 GiB ring buffer into this process.
     if !a.no_offline {
         offline(a)?;
     }
-    Ok(())
+    if a.offline_only {
+        return Ok(());
+    }
+    xdp(a)
 }
 
 /// XDP cost per packet class; prints it and writes `--out`.
