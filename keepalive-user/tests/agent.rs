@@ -8,11 +8,9 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{IpAddr, TcpListener, TcpStream},
-    path::PathBuf,
-    process::{Child, ChildStderr, Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    process::Command,
     time::Duration,
 };
 
@@ -21,89 +19,7 @@ use keepalive::fixtures;
 use keepalive_common::wire::sccp_msg;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_keepalive");
-static N: AtomicU32 = AtomicU32::new(0);
-
-fn socket_path() -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "keepalive-agent-{}-{}.sock",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-/// A running agent; killed on drop if the test did not stop it.
-struct Agent {
-    child: Option<Child>,
-    stderr: BufReader<ChildStderr>,
-    log: String,
-    socket: PathBuf,
-}
-
-impl Agent {
-    /// Starts `keepalive run` in `ns` with `args`, and waits until its stats socket is up.
-    fn start(ns: &str, args: &[&str]) -> Self {
-        let socket = socket_path();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, BIN, "run", "--socket"])
-            .arg(&socket)
-            .args(args)
-            .env("RUST_BACKTRACE", "0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start keepalive run");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut log = String::new();
-        loop {
-            let mut line = String::new();
-            if stderr.read_line(&mut line).unwrap() == 0 {
-                panic!("agent exited before serving stats: {log}");
-            }
-            log.push_str(&line);
-            if line.contains("msg=\"stats socket\"") {
-                break;
-            }
-        }
-        Self { child: Some(child), stderr, log, socket }
-    }
-
-    /// SIGTERM, then the agent's output.
-    fn stop(&mut self) -> (Output, String) {
-        let child = self.child.take().unwrap();
-        // SAFETY: kill on our child's pid (`ip netns exec` execs the agent in place).
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let out = child.wait_with_output().unwrap();
-        let mut rest = String::new();
-        self.stderr.read_to_string(&mut rest).unwrap();
-        self.log.push_str(&rest);
-        (out, self.log.clone())
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn stats(socket: &PathBuf, format: &str, as_nobody: bool) -> Output {
-    let mut cmd = if as_nobody {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
-        c
-    } else {
-        Command::new(BIN)
-    };
-    cmd.args(["stats", "--format", format, "--socket"])
-        .arg(socket)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("run keepalive stats")
-}
+use common::{socket_path, stats, Agent, BIN};
 
 /// An SCCP phone and CUCM over real TCP through the router: Register → RegisterAck, then
 /// `n` KeepAlives `gap` apart, each answered by a KeepAliveAck.

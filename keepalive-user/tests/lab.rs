@@ -6,12 +6,9 @@
 
 mod common;
 
-use std::{
-    io::Read,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Stdio, time::Duration};
+
+use common::{stats, Agent};
 
 use keepalive::lab::{
     addr, fault,
@@ -20,7 +17,6 @@ use keepalive::lab::{
 };
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_keepalive");
 const SCALE: f64 = 20.0;
 
 /// The lab tests run one at a time: they measure timing (scaled timers, RTOs), and two labs
@@ -31,54 +27,22 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-struct Agent(Child, PathBuf);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn agent(lab: &Lab) -> Agent {
     agent_scaled(lab, SCALE)
 }
 
 fn agent_scaled(lab: &Lab, scale: f64) -> Agent {
-    let socket = std::env::temp_dir().join(format!("{}.sock", lab.prefix));
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &lab.ns("switch"), BIN, "run", "--json", "--refresh", "300ms"])
-        .args(["--time-scale", &scale.to_string(), "--socket"])
-        .arg(&socket);
-    for p in lab.ports() {
-        cmd.args(["--iface", &p]);
+    let scale = scale.to_string();
+    let mut args = vec!["--json", "--refresh", "300ms", "--time-scale", &scale];
+    let ports = lab.ports();
+    for p in &ports {
+        args.extend(["--iface", p.as_str()]);
     }
-    let mut child = cmd
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the agent");
-    // Wait for the stats socket (the agent is attached by then).
-    for _ in 0..100 {
-        if socket.exists() {
-            return Agent(child, socket);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    let _ = child.wait();
-    panic!("agent did not start: {err}");
+    Agent::start_with(&lab.ns("switch"), &args, Stdio::null())
 }
 
-fn stats(a: &Agent) -> Value {
-    let out = Command::new(BIN)
-        .args(["stats", "--format", "json", "--socket"])
-        .arg(&a.1)
-        .output()
-        .unwrap();
+fn snapshot(a: &Agent) -> Value {
+    let out = stats(&a.socket, "json", false);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -169,7 +133,7 @@ fn stage_with<G>(
     std::thread::sleep(fault_at);
     let _staged = fault(&lab);
     std::thread::sleep(total.saturating_sub(fault_at));
-    stats(&a)
+    snapshot(&a)
 }
 
 #[test]
@@ -262,7 +226,7 @@ fn a_cucm_restart_is_reconnect_and_missed_keepalive_on_every_phone() {
     std::thread::sleep(t.primary.mul_f64(3.0));
     let _c1 = Cucm::start(&lab.ns("cucm1"), cucm1, true);
     std::thread::sleep(t.primary.mul_f64(3.5));
-    let snap = stats(&a);
+    let snap = snapshot(&a);
     drop(phones);
     for i in 0..2 {
         let r = row(&snap, &addr::phone(i), addr::CUCM1);
@@ -304,7 +268,7 @@ fn sip_phones_with_kamailio_and_sipp() {
     ];
     // Read the agent between two refreshes: no REGISTER is in flight.
     std::thread::sleep(refresh.mul_f64(3.5));
-    let snap = stats(&a);
+    let snap = snapshot(&a);
     drop(phones);
     let all: Vec<String> = snap["report"]["phones"]
         .as_array()

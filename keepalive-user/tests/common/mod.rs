@@ -16,7 +16,9 @@ pub fn have_root(test: &str) -> bool {
 }
 
 use std::{
-    process::Command,
+    io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, ChildStderr, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
 };
 
@@ -173,4 +175,99 @@ impl Drop for RouterLab {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
+}
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_keepalive");
+static N: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh stats socket path for one agent.
+pub fn socket_path() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "keepalive-agent-{}-{}.sock",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// A running agent; killed on drop if the test did not stop it.
+pub struct Agent {
+    child: Option<Child>,
+    stderr: BufReader<ChildStderr>,
+    /// What it logged so far.
+    pub log: String,
+    /// Its stats socket.
+    pub socket: PathBuf,
+}
+
+impl Agent {
+    /// Starts `keepalive run` in `ns` with `args`, and waits until its stats socket is up;
+    /// its standard output is kept for [`Agent::stop`].
+    pub fn start(ns: &str, args: &[&str]) -> Self {
+        Self::start_with(ns, args, Stdio::piped())
+    }
+
+    /// [`Agent::start`] with the agent's standard output sent to `stdout`.
+    pub fn start_with(ns: &str, args: &[&str], stdout: Stdio) -> Self {
+        let socket = socket_path();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, BIN, "run", "--socket"])
+            .arg(&socket)
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start keepalive run");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut log = String::new();
+        loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("agent exited before serving stats: {log}");
+            }
+            log.push_str(&line);
+            if line.contains("msg=\"stats socket\"") {
+                break;
+            }
+        }
+        Self { child: Some(child), stderr, log, socket }
+    }
+
+    /// SIGTERM, then the agent's output.
+    pub fn stop(&mut self) -> (Output, String) {
+        let child = self.child.take().unwrap();
+        // SAFETY: kill on our child's pid (`ip netns exec` execs the agent in place).
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        let mut rest = String::new();
+        self.stderr.read_to_string(&mut rest).unwrap();
+        self.log.push_str(&rest);
+        (out, self.log.clone())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `keepalive stats --format FORMAT` against `socket`, as root or as user nobody.
+pub fn stats(socket: &Path, format: &str, as_nobody: bool) -> Output {
+    let mut cmd = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    cmd.args(["stats", "--format", format, "--socket"])
+        .arg(socket)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run keepalive stats")
 }
