@@ -12,6 +12,16 @@ fn main() -> std::io::Result<()> {
         ("proxy-arp-server-side", scenario::proxy_arp(Vantage::ServerSide)),
         ("port-security-phone-side", scenario::port_security(Vantage::PhoneSide)),
         ("port-security-server-side", scenario::port_security(Vantage::ServerSide)),
+        ("sccp-port-security-phone-side", scenario::sccp_port_security(Vantage::PhoneSide)),
+        ("sccp-port-security-server-side", scenario::sccp_port_security(Vantage::ServerSide)),
+        (
+            "intermittent-loss-phone-side",
+            scenario::sccp_intermittent_loss(Vantage::PhoneSide, false),
+        ),
+        (
+            "intermittent-loss-server-side",
+            scenario::sccp_intermittent_loss(Vantage::ServerSide, false),
+        ),
         ("sccp-primary-backup", scenario::sccp_primary_backup(10)),
         ("sip-primary-backup", scenario::sip_primary_backup(6)),
         ("site-300", scenario::site(300, 10)),

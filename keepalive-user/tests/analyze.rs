@@ -147,6 +147,33 @@ fn sccp_keepalives_losing_their_first_copy_are_rto_growth_from_either_side() {
     }
 }
 
+/// Plain loss: three scattered KeepAlives of sixteen lose their first copy. That is loss on the
+/// path, reported as such from either vantage point, and not blamed on MAC aging, whether the
+/// phone's timer runs from the send or restarts at the ack (seen from the phone's side: next
+/// to the server the two cannot be told apart, and the send time is assumed).
+#[test]
+fn scattered_first_copy_losses_are_intermittent_loss_not_mac_aging() {
+    for (vantage, evidence, from_ack) in [
+        (Vantage::PhoneSide, "retransmission", false),
+        (Vantage::PhoneSide, "retransmission", true),
+        (Vantage::ServerSide, "lateness", false),
+    ] {
+        let r = run(&mut scenario::sccp_intermittent_loss(vantage, from_ack));
+        let p = only_row(&r);
+        assert_eq!((p.keepalives, p.acks), (16, 16), "{vantage:?}");
+        let k = kinds(p);
+        assert_eq!(k, ["intermittent-loss"], "{vantage:?}");
+        let f = finding(p, "intermittent-loss");
+        assert_eq!(f.severity, Severity::Warning);
+        assert_eq!(f.fields["evidence"], evidence, "{vantage:?}");
+        assert_eq!((f.fields["lost"].as_u64(), f.fields["of"].as_u64()), (Some(3), Some(16)));
+        for d in f.fields["delays_s"].as_array().unwrap() {
+            assert!((0.19..0.21).contains(&d.as_f64().unwrap()), "{vantage:?}: {d}");
+        }
+        assert!(f.message.contains("duplex"), "{}", f.message);
+    }
+}
+
 /// A phone whose timer restarts after it has handled the ack drifts a few ms per cycle: not a
 /// loss, however long the drift accumulates (the demo's phone does this and once raised a
 /// false `first-transmission-loss`).

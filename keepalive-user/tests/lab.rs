@@ -90,11 +90,12 @@ fn stage<G>(
         fault,
         hook,
         true,
+        SCALE,
     )
 }
 
-/// [`stage`] with the lab prefix given and phone 0's backup connection optional (its
-/// KeepAlives to the backup would refresh the MAC a port-security fault ages out).
+/// [`stage`] with the lab prefix and time scale given and phone 0's backup connection optional
+/// (its KeepAlives to the backup would refresh the MAC a port-security fault ages out).
 fn stage_with<G>(
     prefix: &str,
     fault_at: Duration,
@@ -102,13 +103,14 @@ fn stage_with<G>(
     fault: impl FnOnce(&Lab) -> G,
     hook: Option<Hook>,
     backup0: bool,
+    scale: f64,
 ) -> Value {
     let lab = Lab::up(prefix, 2).expect("lab up");
-    let a = agent(&lab);
+    let a = agent_scaled(&lab, scale);
     let _c1 = Cucm::start(&lab.ns("cucm1"), addr::CUCM1.parse().unwrap(), true);
     let _c2 = Cucm::start(&lab.ns("cucm2"), addr::CUCM2.parse().unwrap(), false);
     std::thread::sleep(Duration::from_millis(200));
-    let t = Timers::scaled(SCALE);
+    let t = Timers::scaled(scale);
     let b = Some(addr::CUCM2.parse().unwrap());
     let p0 = addr::phone(0).parse().unwrap();
     let p1 = addr::phone(1).parse().unwrap();
@@ -165,35 +167,93 @@ fn proxy_arp_is_reported_on_the_phone_that_took_the_asa_mac() {
 }
 
 /// Port-security aging shorter than the KeepAlive interval: nftables in the switch drops the
-/// first frame after each idle period, the phone's kernel TCP retransmits it after its RTO.
+/// first frame after each idle period, and the phone's kernel TCP retransmits it. The phone
+/// sends no TCP timestamps (see `Lab::up`), so no retransmitted KeepAlive yields an RTT sample
+/// and the RTO doubles from one KeepAlive to the next: 0.2, 0.4, 0.8, 1.6 s — case study 2 with
+/// real kernel TCP. Timers run 10× faster here (KeepAlives every 3 s, grace 1.5 s, aging
+/// 0.9 s) so that four doublings fit between KeepAlives and all four first copies age out.
 #[test]
-fn port_security_aging_is_first_transmission_loss() {
-    if !common::have_root("port_security_aging_is_first_transmission_loss") {
+fn port_security_aging_is_rto_growth_and_first_transmission_loss() {
+    if !common::have_root("port_security_aging_is_rto_growth_and_first_transmission_loss") {
         return;
     }
     let _serial = serial();
+    const PS_SCALE: f64 = 10.0;
     let prefix = format!("kl{}b", std::process::id() % 1000);
-    let interval = Timers::scaled(SCALE).primary;
+    let interval = Timers::scaled(PS_SCALE).primary;
     let fault_at = interval.mul_f64(3.3);
+    // Read the agent after the fourth faulted KeepAlive's retransmission (at most 1.6 s
+    // late) and before the fifth.
     let snap = stage_with(
         &prefix,
         fault_at,
-        fault_at + interval.mul_f64(4.6),
-        |lab| fault::port_security(lab, 0, interval.mul_f64(0.66)).expect("stage port security"),
+        fault_at + interval.mul_f64(4.5),
+        |lab| fault::port_security(lab, 0, interval.mul_f64(0.3)).expect("stage port security"),
         None,
         false,
+        PS_SCALE,
     );
     let bad = row(&snap, &addr::phone(0), addr::CUCM1);
-    let ftl =
-        bad["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "first-transmission-loss");
-    let ftl = ftl.unwrap_or_else(|| panic!("no first-transmission-loss: {bad:#}"));
+    let find = |kind: &str| {
+        let f = bad["findings"].as_array().unwrap().iter().find(|f| f["kind"] == kind);
+        f.unwrap_or_else(|| panic!("no {kind}: {bad:#}")).clone()
+    };
+    let ftl = find("first-transmission-loss");
     assert_eq!(ftl["evidence"], "retransmission");
-    // Every retransmission is the phone's, at least Linux's minimum RTO (200 ms) after the
-    // first copy.
+    let growth = find("rto-growth");
+    assert_eq!(growth["evidence"], "retransmission", "{growth:#}");
+    let factor = growth["factor"].as_f64().unwrap();
+    assert!((1.7..=2.3).contains(&factor), "Linux doubles its RTO: {growth:#}");
+    let delays: Vec<f64> =
+        growth["delays_s"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap()).collect();
+    assert!(delays.len() >= 3, "{growth:#}");
+    // The first doubling starts from Linux's minimum RTO (200 ms).
+    assert!(delays[0] >= 0.15 && delays[0] <= 0.5, "{delays:?}");
+    // Every retransmission is the phone's.
     let retx = bad["retransmissions"].as_array().unwrap();
-    assert!(retx.len() >= 3, "{bad:#}");
-    assert!(retx.iter().all(|r| r["from"] == "phone" && r["delay_s"].as_f64().unwrap() >= 0.15));
-    assert_eq!(bad["acks"], bad["keepalives"], "the retransmissions get through");
+    assert!(retx.iter().all(|r| r["from"] == "phone"), "{bad:#}");
+    let good = row(&snap, &addr::phone(1), addr::CUCM1);
+    assert!(warnings(good).is_empty(), "healthy phone: {:#?}", warnings(good));
+}
+
+/// Plain loss: the switch drops every 4th frame from phone 0, which loses the first copy of
+/// every other KeepAlive (and the ACK between). The phone's kernel TCP retransmits each after
+/// its minimum RTO, and the agent calls it loss on the path: not MAC aging, not RTO growth.
+#[test]
+fn plain_loss_is_intermittent_loss_and_not_mac_aging() {
+    if !common::have_root("plain_loss_is_intermittent_loss_and_not_mac_aging") {
+        return;
+    }
+    let _serial = serial();
+    let interval = Timers::scaled(SCALE).primary;
+    let fault_at = interval.mul_f64(3.3);
+    let snap = stage_with(
+        &format!("kl{}l", std::process::id() % 1000),
+        fault_at,
+        fault_at + interval.mul_f64(9.5),
+        |lab| fault::loss(lab, 0, fault::Loss::Every(4)).expect("stage loss"),
+        None,
+        false,
+        SCALE,
+    );
+    let bad = row(&snap, &addr::phone(0), addr::CUCM1);
+    let k = kinds(bad);
+    assert!(
+        !k.iter().any(|k| ["first-transmission-loss", "rto-growth", "unanswered-keepalive"]
+            .contains(&k.as_str())),
+        "{bad:#}"
+    );
+    let f = bad["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "intermittent-loss");
+    let f = f.unwrap_or_else(|| panic!("no intermittent-loss: {bad:#}"));
+    assert_eq!(f["severity"], "warning");
+    assert_eq!(f["evidence"], "retransmission");
+    let lost = f["lost"].as_u64().unwrap();
+    assert!((3..=6).contains(&lost), "every other KeepAlive of ~9: {f:#}");
+    // Each loss is followed by a KeepAlive that got through first time, so the RTO is not
+    // backed off: every retransmission is at about Linux's minimum RTO.
+    for d in f["delays_s"].as_array().unwrap() {
+        assert!((0.15..0.35).contains(&d.as_f64().unwrap()), "{f:#}");
+    }
     let good = row(&snap, &addr::phone(1), addr::CUCM1);
     assert!(warnings(good).is_empty(), "healthy phone: {:#?}", warnings(good));
 }

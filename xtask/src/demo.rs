@@ -120,9 +120,12 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             staged = Some(match a.fault {
                 FaultKind::None => Box::new(()),
                 FaultKind::PortSecurity => {
-                    Box::new(fault::port_security(&lab, 0, t.primary.mul_f64(0.66))?)
+                    // Aging at 0.3 of the interval: the first copies keep aging out while the
+                    // RTO doubles to 0.2, 0.4, 0.8, 1.6 s (at the default scale), then the
+                    // phone gives up, as in case study 2.
+                    Box::new(fault::port_security(&lab, 0, t.primary.mul_f64(0.3))?)
                 }
-                FaultKind::Loss => Box::new(fault::loss(&lab, 0, 10)?),
+                FaultKind::Loss => Box::new(fault::loss(&lab, 0, fault::Loss::Random(10))?),
                 FaultKind::ProxyArp => Box::new(fault::proxy_arp(&lab, 0)?),
                 FaultKind::CucmRestart => {
                     cucm1.stop();

@@ -26,6 +26,11 @@ const SHARE: f64 = 0.8;
 /// The finding for `pair`, if its first copies are lost.
 /// `points` is the pair's schedule ([`schedule::points`]).
 pub fn check(pair: &Pair, ctx: &Context<'_>, points: &[schedule::Point]) -> Option<Finding> {
+    // A keepalive still in flight has not shown whether its first copy got through.
+    let points = match points.split_last() {
+        Some((last, earlier)) if last.in_flight => earlier,
+        _ => points,
+    };
     let recent = &points[points.len().saturating_sub(WINDOW)..];
     if recent.len() < MIN_KEEPALIVES {
         return None;

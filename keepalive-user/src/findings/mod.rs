@@ -8,6 +8,7 @@
 
 pub mod arp_multiple_responders;
 pub mod first_transmission_loss;
+pub mod intermittent_loss;
 pub mod missed_keepalive;
 pub mod next_hop_mac_change;
 pub mod reconnect;
@@ -90,10 +91,16 @@ pub fn for_pair(pair: &Pair, ctx: &Context<'_>) -> Vec<Finding> {
     out.extend(arp_multiple_responders::for_pair(pair, ctx));
     out.extend(next_hop_mac_change::check(pair, ctx));
     out.extend(unanswered_keepalive::check(pair, ctx));
-    // The schedule is the costliest thing the rules read: computed once for both.
+    // The schedule is the costliest thing the rules read: computed once for all three.
     let points = schedule::points(pair, ctx.settings);
+    let explained = out.len();
     out.extend(rto_growth::check(pair, ctx, &points));
     out.extend(first_transmission_loss::check(pair, ctx, &points));
+    // Loss an unanswered keepalive, MAC aging or RTO growth explains is not reported twice.
+    if !out[..explained].iter().any(|f| f.kind == "unanswered-keepalive") && out.len() == explained
+    {
+        out.extend(intermittent_loss::check(pair, ctx, &points));
+    }
     out.extend(missed_keepalive::check(pair, ctx));
     out.extend(reconnect::check(pair, ctx));
     out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.time.total_cmp(&b.time)));

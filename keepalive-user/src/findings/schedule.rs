@@ -7,12 +7,17 @@
 //!   phone *sent* the previous one. The interval is learned ([`Pair::learned_interval_s`]).
 //!   Where the first copies are invisible (the vantage point is past the loss), the phone's send
 //!   times are reconstructed: a keepalive that arrives late was still sent on schedule, so the
-//!   next one is due one interval after the schedule, not after the late arrival.
+//!   next one is due one interval after the schedule, not after the late arrival. Where a
+//!   retransmitted keepalive's copies were both seen, a phone that restarts its timer when the
+//!   keepalive is answered is on time one interval after the copy that got through.
 //!
 //! A keepalive's delay is its retransmission delay when the first copy was seen (evidence
 //! "retransmission"), else its lateness against the schedule (evidence "lateness").
 
-use crate::tracker::{pair::secs, Pair, Settings};
+use crate::tracker::{
+    pair::{secs, Answer},
+    Pair, Settings,
+};
 
 /// Where a delay figure comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +51,9 @@ pub struct Point {
     pub gap_s: Option<f64>,
     /// Seconds past its due time (negative: early); `None` when no schedule is known.
     pub lateness_s: Option<f64>,
+    /// The latest keepalive, neither acknowledged nor answered yet: a retransmission may still
+    /// come, so "no delay" is not known yet.
+    pub in_flight: bool,
 }
 
 /// The interval the phone is expected to keep (s).
@@ -73,7 +81,19 @@ pub fn points(pair: &Pair, settings: &Settings) -> Vec<Point> {
         let lateness_s = if let Some(due) = ka.due_ns {
             Some(signed_s(ka.first_ns, due))
         } else if let (Some(t), Some(a), true) = (interval, anchor, same_conn) {
-            let due = a.saturating_add((t * 1e9) as u64);
+            let period = (t * 1e9) as u64;
+            let mut due = a.saturating_add(period);
+            // A phone whose timer restarts once its keepalive is answered sends the next one an
+            // interval after the copy that got through. Where both copies of the previous one
+            // were seen, a keepalive on that later schedule is on time too (a phone whose timer
+            // runs from the send time is early against it by the retransmission delay, at
+            // least the floor, and stays on the send schedule).
+            if let Some(p) = prev.filter(|p| p.copies > 1) {
+                let after_retx = p.last_ns.saturating_add(period);
+                if signed_s(ka.first_ns, after_retx) > -floor {
+                    due = due.max(after_retx);
+                }
+            }
             let late = signed_s(ka.first_ns, due);
             if late < floor || late > t / 2.0 {
                 // On time, or a whole keepalive was missed: the schedule restarts here.
@@ -95,8 +115,21 @@ pub fn points(pair: &Pair, settings: &Settings) -> Vec<Point> {
             (_, Some(l)) if l >= floor => Some((l, Evidence::Lateness)),
             _ => None,
         };
-        out.push(Point { time_ns: ka.first_ns, last_ns: ka.last_ns, delay, gap_s, lateness_s });
+        let in_flight = ka.answer == Answer::None && ka.tcp_ack_ns.is_none();
+        out.push(Point {
+            time_ns: ka.first_ns,
+            last_ns: ka.last_ns,
+            delay,
+            gap_s,
+            lateness_s,
+            in_flight,
+        });
         prev = Some(ka);
+    }
+    // Only the latest one can still be in flight; earlier ones were left unanswered.
+    let n = out.len();
+    for p in out.iter_mut().take(n.saturating_sub(1)) {
+        p.in_flight = false;
     }
     out
 }

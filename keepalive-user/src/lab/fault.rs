@@ -3,9 +3,10 @@
 //! * port-security aging: an nftables bridge table in the switch drops the first frame from a
 //!   phone MAC that has been idle longer than the aging time (a dynamic set with a timeout,
 //!   refreshed by every frame the MAC sends), as a switch port whose port-security forgot the
-//!   MAC does. Linux resets its RTO backoff on every ACK, so the lab's phones show the loss
-//!   but not the case study's growth across refreshes (that phone's stack kept its backoff);
-//! * plain loss: nftables drops a share of the phones' frames at random;
+//!   MAC does. The phones' TCP runs without timestamps and tail loss probes (see
+//!   [`Lab::up`]), so every first copy lost keeps the RTO backed off and it doubles from one
+//!   KeepAlive to the next, as in case study 2;
+//! * plain loss: nftables drops a share of the phones' frames, at random or every `n`th;
 //! * a CUCM restart: the simulator resets every connection (SO_LINGER 0) and stops listening
 //!   for a while ([`super::sccp::Cucm::stop`]);
 //! * proxy ARP: the ASA namespace answers ARP for the CUCM's address (`proxy_arp` with a route
@@ -97,15 +98,31 @@ pub fn port_security(lab: &Lab, i: usize, aging: Duration) -> Result<(), LabErro
     )
 }
 
-/// Random loss of `percent` % of phone `i`'s frames.
-pub fn loss(lab: &Lab, i: usize, percent: u8) -> Result<(), LabError> {
+/// Which of a phone's frames plain loss drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// `percent` % of them at random (nftables `numgen random`), as a noisy link does.
+    Random(u8),
+    /// Every `n`th one (nftables `numgen inc`): the same kind of loss, deterministic enough for
+    /// a test to know what to expect. With a phone's KeepAlive, ACK pairs and `n` = 4 it drops
+    /// every other KeepAlive's first copy and the ACK between, whatever the phase: never two
+    /// KeepAlives in a row.
+    Every(u32),
+}
+
+/// Plain loss of phone `i`'s frames at the switch.
+pub fn loss(lab: &Lab, i: usize, loss: Loss) -> Result<(), LabError> {
+    let rule = match loss {
+        Loss::Random(percent) => format!("numgen random mod 100 < {percent} drop"),
+        Loss::Every(n) => format!("numgen inc mod {} == 0 drop", n.max(1)),
+    };
     nft(
         lab,
         &format!(
             "table bridge keepalive_lab_loss {{
   chain forward {{
     type filter hook forward priority 0; policy accept;
-    iifname \"{port}\" numgen random mod 100 < {percent} drop
+    iifname \"{port}\" {rule}
   }}
 }}
 ",

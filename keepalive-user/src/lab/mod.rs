@@ -165,6 +165,19 @@ impl Lab {
         for i in 0..phones {
             let ns = lab.phone_ns(i);
             ip(&["-n", &ns, "addr", "add", &format!("{}/24", addr::phone(i)), "dev", "eth0"])?;
+            // A phone's embedded TCP stack is a classic RFC 6298 one:
+            // * no timestamps (RFC 7323): an ACK for a retransmitted segment is then no RTT
+            //   sample, and the backed-off RTO is kept until a segment gets through first time
+            //   (Karn's algorithm; Linux's tcp_ack_update_rtt resets icsk_backoff only on a
+            //   valid sample). With timestamps Linux measures the RTT from TSecr and resets
+            //   its RTO after every ACK;
+            // * no tail loss probe (RFC 8985): with only one segment in flight Linux would
+            //   re-send it after a PTO of ~200 ms (TCP_DELACK_MAX) before the RTO fires, and
+            //   a probe does not back off.
+            // Without both, port-security aging could not show the case study's growth.
+            for kv in ["net.ipv4.tcp_timestamps=0", "net.ipv4.tcp_early_retrans=0"] {
+                in_ns(&ns, &["sysctl", "-qw", kv])?;
+            }
         }
         let cucm1 = format!("{}/24", addr::CUCM1);
         let cucm2 = format!("{}/24", addr::CUCM2);

@@ -9,6 +9,9 @@ use keepalive_common::wire::App;
 /// Keepalives remembered per pair. The findings look at recent behaviour (at most the last 10
 /// keepalives), and the tracker's memory at 100 000 phones is dominated by this history.
 pub const HISTORY: usize = 16;
+/// Intervals closer than this are the same timer with jitter (well under Linux's 200 ms minimum
+/// RTO, so a keepalive one retransmission late is not mistaken for jitter).
+pub const INTERVAL_TOLERANCE_S: f64 = 0.05;
 /// Retransmissions, reconnects and next-hop changes remembered per pair.
 pub const EVENTS_KEPT: usize = 32;
 
@@ -333,10 +336,14 @@ impl Pair {
             .collect()
     }
 
-    /// The keepalive interval the phone runs on, learned from the wire: phones never send
-    /// early, so the shortest recent interval is the timer (a timer that drifts by a few ms per
-    /// cycle is learned with its drift). Intervals under half the median are ignored: a
-    /// keepalive sent at once after a re-registration is not the timer.
+    /// The keepalive interval the phone runs on, learned from the wire: the most common recent
+    /// interval (within [`INTERVAL_TOLERANCE_S`]), the shortest such on a tie. Phones never send
+    /// early, but a keepalive that arrives late makes the interval before it longer and the one
+    /// after it shorter, so neither the shortest nor the median alone is the timer once some
+    /// keepalives are late; a run of ever later ones leaves only distinct intervals, and then
+    /// the shortest is the timer. A timer that drifts by a few ms per cycle is learned with its
+    /// drift. Intervals under half the median are ignored: a keepalive sent at once after a
+    /// re-registration is not the timer.
     pub fn learned_interval_s(&self) -> Option<f64> {
         let mut v: Vec<f64> = self.intervals().into_iter().filter(|i| *i > 0.0).collect();
         if v.is_empty() {
@@ -344,7 +351,15 @@ impl Pair {
         }
         v.sort_by(f64::total_cmp);
         let median = v[v.len() / 2];
-        v.into_iter().find(|i| *i >= median / 2.0)
+        v.retain(|i| *i >= median / 2.0);
+        let mut best: Option<(usize, f64)> = None;
+        for (i, &low) in v.iter().enumerate() {
+            let n = v[i..].iter().take_while(|x| **x - low <= INTERVAL_TOLERANCE_S).count();
+            if best.is_none_or(|(m, _)| n > m) {
+                best = Some((n, low));
+            }
+        }
+        best.map(|(_, low)| low)
     }
 
     pub(super) fn push_retransmission(&mut self, r: Retransmission) {
