@@ -14,7 +14,7 @@ use crate::tracker::{pair::secs, Pair};
 pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
     let interval = schedule::interval_s(pair, ctx.settings)?;
     let grace = ctx.settings.grace_s;
-    let sip_due = pair.history.iter().any(|k| k.due_ns.is_some());
+    let sip_due = pair.history.iter().any(|k| k.due_ns().is_some());
     // Largest allowed gap between keepalives, and the critical one.
     let (allowed, critical) = if sip_due {
         (interval + grace, interval + grace)
@@ -28,7 +28,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
             continue;
         }
         let gap = secs(w[1].first_ns.saturating_sub(w[0].first_ns));
-        let late = match w[1].due_ns {
+        let late = match w[1].due_ns() {
             Some(due) => w[1].first_ns > due.saturating_add((grace * 1e9) as u64),
             None => gap > allowed,
         };

@@ -59,7 +59,7 @@ pub struct Point {
 /// The interval the phone is expected to keep (s).
 pub fn interval_s(pair: &Pair, settings: &Settings) -> Option<f64> {
     match pair.expires_granted {
-        Some(g) if g > 0 && pair.history.iter().any(|k| k.due_ns.is_some()) => {
+        Some(g) if g > 0 && pair.history.iter().any(|k| k.due_ns().is_some()) => {
             Some((settings.wall_s(f64::from(g)) - settings.delta_s).max(settings.wall_s(1.0)))
         }
         _ => pair.learned_interval_s(),
@@ -78,7 +78,7 @@ pub fn points(pair: &Pair, settings: &Settings) -> Vec<Point> {
         let same_conn = prev.is_some_and(|p| p.phone_port == ka.phone_port);
         let gap_s =
             prev.filter(|_| same_conn).map(|p| secs(ka.first_ns.saturating_sub(p.first_ns)));
-        let lateness_s = if let Some(due) = ka.due_ns {
+        let lateness_s = if let Some(due) = ka.due_ns() {
             Some(signed_s(ka.first_ns, due))
         } else if let (Some(t), Some(a), true) = (interval, anchor, same_conn) {
             let period = (t * 1e9) as u64;
@@ -89,7 +89,7 @@ pub fn points(pair: &Pair, settings: &Settings) -> Vec<Point> {
             // runs from the send time is early against it by the retransmission delay, at
             // least the floor, and stays on the send schedule).
             if let Some(p) = prev.filter(|p| p.copies > 1) {
-                let after_retx = p.last_ns.saturating_add(period);
+                let after_retx = p.last_ns().saturating_add(period);
                 if signed_s(ka.first_ns, after_retx) > -floor {
                     due = due.max(after_retx);
                 }
@@ -107,7 +107,7 @@ pub fn points(pair: &Pair, settings: &Settings) -> Vec<Point> {
             anchor = Some(ka.first_ns);
             None
         };
-        if ka.due_ns.is_some() || !same_conn {
+        if ka.due_ns().is_some() || !same_conn {
             anchor = Some(ka.first_ns);
         }
         let delay = match (ka.retransmission_delay_s(), lateness_s) {
@@ -115,10 +115,10 @@ pub fn points(pair: &Pair, settings: &Settings) -> Vec<Point> {
             (_, Some(l)) if l >= floor => Some((l, Evidence::Lateness)),
             _ => None,
         };
-        let in_flight = ka.answer == Answer::None && ka.tcp_ack_ns.is_none();
+        let in_flight = ka.answer == Answer::None && ka.tcp_ack_ns().is_none();
         out.push(Point {
             time_ns: ka.first_ns,
-            last_ns: ka.last_ns,
+            last_ns: ka.last_ns(),
             delay,
             gap_s,
             lateness_s,

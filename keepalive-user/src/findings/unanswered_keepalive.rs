@@ -36,7 +36,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
     let unanswered: Vec<(usize, &Keepalive)> = h
         .iter()
         .enumerate()
-        .filter(|(i, k)| k.answer == Answer::None && k.expires != Some(0) && settled(*i, k))
+        .filter(|(i, k)| k.answer == Answer::None && k.expires() != Some(0) && settled(*i, k))
         .collect();
     let &(_, last) = unanswered.last()?;
     let mut parts = vec![format!(
@@ -52,7 +52,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
         parts.push(format!(
             ", was retransmitted {} times over {}",
             last.copies - 1,
-            span(secs(last.last_ns.saturating_sub(last.first_ns)))
+            span(secs(last.last_ns().saturating_sub(last.first_ns)))
         ));
     }
     let good_mac = h.iter().rev().find(|k| k.acked()).map(|k| k.dst_mac);
@@ -103,7 +103,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
     let consecutive = unanswered.windows(2).any(|w| w[1].0 == w[0].0 + 1);
     let severity =
         if reconnected.is_some() || consecutive { Severity::Critical } else { Severity::Warning };
-    let mut f = Finding::new("unanswered-keepalive", severity, last.last_ns, parts.concat())
+    let mut f = Finding::new("unanswered-keepalive", severity, last.last_ns(), parts.concat())
         .with("count", unanswered.len())
         .with("copies", last.copies)
         .with("dst_mac", mac(last.dst_mac));

@@ -190,11 +190,11 @@ fn row(pair: &Pair, ctx: &Context<'_>) -> PhoneRow {
         server: pair.key.server.to_string(),
         server_port: pair.key.server_port,
         protocol: app_name(pair.app),
-        vlan: pair.vlans.clone(),
+        vlan: pair.vlans().to_vec(),
         role: pair.role().as_str(),
-        device: pair.device.clone(),
-        model: pair.model.clone(),
-        user_agent: pair.user_agent.clone(),
+        device: pair.device.as_deref().map(str::to_owned),
+        model: pair.model.as_deref().map(str::to_owned),
+        user_agent: pair.user_agent.as_deref().map(str::to_owned),
         mac: mac(pair.phone_mac),
         next_hop: pair
             .history

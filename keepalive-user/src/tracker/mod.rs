@@ -298,7 +298,7 @@ impl Tracker {
         pair.last_ns = ev.ts_ns;
         let phone_port = if from_phone { ev.src_port } else { ev.dst_port };
         if from_phone {
-            pair.vlans = ev.vlans[..usize::from(ev.vlan_count).min(2)].to_vec();
+            pair.set_vlans(&ev.vlans[..usize::from(ev.vlan_count).min(2)]);
             pair.phone_mac = ev.src_mac;
             pair.note_next_hop(ev.ts_ns, ev.ifindex, ev.dst_mac);
         }
@@ -313,8 +313,7 @@ impl Tracker {
                     from_phone,
                 });
                 if let Some(ka) = keepalive.and_then(|id| pair.keepalive_mut(id)) {
-                    ka.copies += 1;
-                    ka.last_ns = ev.ts_ns;
+                    ka.copy_seen(ev.ts_ns);
                 }
             }
             Verdict::New if ev.payload_len > 0 => {
@@ -323,7 +322,7 @@ impl Tracker {
                     App::Sccp => sccp::segment(pair, stream, ev, payload, from_phone),
                     App::Sip => {
                         let mut out = std::mem::take(&mut self.sip_out);
-                        stream.sip.feed(ev.ts_ns, ev.seq, ev.payload_len, payload, &mut out);
+                        stream.feed_sip(ev.ts_ns, ev.seq, ev.payload_len, payload, &mut out);
                         self.stats.sip_messages += out.len() as u64;
                         for m in out.drain(..) {
                             sip::message(pair, stream, ev, from_phone, m, &self.settings);
@@ -394,8 +393,8 @@ fn connection(pair: &mut Pair, ev: &Event, from_phone: bool, phone_port: u16) {
 fn tcp_ack(pair: &mut Pair, ack: u32, ts_ns: u64) {
     let port = pair.phone_port;
     for ka in pair.history.iter_mut().rev().take(4) {
-        if ka.phone_port == port && ka.tcp_ack_ns.is_none() && !tcp::seq_after(ka.end, ack) {
-            ka.tcp_ack_ns = Some(ts_ns);
+        if ka.phone_port == port && ka.tcp_ack_ns().is_none() && !tcp::seq_after(ka.end, ack) {
+            ka.set_tcp_ack_ns(ts_ns);
         }
     }
 }

@@ -48,13 +48,13 @@ impl Role {
     }
 }
 
-/// How a SIP REGISTER transaction ended.
+/// How a keepalive's transaction ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {
     /// No final response (yet).
     None,
-    /// A 2xx (SIP) or KeepAliveAck (SCCP), at this time.
-    Ok(u64),
+    /// A 2xx (SIP) or KeepAliveAck (SCCP).
+    Ok,
     /// 401/407: the phone retries with credentials at once.
     Challenged,
     /// Another final response.
@@ -63,45 +63,128 @@ pub enum Answer {
 
 /// One keepalive: an SCCP KeepAlive or a SIP REGISTER transaction, counted once however many
 /// copies crossed the wire.
+///
+/// The tracker keeps [`HISTORY`] of these per pair, so this is the largest part of its memory
+/// (100 000 phones × 16): 56 bytes, with later times stored as offsets from the first copy —
+/// microseconds in 32 bits, which spans 71 minutes forwards (and ±35 minutes for the due
+/// time); anything further saturates, which the rules read as "very late" either way.
 #[derive(Clone, Debug)]
 pub struct Keepalive {
-    /// Serial within the pair.
-    pub id: u64,
     /// Time of the first copy seen.
     pub first_ns: u64,
-    /// Time of the last copy seen (the one that got through, when retransmitted).
-    pub last_ns: u64,
-    /// Copies seen (1 = no retransmission visible).
-    pub copies: u32,
-    /// Sequence number of the segment that carried it, and the end of that segment.
+    /// Last copy seen, µs after the first.
+    last_us: u32,
+    /// The server's TCP ACK covering it, µs after the first copy ([`NONE_U32`]: not yet).
+    tcp_ack_us: u32,
+    /// SIP: when the refresh timer was due, µs relative to the first copy ([`NONE_I32`]: no
+    /// schedule).
+    due_us: i32,
+    /// Sequence number of the segment that carried it.
     pub seq: u32,
     /// End sequence number (for TCP ACK matching).
     pub end: u32,
-    /// The phone's port at the time.
-    pub phone_port: u16,
+    /// SIP: hash of Call-ID and CSeq, to match the response.
+    pub txn: u32,
+    /// SIP: the expiry asked for ([`NONE_U32`]: none).
+    expires: u32,
     /// The application answer.
     pub answer: Answer,
-    /// When the server's TCP ACK covered it.
-    pub tcp_ack_ns: Option<u64>,
-    /// SIP: hash of Call-ID and CSeq, to match the response.
-    pub txn: u64,
-    /// SIP: when the phone's refresh timer was due (last 2xx + granted − delta).
-    pub due_ns: Option<u64>,
-    /// SIP: the expiry asked for.
-    pub expires: Option<u32>,
+    /// Copies seen (1 = no retransmission visible).
+    pub copies: u16,
+    /// The phone's port at the time.
+    pub phone_port: u16,
     /// Destination MAC of the frame that carried the first copy.
     pub dst_mac: [u8; 6],
 }
 
+const NONE_U32: u32 = u32::MAX;
+const NONE_I32: i32 = i32::MIN;
+
+/// `ns` as µs after `base`, saturating (never [`NONE_U32`]).
+fn offset_us(base: u64, ns: u64) -> u32 {
+    u32::try_from(ns.saturating_sub(base) / 1_000).unwrap_or(NONE_U32 - 1).min(NONE_U32 - 1)
+}
+
+/// Sets a text field, allocating only when it changes.
+pub fn set_text(slot: &mut Option<Box<str>>, value: &str) {
+    if slot.as_deref() != Some(value) {
+        *slot = Some(value.into());
+    }
+}
+
 impl Keepalive {
+    /// A keepalive whose first copy was seen at `first_ns` in the segment `seq..end`.
+    pub fn new(first_ns: u64, seq: u32, end: u32, phone_port: u16, dst_mac: [u8; 6]) -> Self {
+        Self {
+            first_ns,
+            last_us: 0,
+            tcp_ack_us: NONE_U32,
+            due_us: NONE_I32,
+            seq,
+            end,
+            txn: 0,
+            expires: NONE_U32,
+            answer: Answer::None,
+            copies: 1,
+            phone_port,
+            dst_mac,
+        }
+    }
+
+    /// A SIP REGISTER: its transaction, when the refresh was due, and the expiry it asked for.
+    pub fn with_sip(mut self, txn: u32, due_ns: Option<u64>, expires: Option<u32>) -> Self {
+        self.txn = txn;
+        self.due_us = due_ns.map_or(NONE_I32, |due| {
+            let us = (i128::from(due) - i128::from(self.first_ns)) / 1_000;
+            i32::try_from(us.clamp(i128::from(NONE_I32 + 1), i128::from(i32::MAX)))
+                .unwrap_or(i32::MAX)
+        });
+        self.expires = expires.map_or(NONE_U32, |e| e.min(NONE_U32 - 1));
+        self
+    }
+
+    /// Time of the last copy seen (the one that got through, when retransmitted).
+    pub fn last_ns(&self) -> u64 {
+        self.first_ns + u64::from(self.last_us) * 1_000
+    }
+
+    /// Another copy seen at `ts_ns`.
+    pub fn copy_seen(&mut self, ts_ns: u64) {
+        self.copies = self.copies.saturating_add(1);
+        self.last_us = offset_us(self.first_ns, ts_ns);
+    }
+
+    /// When the server's TCP ACK covered it.
+    pub fn tcp_ack_ns(&self) -> Option<u64> {
+        (self.tcp_ack_us != NONE_U32).then(|| self.first_ns + u64::from(self.tcp_ack_us) * 1_000)
+    }
+
+    /// The server's TCP ACK covered it at `ts_ns`.
+    pub fn set_tcp_ack_ns(&mut self, ts_ns: u64) {
+        self.tcp_ack_us = offset_us(self.first_ns, ts_ns);
+    }
+
+    /// SIP: when the phone's refresh timer was due (last 2xx + granted − delta).
+    pub fn due_ns(&self) -> Option<u64> {
+        (self.due_us != NONE_I32).then(|| {
+            let due = i128::from(self.first_ns) + i128::from(self.due_us) * 1_000;
+            u64::try_from(due.max(0)).unwrap_or(u64::MAX)
+        })
+    }
+
+    /// SIP: the expiry asked for.
+    pub fn expires(&self) -> Option<u32> {
+        (self.expires != NONE_U32).then_some(self.expires)
+    }
+
     /// Acknowledged at application level.
     pub fn acked(&self) -> bool {
-        matches!(self.answer, Answer::Ok(_))
+        self.answer == Answer::Ok
     }
 
     /// Seconds from the first to the last copy, when the first copy was retransmitted.
     pub fn retransmission_delay_s(&self) -> Option<f64> {
-        (self.copies > 1).then(|| secs(self.last_ns.saturating_sub(self.first_ns)))
+        (self.copies > 1).then(|| secs(self.last_ns().saturating_sub(self.first_ns)))
     }
 }
 
@@ -173,16 +256,17 @@ pub struct Pair {
     pub phone_port: u16,
     /// Protocol of the server port.
     pub app: App,
-    /// VLAN ids of the phone's frames, outer first.
-    pub vlans: Vec<u16>,
+    /// VLAN ids of the phone's frames, outer first (see [`Pair::vlans`]).
+    vlan_ids: [u16; 2],
+    vlan_count: u8,
     /// The phone's MAC (source of its frames).
     pub phone_mac: [u8; 6],
-    /// Device name (SIP Contact).
-    pub device: Option<String>,
+    /// Device name (SIP Contact, SCCP Register).
+    pub device: Option<Box<str>>,
     /// Model (SIP Contact).
-    pub model: Option<String>,
+    pub model: Option<Box<str>>,
     /// User-Agent.
-    pub user_agent: Option<String>,
+    pub user_agent: Option<Box<str>>,
     /// Keepalives seen, each counted once.
     pub keepalives: u64,
     /// KeepAliveAcks / 2xx to REGISTER.
@@ -232,7 +316,8 @@ impl Pair {
             key,
             phone_port: 0,
             app,
-            vlans: Vec::new(),
+            vlan_ids: [0; 2],
+            vlan_count: 0,
             phone_mac: [0; 6],
             device: None,
             model: None,
@@ -265,7 +350,7 @@ impl Pair {
         let app_acked = self.acks > 0 || self.sccp_registered;
         match self.app {
             App::Sip | App::SipTls => {
-                let latest_backup = self.history.back().is_some_and(|k| k.expires == Some(0));
+                let latest_backup = self.history.back().is_some_and(|k| k.expires() == Some(0));
                 if latest_backup || (self.sip_backup_keepalives > 0 && !app_acked) {
                     Role::Backup
                 } else if self.expires_granted.is_some_and(|g| g > 0) {
@@ -279,7 +364,7 @@ impl Pair {
                 let tcp_only = self
                     .history
                     .iter()
-                    .filter(|k| k.tcp_ack_ns.is_some() && k.answer == Answer::None)
+                    .filter(|k| k.tcp_ack_ns().is_some() && k.answer == Answer::None)
                     .count();
                 if tcp_only >= 2 {
                     Role::Backup
@@ -290,9 +375,22 @@ impl Pair {
         }
     }
 
-    /// Appends a keepalive, keeping the history bounded; returns its id.
-    pub fn push_keepalive(&mut self, mut ka: Keepalive) -> u64 {
-        ka.id = self.next_id;
+    /// VLAN ids of the phone's frames, outer first.
+    pub fn vlans(&self) -> &[u16] {
+        &self.vlan_ids[..usize::from(self.vlan_count).min(2)]
+    }
+
+    /// The VLAN ids of the phone's latest frame (at most two are kept: 802.1Q, QinQ).
+    pub fn set_vlans(&mut self, ids: &[u16]) {
+        let n = ids.len().min(2);
+        self.vlan_ids = [0; 2];
+        self.vlan_ids[..n].copy_from_slice(&ids[..n]);
+        self.vlan_count = n as u8;
+    }
+
+    /// Appends a keepalive, keeping the history bounded; returns its id (a serial within the
+    /// pair: the history holds ids `next_id − len .. next_id`).
+    pub fn push_keepalive(&mut self, ka: Keepalive) -> u64 {
         self.next_id += 1;
         self.keepalives += 1;
         if self.history.len() == HISTORY {
@@ -304,7 +402,7 @@ impl Pair {
 
     /// The keepalive with this id, if still remembered.
     pub fn keepalive_mut(&mut self, id: u64) -> Option<&mut Keepalive> {
-        let front = self.history.front()?.id;
+        let front = self.next_id - self.history.len() as u64;
         let i = usize::try_from(id.checked_sub(front)?).ok()?;
         self.history.get_mut(i)
     }
@@ -317,7 +415,7 @@ impl Pair {
         if ka.acked() {
             return;
         }
-        ka.answer = Answer::Ok(ts_ns);
+        ka.answer = Answer::Ok;
         self.acks += 1;
         let lat = ts_ns.saturating_sub(ka.first_ns);
         self.ack_latency.0 += lat;

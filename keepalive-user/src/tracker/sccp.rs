@@ -15,21 +15,13 @@ pub fn segment(pair: &mut Pair, stream: &mut Stream, ev: &Event, payload: &[u8],
     for &id in ev.sccp_ids() {
         match (from_phone, id) {
             (true, sccp_msg::KEEPALIVE) => {
-                let ka = Keepalive {
-                    id: 0,
-                    first_ns: ev.ts_ns,
-                    last_ns: ev.ts_ns,
-                    copies: 1,
-                    seq: ev.seq,
-                    end: ev.seq.wrapping_add(u32::from(ev.payload_len)),
-                    phone_port: ev.src_port,
-                    answer: Answer::None,
-                    tcp_ack_ns: None,
-                    txn: 0,
-                    due_ns: None,
-                    expires: None,
-                    dst_mac: ev.dst_mac,
-                };
+                let ka = Keepalive::new(
+                    ev.ts_ns,
+                    ev.seq,
+                    ev.seq.wrapping_add(u32::from(ev.payload_len)),
+                    ev.src_port,
+                    ev.dst_mac,
+                );
                 let id = pair.push_keepalive(ka);
                 stream.tag(ev.seq, id);
             }
@@ -37,7 +29,7 @@ pub fn segment(pair: &mut Pair, stream: &mut Stream, ev: &Event, payload: &[u8],
                 pair.sccp_registered = false;
                 pair.sccp_rejected = false;
                 if let Some(name) = register_device(payload) {
-                    pair.device = Some(name);
+                    super::pair::set_text(&mut pair.device, &name);
                 }
             }
             (false, sccp_msg::KEEPALIVE_ACK) => {

@@ -167,6 +167,11 @@ pub struct Parsed {
 }
 
 impl Assembler {
+    /// Holds no partial message: equivalent to a new assembler.
+    pub fn is_idle(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     /// Feeds a new (not retransmitted) segment: `payload` holds the first bytes of a segment of
     /// `len` payload bytes starting at `seq`. Complete messages are appended to `out`.
     pub fn feed(&mut self, ts_ns: u64, seq: u32, len: u16, payload: &[u8], out: &mut Vec<Parsed>) {
@@ -274,17 +279,17 @@ pub fn message(
 ) {
     use super::pair::{Answer, Keepalive};
     let Parsed { ts_ns, seq, message: m } = parsed;
-    if m.user_agent.is_some() && from_phone {
-        pair.user_agent.clone_from(&m.user_agent);
+    if let (Some(ua), true) = (m.user_agent.as_deref(), from_phone) {
+        super::pair::set_text(&mut pair.user_agent, ua);
     }
     let txn = txn_hash(&m.call_id, m.cseq);
     match (from_phone, m.status) {
         (true, None) if m.method == "REGISTER" => {
-            if m.device.is_some() {
-                pair.device.clone_from(&m.device);
+            if let Some(device) = m.device.as_deref() {
+                super::pair::set_text(&mut pair.device, device);
             }
-            if m.model.is_some() {
-                pair.model.clone_from(&m.model);
+            if let Some(model) = m.model.as_deref() {
+                super::pair::set_text(&mut pair.model, model);
             }
             let expires = m.expires();
             match expires {
@@ -305,21 +310,14 @@ pub fn message(
                 }
                 _ => None,
             };
-            let ka = Keepalive {
-                id: 0,
-                first_ns: ts_ns,
-                last_ns: ts_ns,
-                copies: 1,
+            let ka = Keepalive::new(
+                ts_ns,
                 seq,
-                end: ev.seq.wrapping_add(u32::from(ev.payload_len)),
-                phone_port: ev.src_port,
-                answer: Answer::None,
-                tcp_ack_ns: None,
-                txn,
-                due_ns,
-                expires,
-                dst_mac: ev.dst_mac,
-            };
+                ev.seq.wrapping_add(u32::from(ev.payload_len)),
+                ev.src_port,
+                ev.dst_mac,
+            )
+            .with_sip(txn, due_ns, expires);
             let id = pair.push_keepalive(ka);
             stream.tag(seq, id);
         }
@@ -331,7 +329,7 @@ pub fn message(
                 200..=299 => {
                     pair.answer(i, ts_ns);
                     pair.last_ok_ns = Some(ts_ns);
-                    let asked = pair.history[i].expires;
+                    let asked = pair.history[i].expires();
                     if asked != Some(0) {
                         pair.expires_granted = m.expires().or(asked);
                     }
@@ -344,12 +342,15 @@ pub fn message(
     }
 }
 
-fn txn_hash(call_id: &str, cseq: u32) -> u64 {
+/// Call-ID and CSeq folded to 32 bits: it only has to tell apart the few transactions in one
+/// pair's history.
+fn txn_hash(call_id: &str, cseq: u32) -> u32 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     call_id.hash(&mut h);
     cseq.hash(&mut h);
-    h.finish()
+    let x = h.finish();
+    (x ^ (x >> 32)) as u32
 }
 
 #[cfg(test)]

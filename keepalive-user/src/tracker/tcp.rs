@@ -11,19 +11,22 @@
 //!   (RFC 9293 §3.8.4), not a retransmission;
 //! * a SYN with a different initial sequence number starts a new connection on the same ports.
 
-use std::collections::VecDeque;
-
 use keepalive_common::wire::tcp_flags;
 
-/// Segments remembered per direction for first-copy lookups.
-const RECENT: usize = 8;
+/// Segments remembered per direction for first-copy lookups: a phone has one or two keepalive
+/// segments in flight at a time (a REGISTER may take two), and their retransmissions come
+/// within seconds, long before the next keepalive.
+const RECENT: usize = 4;
 
 #[derive(Clone, Copy, Debug)]
 struct Seg {
     seq: u32,
+    /// The keepalive's id, truncated ([`NO_KEEPALIVE`]: none): 16 bytes a segment instead of 24.
+    keepalive: u32,
     first_ns: u64,
-    keepalive: Option<u64>,
 }
+
+const NO_KEEPALIVE: u32 = u32::MAX;
 
 /// What a segment is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,9 +59,14 @@ pub struct Stream {
     pub ifindex: u32,
     isn: Option<u32>,
     next: Option<u32>,
-    recent: VecDeque<Seg>,
-    /// SIP reassembly of this direction.
-    pub sip: super::sip::Assembler,
+    /// The last [`RECENT`] new data segments, a ring written at `recent_next` (inline: a
+    /// heap deque cost two allocations per phone).
+    recent: [Seg; RECENT],
+    recent_len: u8,
+    recent_next: u8,
+    /// SIP reassembly of this direction, only while a message is incomplete (an idle
+    /// assembler is equivalent to a new one, and most directions are idle most of the time).
+    sip: Option<Box<super::sip::Assembler>>,
 }
 
 /// `a` is after `b` in sequence space (RFC 9293 §3.4, modulo 2^32).
@@ -75,8 +83,27 @@ impl Stream {
             ifindex,
             isn: None,
             next: None,
-            recent: VecDeque::new(),
-            sip: super::sip::Assembler::default(),
+            recent: [Seg { seq: 0, keepalive: NO_KEEPALIVE, first_ns: 0 }; RECENT],
+            recent_len: 0,
+            recent_next: 0,
+            sip: None,
+        }
+    }
+
+    /// Feeds a new SIP segment to this direction's reassembly (see
+    /// [`super::sip::Assembler::feed`]).
+    pub fn feed_sip(
+        &mut self,
+        ts_ns: u64,
+        seq: u32,
+        len: u16,
+        payload: &[u8],
+        out: &mut Vec<super::sip::Parsed>,
+    ) {
+        let a = self.sip.get_or_insert_with(Box::default);
+        a.feed(ts_ns, seq, len, payload, out);
+        if a.is_idle() {
+            self.sip = None;
         }
     }
 
@@ -89,8 +116,8 @@ impl Stream {
             // Same ports, new connection.
             self.isn = None;
             self.next = None;
-            self.recent.clear();
-            self.sip = super::sip::Assembler::default();
+            self.recent_len = 0;
+            self.sip = None;
         }
         if syn {
             self.isn = Some(seq);
@@ -115,24 +142,38 @@ impl Stream {
         if seq_after(end, next) {
             self.next = Some(end);
         }
-        let first = self.recent.iter().find(|s| s.seq == seq).copied();
+        let first = self.recent().find(|s| s.seq == seq).copied();
         Verdict::Retransmission {
             delay_ns: first.map(|s| ts_ns.saturating_sub(s.first_ns)),
-            keepalive: first.and_then(|s| s.keepalive),
+            keepalive: first
+                .filter(|s| s.keepalive != NO_KEEPALIVE)
+                .map(|s| u64::from(s.keepalive)),
         }
     }
 
+    /// The remembered segments, newest first.
+    fn recent(&self) -> impl Iterator<Item = &Seg> {
+        let n = usize::from(self.recent_len);
+        let next = usize::from(self.recent_next);
+        (1..=n).map(move |k| &self.recent[(next + RECENT - k) % RECENT])
+    }
+
     fn remember(&mut self, seq: u32, ts_ns: u64) {
-        if self.recent.len() == RECENT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(Seg { seq, first_ns: ts_ns, keepalive: None });
+        let i = usize::from(self.recent_next);
+        self.recent[i] = Seg { seq, keepalive: NO_KEEPALIVE, first_ns: ts_ns };
+        self.recent_next = ((i + 1) % RECENT) as u8;
+        self.recent_len = (usize::from(self.recent_len) + 1).min(RECENT) as u8;
     }
 
     /// Ties the keepalive `id` to the segment starting at `seq` (so its copies find it).
     pub fn tag(&mut self, seq: u32, id: u64) {
-        if let Some(s) = self.recent.iter_mut().rev().find(|s| s.seq == seq) {
-            s.keepalive = Some(id);
+        let n = usize::from(self.recent_len);
+        let next = usize::from(self.recent_next);
+        if let Some(i) =
+            (1..=n).map(|k| (next + RECENT - k) % RECENT).find(|&i| self.recent[i].seq == seq)
+        {
+            // Ids beyond 2^32 − 1 keepalives on one pair wrap; the tag then misses.
+            self.recent[i].keepalive = u32::try_from(id).unwrap_or(NO_KEEPALIVE);
         }
     }
 }
