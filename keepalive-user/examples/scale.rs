@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use keepalive::{
-    fixtures::scenario::{self, Conn, Host, Rng, Timeline, Vantage, T0},
+    fixtures::scenario::{self, Rng},
     report::{Report, SourceTotals},
     source::{capture::Frame, offline::HostProbe},
     tracker::{pair::HISTORY, Settings, Tracker},
@@ -30,30 +30,7 @@ fn main() {
     let before = rss_kib();
     let (mut records, mut busy) = (0u64, std::time::Duration::ZERO);
     for n in 0..phones {
-        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n + 2));
-        let phone = Host { mac: scenario::phone_mac(n), ip };
-        let mut c = Conn::new(phone, scenario::cucm(), 40_000 + (n % 20_000) as u16, 2000, n);
-        let mut tl = Timeline::default();
-        let start = T0 + rng.below(scenario::S);
-        let dev = format!("SEP0024{n:08}");
-        if n % 2 == 0 {
-            scenario::sccp_session(&mut tl, &mut c, &mut rng, start, 30, keepalives, true, &dev);
-        } else {
-            c.server_port = 5060;
-            // Granted 36 s: a refresh every 31 s, so SIP and SCCP phones span the same time.
-            scenario::sip_session(
-                &mut tl,
-                &mut c,
-                &mut rng,
-                start,
-                3600,
-                36,
-                keepalives,
-                &[],
-                Vantage::PhoneSide,
-                &dev,
-            );
-        }
+        let mut tl = scenario::scale_phone(n, keepalives, &mut rng);
         // A probe per phone: only the tracker's memory accumulates.
         let mut probe = HostProbe::new(Config::DEFAULT);
         let recs: Vec<_> = tl

@@ -172,10 +172,21 @@ impl Probe {
 
     /// Attaches the recording program to `iface` in `mode`; returns the mode it got.
     pub fn attach(&mut self, iface: &str, mode: Mode) -> Result<Attached, LoaderError> {
+        self.attach_program(iface, PROGRAM, mode)
+    }
+
+    /// Attaches program `name` ([`PROGRAM`], or [`EMPTY_PROGRAM`] as a benchmark's baseline)
+    /// to `iface` in `mode`; returns the mode it got.
+    pub fn attach_program(
+        &mut self,
+        iface: &str,
+        name: &'static str,
+        mode: Mode,
+    ) -> Result<Attached, LoaderError> {
         if if_index(iface).is_none() {
             return Err(LoaderError::NoInterface(iface.to_string()));
         }
-        let prog = xdp_mut(&mut self.ebpf, PROGRAM)?;
+        let prog = xdp_mut(&mut self.ebpf, name)?;
         let got = match mode {
             Mode::Native => prog.attach(iface, XdpMode::Driver).map(|_| Attached::Native),
             Mode::Skb => prog.attach(iface, XdpMode::Skb).map(|_| Attached::Skb),
@@ -188,7 +199,7 @@ impl Probe {
             // bpf_link_create: EEXIST when a program is attached through netlink, EBUSY when
             // through another link (kernel/bpf: dev_xdp_attach).
             Some(libc::EEXIST | libc::EBUSY) => LoaderError::Busy(iface.to_string()),
-            _ => LoaderError::Program { name: PROGRAM, source },
+            _ => LoaderError::Program { name, source },
         })?;
         self.attached.insert(iface.to_string(), got);
         Ok(got)

@@ -6,6 +6,7 @@
 
 mod bench;
 mod demo;
+mod live;
 mod offline;
 
 use std::process::Command;

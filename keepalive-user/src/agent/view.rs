@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::snapshot::Snapshot;
 use crate::{
     findings::{clock, Finding},
-    report::table::phones_table,
+    report::{table::phones_table, PhoneRow},
 };
 
 /// Rows of the phone table on the terminal view.
@@ -79,20 +79,29 @@ struct FindingLine<'a> {
 }
 
 /// Prints the findings not printed before (or now more severe), one JSON line each.
-pub fn new_findings(snap: &Snapshot, printed: &mut HashSet<String>) -> std::io::Result<()> {
+pub fn new_findings(snap: &Snapshot, printed: &mut HashSet<u64>) -> std::io::Result<()> {
+    print_new_findings(&snap.report.phones, &snap.report.findings, printed)
+}
+
+/// [`new_findings`] over some phone rows and the findings not tied to a row.
+pub fn print_new_findings(
+    phones: &[PhoneRow],
+    findings: &[Finding],
+    printed: &mut HashSet<u64>,
+) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    let rows = snap.report.phones.iter().flat_map(|p| p.findings.iter().map(move |f| (Some(p), f)));
-    let global = snap.report.findings.iter().map(|f| (None, f));
+    let rows = phones.iter().flat_map(|p| p.findings.iter().map(move |f| (Some(p), f)));
+    let global = findings.iter().map(|f| (None, f));
     for (p, f) in rows.chain(global) {
-        let key = format!(
-            "{}|{}|{}|{}|{}|{}",
-            p.map_or("", |p| p.phone.as_str()),
-            p.map_or("", |p| p.server.as_str()),
-            p.map_or(0, |p| p.server_port),
-            f.kind,
-            f.severity.as_str(),
-            f.time
-        );
+        // What identifies a printed finding, hashed: 8 bytes each instead of a string (a
+        // site-wide outage prints one finding per phone).
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            p.map(|p| (&p.phone, &p.server, p.server_port)).hash(&mut h);
+            (f.kind, f.severity.as_str(), f.time.to_bits()).hash(&mut h);
+            h.finish()
+        };
         if printed.len() > 100_000 {
             // Bounded memory for an agent that runs for months: forget what was printed (a few
             // findings may be printed again).

@@ -224,6 +224,18 @@ fn row(pair: &Pair, ctx: &Context<'_>) -> PhoneRow {
 }
 
 impl Report {
+    /// The rows of the pairs at `indices` (into `tracker.pairs`) and the findings not tied to
+    /// a pair: what the live agent re-evaluates on a refresh without building a whole report.
+    pub fn rows_for(
+        tracker: &Tracker,
+        indices: impl Iterator<Item = usize>,
+    ) -> (Vec<PhoneRow>, Vec<Finding>) {
+        let ctx =
+            Context { settings: &tracker.settings, now_ns: tracker.now_ns, arp: &tracker.arp };
+        let rows = indices.filter_map(|i| tracker.pairs.get(i)).map(|p| row(p, &ctx)).collect();
+        (rows, findings::global(tracker, &ctx))
+    }
+
     /// Builds the report of what `tracker` holds.
     pub fn build(tracker: &Tracker, totals: &SourceTotals) -> Self {
         let ctx =

@@ -38,12 +38,21 @@ impl LiveSource {
 
     /// Waits for the next batch and appends its records to `out` (event times are converted
     /// from CLOCK_MONOTONIC to nanoseconds since the epoch). Returns how many were appended.
+    /// At most [`MAX_BATCH`] records are taken at a time: a full 16 MiB ring holds 110 000, and
+    /// taking them all at once kept 18 MiB of batch buffer and held the tracker's lock for as
+    /// long as ingesting them took.
     pub async fn next_batch(&mut self, out: &mut Vec<Record>) -> std::io::Result<usize> {
         loop {
             let mut guard = self.fd.readable_mut().await?;
             let ring = guard.get_inner_mut();
             let before = out.len();
-            while let Some(item) = ring.next() {
+            while out.len() - before < MAX_BATCH {
+                let Some(item) = ring.next() else {
+                    // Drained: wait for the next wakeup. (With records left, the readiness is
+                    // kept and the next call continues at once.)
+                    guard.clear_ready();
+                    break;
+                };
                 match Record::decode(&item) {
                     Ok(mut rec) => {
                         rec.event.ts_ns =
@@ -53,7 +62,6 @@ impl LiveSource {
                     Err(RecordError { .. }) => self.bad_records += 1,
                 }
             }
-            guard.clear_ready();
             if out.len() > before {
                 return Ok(out.len() - before);
             }
@@ -65,6 +73,9 @@ impl LiveSource {
         self.fd.get_ref().as_raw_fd()
     }
 }
+
+/// Records taken from the ring per batch.
+pub const MAX_BATCH: usize = 4096;
 
 /// CLOCK_REALTIME − CLOCK_MONOTONIC, in ns: added to `bpf_ktime_get_ns()` to get wall time.
 pub fn realtime_minus_monotonic_ns() -> i128 {

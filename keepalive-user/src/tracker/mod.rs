@@ -393,7 +393,7 @@ fn connection(pair: &mut Pair, ev: &Event, from_phone: bool, phone_port: u16) {
 fn tcp_ack(pair: &mut Pair, ack: u32, ts_ns: u64) {
     let port = pair.phone_port;
     for ka in pair.history.iter_mut().rev().take(4) {
-        if ka.phone_port == port && ka.tcp_ack_ns().is_none() && !tcp::seq_after(ka.end, ack) {
+        if ka.phone_port == port && ka.tcp_ack_ns().is_none() && !tcp::seq_after(ka.end(), ack) {
             ka.set_tcp_ack_ns(ts_ns);
         }
     }

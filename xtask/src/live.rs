@@ -1,0 +1,509 @@
+//! `cargo xtask bench` parts 2, 4 and 5: the program attached to a real interface, with real
+//! traffic, and the agent behind it.
+//!
+//! Two namespaces joined by a veth pair (`kbench-a` → `kbench-b`, addresses only there);
+//! tcpreplay (the generator: this kernel has no pktgen module) sends from `a`, the agent runs
+//! on `b`'s end, as the live agent runs on a router's interface.
+//! * live cost: the realistic mix (999 of 1 000 frames unrelated: HTTPS, UDP, IPv6; 1 SCCP
+//!   KeepAlive) at tcpreplay's top speed, the receiving end's packets per second detached vs
+//!   attached, and the kernel's own run time per packet (`BPF_ENABLE_STATS`, `run_time_ns` /
+//!   `run_cnt` of the attached program) over the same traffic;
+//! * scale: a capture of `--scale-phones` phones (half SCCP, half SIP, each with a full
+//!   keepalive history) replayed into the agent: its resident memory (VmRSS, VmHWM), the
+//!   events per second it took in without loss, and `keepalive stats` latency over the socket;
+//! * ring buffer: the agent stopped (SIGSTOP) while more events arrive than the ring holds:
+//!   every event is either delivered or counted in `ringbuf_full`, none vanishes.
+
+use std::{
+    fs,
+    io::BufWriter,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use keepalive::{
+    fixtures::{
+        corpus,
+        scenario::{self, Rng},
+    },
+    lab::ip,
+    tracker::pair::HISTORY,
+};
+use pcap_file::{
+    pcap::{PcapHeader, PcapPacket, PcapWriter},
+    DataLink,
+};
+use serde::Serialize;
+
+const NS_A: &str = "kbench-a";
+const NS_B: &str = "kbench-b";
+const IF_A: &str = "kbva";
+const IF_B: &str = "kbvb";
+const SOCKET: &str = "/run/keepalive/bench.sock";
+const BIN: &str = "target/release/keepalive";
+
+/// The two namespaces; removed on drop (deleting a namespace destroys its veth end).
+struct Net;
+
+impl Net {
+    fn up() -> anyhow::Result<Self> {
+        Self::down();
+        let net = Net;
+        ip(&["netns", "add", NS_A])?;
+        ip(&["netns", "add", NS_B])?;
+        ip(&["link", "add", "kbtmpa", "type", "veth", "peer", "name", "kbtmpb"])?;
+        ip(&["link", "set", "kbtmpa", "netns", NS_A, "name", IF_A])?;
+        ip(&["link", "set", "kbtmpb", "netns", NS_B, "name", IF_B])?;
+        for (ns, ifn) in [(NS_A, IF_A), (NS_B, IF_B)] {
+            ip(&["-n", ns, "link", "set", ifn, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(net)
+    }
+
+    fn down() {
+        for ns in [NS_A, NS_B] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        Self::down();
+    }
+}
+
+/// The agent on `kbench-b`; SIGTERM on drop.
+struct Agent(Child);
+
+impl Agent {
+    fn start() -> anyhow::Result<Self> {
+        let _ = fs::remove_file(SOCKET);
+        let child = Command::new("ip")
+            .args(["netns", "exec", NS_B, BIN, "run", "--iface", IF_B, "--json"])
+            .args(["--socket", SOCKET, "--refresh", "1s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the agent")?;
+        let agent = Agent(child);
+        let t = Instant::now();
+        while !Path::new(SOCKET).exists() {
+            if t.elapsed() > Duration::from_secs(20) {
+                bail!("the agent did not come up");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(agent)
+    }
+
+    /// The agent process's pid (the child is `ip netns exec`, which execs the agent).
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.pid() as i32, sig) };
+    }
+
+    /// `(VmRSS, VmHWM, RssAnon)` in MiB.
+    fn memory_mib(&self) -> (f64, f64, f64) {
+        let s = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                / 1024.0
+        };
+        (field("VmRSS:"), field("VmHWM:"), field("RssAnon:"))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.signal(libc::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
+/// `keepalive stats --format json`, and how long it took.
+fn stats() -> anyhow::Result<(serde_json::Value, Duration)> {
+    let t = Instant::now();
+    let out = Command::new(BIN).args(["stats", "--format", "json", "--socket", SOCKET]).output()?;
+    let took = t.elapsed();
+    if !out.status.success() {
+        bail!("keepalive stats: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok((serde_json::from_slice(&out.stdout)?, took))
+}
+
+fn counter(v: &serde_json::Value, name: &str) -> u64 {
+    v["kernel"][name].as_u64().unwrap_or(0)
+}
+
+/// Waits until the agent's event count stops moving (it has drained the ring).
+fn settle() -> anyhow::Result<serde_json::Value> {
+    let mut last = u64::MAX;
+    loop {
+        std::thread::sleep(Duration::from_millis(1500));
+        let (v, _) = stats()?;
+        let now = v["userspace"]["records"].as_u64().unwrap_or(0);
+        if now == last {
+            return Ok(v);
+        }
+        last = now;
+    }
+}
+
+/// Packets received on `kbvb` so far.
+fn rx_packets() -> anyhow::Result<u64> {
+    let out = ip(&["-n", NS_B, "-s", "-j", "link", "show", IF_B])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    v[0]["stats64"]["rx"]["packets"].as_u64().context("rx packets")
+}
+
+/// Replays `pcap` from `kbench-a` at top speed `loops` times; returns (packets, seconds).
+fn replay(pcap: &Path, loops: u32) -> anyhow::Result<(u64, f64)> {
+    replay_at(pcap, loops, None)
+}
+
+/// [`replay`] at `pps` packets per second (`None`: top speed).
+fn replay_at(pcap: &Path, loops: u32, pps: Option<u32>) -> anyhow::Result<(u64, f64)> {
+    let before = rx_packets()?;
+    let t = Instant::now();
+    let speed = pps.map_or_else(|| "--topspeed".to_owned(), |p| format!("--pps={p}"));
+    let out = Command::new("ip")
+        .args(["netns", "exec", NS_A, "tcpreplay", "-q", &speed])
+        .arg(format!("--loop={loops}"))
+        .args(["-i", IF_A])
+        .arg(pcap)
+        .output()
+        .context("tcpreplay (scripts/bootstrap.sh installs it)")?;
+    let secs = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("tcpreplay: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok((rx_packets()? - before, secs))
+}
+
+fn writer(path: &Path) -> anyhow::Result<PcapWriter<BufWriter<fs::File>>> {
+    let header = PcapHeader {
+        datalink: DataLink::ETHERNET,
+        ts_resolution: pcap_file::TsResolution::NanoSecond,
+        snaplen: 65_535,
+        ..PcapHeader::default()
+    };
+    Ok(PcapWriter::with_header(BufWriter::new(fs::File::create(path)?), header)?)
+}
+
+/// 10 000 frames: per 1 000, 999 unrelated (HTTPS, UDP, IPv6 UDP in turn) and one SCCP
+/// KeepAlive.
+fn mix_capture(dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join("mix.pcap");
+    let c = corpus();
+    let frame = |name: &str| {
+        c.iter().find(|f| f.name == name).map(|f| f.frame.clone()).context("corpus fixture")
+    };
+    let unrelated = [frame("other-tcp-https")?, frame("other-udp-sip")?, frame("other-udp-ipv6")?];
+    let keepalive = frame("sccp-keepalive")?;
+    let mut w = writer(&path)?;
+    for i in 0..10_000u64 {
+        let f = if i % 1000 == 999 { &keepalive } else { &unrelated[(i % 3) as usize] };
+        w.write_packet(&PcapPacket::new(Duration::from_micros(i), f.len() as u32, f))?;
+    }
+    Ok(path)
+}
+
+/// `phones` phones, half SCCP and half SIP, one after the other, each with a full history.
+fn scale_capture(dir: &Path, phones: u32) -> anyhow::Result<(PathBuf, u64)> {
+    let path = dir.join(format!("scale-{phones}.pcap"));
+    let mut w = writer(&path)?;
+    let mut rng = Rng::new(9);
+    let keepalives = HISTORY as u32 + 1;
+    let mut frames = 0u64;
+    for n in 0..phones {
+        let mut tl = scenario::scale_phone(n, keepalives, &mut rng);
+        for (ts, f) in tl.frames() {
+            w.write_packet(&PcapPacket::new(Duration::from_nanos(*ts), f.len() as u32, f))?;
+            frames += 1;
+        }
+    }
+    Ok((path, frames))
+}
+
+/// The loaded program `name`'s kernel-measured (run time, run count).
+fn program_stats(name: &str) -> anyhow::Result<(u64, u64)> {
+    for info in aya::programs::loaded_programs() {
+        let info = info?;
+        if info.name_as_str() == Some(name) {
+            return Ok((info.run_time().as_nanos() as u64, info.run_count()));
+        }
+    }
+    bail!("no program {name} is loaded")
+}
+
+/// Runs `f` with the empty XDP_PASS program attached to `kbvb` (natively, as the agent
+/// attaches): the baseline for the live figures.
+fn with_empty_program<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    use keepalive::loader::{LoadOptions, Mode, Probe, EMPTY_PROGRAM};
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let holder = keepalive::lab::spawn_in(NS_B, move || {
+        let probe = Probe::load(&LoadOptions::default()).and_then(|mut p| {
+            p.attach_program(IF_B, EMPTY_PROGRAM, Mode::Native)?;
+            Ok(p)
+        });
+        match probe {
+            Ok(p) => {
+                let _ = ready_tx.send(Ok(()));
+                let _ = stop_rx.recv();
+                drop(p);
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.to_string()));
+            }
+        }
+    });
+    let ready = ready_rx.recv().context("the empty program's thread")?;
+    let out = ready.map_err(anyhow::Error::msg).and_then(|()| f());
+    let _ = stop_tx.send(());
+    let _ = holder.join();
+    out
+}
+
+/// Packets per second and kernel run time per packet of `program` on the mix: one pass for
+/// the rate, one with BPF_ENABLE_STATS (it adds two clock reads per run, so the rate is
+/// measured without it).
+fn attached_pass(mix: &Path, loops: u32, program: &str) -> anyhow::Result<(f64, f64, u64)> {
+    replay(mix, 20)?;
+    let (packets, secs) = replay(mix, loops)?;
+    let fd = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")?;
+    let (t0, c0) = program_stats(program)?;
+    replay(mix, loops)?;
+    let (t1, c1) = program_stats(program)?;
+    drop(fd);
+    let runs = c1 - c0;
+    Ok((packets as f64 / secs, (t1 - t0) as f64 / runs.max(1) as f64, runs))
+}
+
+/// Live packet rate and kernel run time.
+#[derive(Debug, Serialize)]
+pub struct LiveCost {
+    /// Frames in each pass.
+    pub packets: u64,
+    /// Share of frames the program matches.
+    pub matched_share: f64,
+    /// Receiving end's packets per second, no program.
+    pub detached_pps: f64,
+    /// The same, the empty XDP_PASS program attached (the baseline).
+    pub empty_pps: f64,
+    /// The same, keepalive attached (agent running).
+    pub attached_pps: f64,
+    /// Kernel's own run time per packet of the empty program (ns, BPF_ENABLE_STATS).
+    pub empty_run_ns: f64,
+    /// Kernel's own run time per packet of keepalive (ns, BPF_ENABLE_STATS).
+    pub run_ns: f64,
+    /// Runs the kernel counted in keepalive's stats pass.
+    pub run_count: u64,
+}
+
+/// The agent at scale.
+#[derive(Debug, Serialize)]
+pub struct Scale {
+    /// Phones in the capture.
+    pub phones: u32,
+    /// Frames replayed.
+    pub frames: u64,
+    /// Pairs the agent tracks afterwards.
+    pub pairs: u64,
+    /// Events the agent took in.
+    pub events: u64,
+    /// Events lost to a full ring.
+    pub ringbuf_full: u64,
+    /// Events per second over the replay.
+    pub events_per_s: f64,
+    /// The replay's rate (frames per second).
+    pub replay_pps: u32,
+    /// Agent VmRSS after the replay (MiB). It counts the ring buffer's pages twice: the kernel
+    /// maps the data area twice in a row so records can wrap.
+    pub rss_mib: f64,
+    /// Agent's private memory (RssAnon) after the replay (MiB): what grows with phones.
+    pub anon_mib: f64,
+    /// VmRSS after the stats requests (freed memory is given back).
+    pub after_stats_rss_mib: f64,
+    /// Agent VmHWM, peak RSS including the stats requests (MiB).
+    pub peak_rss_mib: f64,
+    /// `keepalive stats --format json` wall time, median of 5 (ms).
+    pub stats_ms: f64,
+    /// Size of that answer (bytes).
+    pub stats_bytes: usize,
+}
+
+/// Ring-buffer overflow, counted.
+#[derive(Debug, Serialize)]
+pub struct RingLoss {
+    /// Matched frames while the agent was stopped.
+    pub matched: u64,
+    /// Events delivered.
+    pub events: u64,
+    /// Events refused by the full ring.
+    pub ringbuf_full: u64,
+    /// Ring size (bytes).
+    pub ring_bytes: u64,
+    /// With the agent running: (offered events per second, share lost) per step.
+    pub ladder: Vec<(f64, f64)>,
+}
+
+/// Everything this part measures.
+#[derive(Debug, Serialize)]
+pub struct Live {
+    /// Live cost on the realistic mix.
+    pub cost: LiveCost,
+    /// The agent at scale.
+    pub scale: Scale,
+    /// Ring-buffer overflow.
+    pub ring: RingLoss,
+}
+
+fn live_cost(dir: &Path) -> anyhow::Result<LiveCost> {
+    let mix = mix_capture(dir)?;
+    let loops = 300;
+    replay(&mix, 20)?;
+    let (packets, secs) = replay(&mix, loops)?;
+    let detached_pps = packets as f64 / secs;
+    let (empty_pps, empty_run_ns, _) =
+        with_empty_program(|| attached_pass(&mix, loops, "keepalive_empty"))?;
+    let agent = Agent::start()?;
+    let (attached_pps, run_ns, run_count) = attached_pass(&mix, loops, "keepalive")?;
+    drop(agent);
+    Ok(LiveCost {
+        packets,
+        matched_share: 0.001,
+        detached_pps,
+        empty_pps,
+        attached_pps,
+        empty_run_ns,
+        run_ns,
+        run_count,
+    })
+}
+
+fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
+    let (pcap, frames) = scale_capture(dir, phones)?;
+    let agent = Agent::start()?;
+    let t = Instant::now();
+    replay_at(&pcap, 1, Some(pps))?;
+    let v = settle()?;
+    // The ingest time: the replay plus the drain, less the idle wait `settle` ends with.
+    let secs = t.elapsed().as_secs_f64() - 1.5;
+    let (rss_mib, _, anon_mib) = agent.memory_mib();
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let out =
+            Command::new(BIN).args(["stats", "--format", "json", "--socket", SOCKET]).output()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        bytes = out.stdout.len();
+    }
+    times.sort_by(f64::total_cmp);
+    let (after_stats_rss_mib, peak_rss_mib, _) = agent.memory_mib();
+    let events = counter(&v, "events");
+    let _ = fs::remove_file(&pcap);
+    drop(agent);
+    Ok(Scale {
+        phones,
+        frames,
+        pairs: v["report"]["phones"].as_array().map_or(0, |a| a.len() as u64),
+        events,
+        ringbuf_full: counter(&v, "ringbuf_full"),
+        events_per_s: events as f64 / secs,
+        replay_pps: pps,
+        rss_mib,
+        anon_mib,
+        after_stats_rss_mib,
+        peak_rss_mib,
+        stats_ms: times[2],
+        stats_bytes: bytes,
+    })
+}
+
+fn ring_loss(dir: &Path) -> anyhow::Result<RingLoss> {
+    // SCCP KeepAlives only (one event each): 400 000 events of 152 bytes in the stopped case,
+    // far more than the 16 MiB ring holds.
+    let path = dir.join("keepalives.pcap");
+    let c = corpus();
+    let ka = c.iter().find(|f| f.name == "sccp-keepalive").context("corpus fixture")?;
+    let mut w = writer(&path)?;
+    for i in 0..10_000u64 {
+        w.write_packet(&PcapPacket::new(
+            Duration::from_micros(i),
+            ka.frame.len() as u32,
+            &ka.frame,
+        ))?;
+    }
+    drop(w);
+    let agent = Agent::start()?;
+    // The rate where loss starts: steps of 400 000 events, the agent draining as it runs.
+    let mut ladder = Vec::new();
+    for pps in [Some(100_000), Some(200_000), Some(400_000), None] {
+        let (before, _) = stats()?;
+        let (n, secs) = replay_at(&path, 40, pps)?;
+        let after = settle()?;
+        let lost = counter(&after, "ringbuf_full") - counter(&before, "ringbuf_full");
+        ladder.push((n as f64 / secs, lost as f64 / n.max(1) as f64));
+    }
+    let (before, _) = stats()?;
+    agent.signal(libc::SIGSTOP);
+    replay(&path, 40)?;
+    agent.signal(libc::SIGCONT);
+    let after = settle()?;
+    let d = |name: &str| counter(&after, name) - counter(&before, name);
+    let _ = fs::remove_file(&path);
+    Ok(RingLoss {
+        matched: d("matched_tcp") + d("matched_arp"),
+        events: d("events"),
+        ringbuf_full: d("ringbuf_full"),
+        ring_bytes: 16 << 20,
+        ladder,
+    })
+}
+
+/// Runs the live part (root).
+pub fn run(scale_phones: u32, scale_pps: u32) -> anyhow::Result<Live> {
+    crate::cargo(&["build", "--release", "--quiet", "-p", "keepalive-user"])?;
+    let dir = PathBuf::from("target/bench");
+    fs::create_dir_all(&dir)?;
+    let _net = Net::up()?;
+    let cost = live_cost(&dir)?;
+    let scale = scale(&dir, scale_phones, scale_pps)?;
+    let ring = ring_loss(&dir)?;
+    Ok(Live { cost, scale, ring })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mix_is_one_keepalive_per_thousand_frames() {
+        let dir = std::env::temp_dir().join(format!("kbench-mix-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = mix_capture(&dir).unwrap();
+        let mut r = pcap_file::pcap::PcapReader::new(fs::File::open(&path).unwrap()).unwrap();
+        let ka = corpus().into_iter().find(|f| f.name == "sccp-keepalive").unwrap().frame;
+        let (mut n, mut k) = (0, 0);
+        while let Some(p) = r.next_packet() {
+            n += 1;
+            k += usize::from(p.unwrap().data.as_ref() == ka.as_slice());
+        }
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!((n, k), (10_000, 10));
+    }
+}
