@@ -60,6 +60,23 @@ pub fn keepalive_empty(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// Reads the EtherType and passes: the second baseline of the live benchmark. On a real
+/// interface the first read of a frame's headers misses the cache (the sender's CPU wrote
+/// them); any program that looks at a frame pays that, and the stack pays it after XDP_PASS
+/// anyway. The empty program reads nothing, so it does not.
+#[xdp]
+pub fn keepalive_touch(ctx: XdpContext) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + 14 <= end {
+        // SAFETY: [start, start + 14) is inside the frame (checked against data_end above).
+        let ethertype = unsafe { core::ptr::read_volatile((start + 12) as *const u8) };
+        if ethertype == 0xff {
+            return xdp_action::XDP_PASS;
+        }
+    }
+    xdp_action::XDP_PASS
+}
+
 /// The configuration, read field by field where the classifier uses it.
 ///
 /// Only the *address* is read volatile, so the compiler can neither fold the compile-time

@@ -20,6 +20,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ke
 pub const PROGRAM: &str = "keepalive";
 /// Name of the empty XDP_PASS program (the benchmark baseline).
 pub const EMPTY_PROGRAM: &str = "keepalive_empty";
+/// The program that only reads the EtherType (the live benchmark's second baseline).
+pub const TOUCH_PROGRAM: &str = "keepalive_touch";
 const CONFIG_SYMBOL: &str = "KEEPALIVE_CONFIG";
 
 /// Errors of loading and attaching, each with what the operator should do.
@@ -162,7 +164,7 @@ impl Probe {
             .map_max_entries("EVENTS", opts.ringbuf_bytes)
             .load(OBJECT)
             .map_err(|e| LoaderError::Load(Box::new(e)))?;
-        for name in [PROGRAM, EMPTY_PROGRAM] {
+        for name in [PROGRAM, EMPTY_PROGRAM, TOUCH_PROGRAM] {
             xdp_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|source| LoaderError::Program { name, source })?;

@@ -248,15 +248,18 @@ fn program_stats(name: &str) -> anyhow::Result<(u64, u64)> {
     bail!("no program {name} is loaded")
 }
 
-/// Runs `f` with the empty XDP_PASS program attached to `kbvb` (natively, as the agent
-/// attaches): the baseline for the live figures.
-fn with_empty_program<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-    use keepalive::loader::{LoadOptions, Mode, Probe, EMPTY_PROGRAM};
+/// Runs `f` with the baseline program `name` (the empty one, or the one that only reads the
+/// EtherType) attached to `kbvb` natively, as the agent attaches.
+fn with_baseline<T>(
+    name: &'static str,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use keepalive::loader::{LoadOptions, Mode, Probe};
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let holder = keepalive::lab::spawn_in(NS_B, move || {
         let probe = Probe::load(&LoadOptions::default()).and_then(|mut p| {
-            p.attach_program(IF_B, EMPTY_PROGRAM, Mode::Native)?;
+            p.attach_program(IF_B, name, Mode::Native)?;
             Ok(p)
         });
         match probe {
@@ -307,6 +310,10 @@ pub struct LiveCost {
     pub attached_pps: f64,
     /// Kernel's own run time per packet of the empty program (ns, BPF_ENABLE_STATS).
     pub empty_run_ns: f64,
+    /// The same, a program that only reads the EtherType (the first touch of the frame).
+    pub touch_run_ns: f64,
+    /// Its packets per second.
+    pub touch_pps: f64,
     /// Kernel's own run time per packet of keepalive (ns, BPF_ENABLE_STATS).
     pub run_ns: f64,
     /// Runs the kernel counted in keepalive's stats pass.
@@ -378,7 +385,9 @@ fn live_cost(dir: &Path) -> anyhow::Result<LiveCost> {
     let (packets, secs) = replay(&mix, loops)?;
     let detached_pps = packets as f64 / secs;
     let (empty_pps, empty_run_ns, _) =
-        with_empty_program(|| attached_pass(&mix, loops, "keepalive_empty"))?;
+        with_baseline("keepalive_empty", || attached_pass(&mix, loops, "keepalive_empty"))?;
+    let (touch_pps, touch_run_ns, _) =
+        with_baseline("keepalive_touch", || attached_pass(&mix, loops, "keepalive_touch"))?;
     let agent = Agent::start()?;
     let (attached_pps, run_ns, run_count) = attached_pass(&mix, loops, "keepalive")?;
     drop(agent);
@@ -389,6 +398,8 @@ fn live_cost(dir: &Path) -> anyhow::Result<LiveCost> {
         empty_pps,
         attached_pps,
         empty_run_ns,
+        touch_run_ns,
+        touch_pps,
         run_ns,
         run_count,
     })
