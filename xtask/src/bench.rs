@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: the XDP program's cost per packet class, measured with
+//! `cargo xtask bench` (parts 3, 1, then 2, 4 and 5 in [`crate::live`]): the XDP program's
+//! cost per packet class, measured with
 //! BPF_PROG_TEST_RUN (the kernel's own per-run average) against an empty XDP_PASS program built
 //! in the same object and run in the same loop, trials interleaved so drift hits both alike.
 

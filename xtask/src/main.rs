@@ -1,7 +1,9 @@
 //! Developer workflows. `cargo xtask <command>`:
 //! * `test`: formatting, clippy (-D warnings) and every test layer (the README's test command).
-//! * `bench`: XDP cost per packet class against an empty XDP_PASS program (BPF_PROG_TEST_RUN),
-//!   then `keepalive analyze` against tshark on a generated capture of about a million packets.
+//! * `bench`: `keepalive analyze` against tshark on a generated capture of about a million
+//!   packets (`offline`), XDP cost per packet class against an empty XDP_PASS program
+//!   (BPF_PROG_TEST_RUN, `bench`), then the program on a veth, the agent at 100 000 phones and
+//!   the ring buffer's loss accounting (`live`).
 //! * `demo`: the lab (phones, a switch running keepalive, two CUCMs, an ASA) with a staged fault.
 
 mod bench;
@@ -25,7 +27,7 @@ struct Cli {
 enum Cmd {
     /// fmt --check, clippy -D warnings, then all tests (kernel and live tests need root).
     Test,
-    /// XDP per-packet cost against an empty program; writes target/bench/xdp.json.
+    /// The benchmark suite against its baselines; writes target/bench/*.json (root).
     Bench(bench::Args),
     /// Run the lab with a staged fault and the agent's live view (root; Ctrl-C ends).
     Demo(demo::Args),
