@@ -69,10 +69,7 @@ pub fn keepalive_touch(ctx: XdpContext) -> u32 {
     let (start, end) = (ctx.data(), ctx.data_end());
     if start + 14 <= end {
         // SAFETY: [start, start + 14) is inside the frame (checked against data_end above).
-        let ethertype = unsafe { core::ptr::read_volatile((start + 12) as *const u8) };
-        if ethertype == 0xff {
-            return xdp_action::XDP_PASS;
-        }
+        unsafe { core::ptr::read_volatile((start + 12) as *const u8) };
     }
     xdp_action::XDP_PASS
 }

@@ -29,6 +29,7 @@ use keepalive::{
         scenario::{self, Rng},
     },
     lab::ip,
+    loader::{EMPTY_PROGRAM, PROGRAM, TOUCH_PROGRAM},
     tracker::pair::HISTORY,
 };
 use pcap_file::{
@@ -385,11 +386,11 @@ fn live_cost(dir: &Path) -> anyhow::Result<LiveCost> {
     let (packets, secs) = replay(&mix, loops)?;
     let detached_pps = packets as f64 / secs;
     let (empty_pps, empty_run_ns, _) =
-        with_baseline("keepalive_empty", || attached_pass(&mix, loops, "keepalive_empty"))?;
+        with_baseline(EMPTY_PROGRAM, || attached_pass(&mix, loops, EMPTY_PROGRAM))?;
     let (touch_pps, touch_run_ns, _) =
-        with_baseline("keepalive_touch", || attached_pass(&mix, loops, "keepalive_touch"))?;
+        with_baseline(TOUCH_PROGRAM, || attached_pass(&mix, loops, TOUCH_PROGRAM))?;
     let agent = Agent::start()?;
-    let (attached_pps, run_ns, run_count) = attached_pass(&mix, loops, "keepalive")?;
+    let (attached_pps, run_ns, run_count) = attached_pass(&mix, loops, PROGRAM)?;
     drop(agent);
     Ok(LiveCost {
         packets,

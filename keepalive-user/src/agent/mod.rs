@@ -150,7 +150,7 @@ impl FlowCount {
 
 /// Which pairs a refresh in `--json` mode evaluates.
 struct Sweep {
-    /// Tracker time of the previous refresh.
+    /// Time of the newest event of any pair at the previous refresh.
     since_ns: u64,
     /// Where the round-robin slice continues.
     next: usize,
@@ -166,15 +166,21 @@ impl Sweep {
         let start = if self.next >= n { 0 } else { self.next };
         let in_slice = |i: usize| (i + n - start) % n.max(1) < slice;
         let since = self.since_ns;
+        let mut latest = since;
         let picked = tracker
             .pairs
             .iter()
             .enumerate()
-            .filter(|(i, p)| p.last_ns > since || in_slice(*i))
+            .filter(|(i, p)| {
+                latest = latest.max(p.last_ns);
+                p.last_ns > since || in_slice(*i)
+            })
             .map(|(i, _)| i)
             .collect();
         self.next = start + slice;
-        self.since_ns = tracker.now_ns;
+        // The newest event seen, not the clock: a record stamped before this refresh but
+        // ingested after it is still "since".
+        self.since_ns = latest;
         picked
     }
 }

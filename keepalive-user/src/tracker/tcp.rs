@@ -151,11 +151,15 @@ impl Stream {
         }
     }
 
+    /// Slots of the remembered segments in `recent`, newest first.
+    fn recent_slots(&self) -> impl Iterator<Item = usize> + use<> {
+        let (n, next) = (usize::from(self.recent_len), usize::from(self.recent_next));
+        (1..=n).map(move |k| (next + RECENT - k) % RECENT)
+    }
+
     /// The remembered segments, newest first.
     fn recent(&self) -> impl Iterator<Item = &Seg> {
-        let n = usize::from(self.recent_len);
-        let next = usize::from(self.recent_next);
-        (1..=n).map(move |k| &self.recent[(next + RECENT - k) % RECENT])
+        self.recent_slots().map(|i| &self.recent[i])
     }
 
     fn remember(&mut self, seq: u32, ts_ns: u64) {
@@ -167,11 +171,7 @@ impl Stream {
 
     /// Ties the keepalive `id` to the segment starting at `seq` (so its copies find it).
     pub fn tag(&mut self, seq: u32, id: u64) {
-        let n = usize::from(self.recent_len);
-        let next = usize::from(self.recent_next);
-        if let Some(i) =
-            (1..=n).map(|k| (next + RECENT - k) % RECENT).find(|&i| self.recent[i].seq == seq)
-        {
+        if let Some(i) = self.recent_slots().find(|&i| self.recent[i].seq == seq) {
             // Ids beyond 2^32 − 1 keepalives on one pair wrap; the tag then misses.
             self.recent[i].keepalive = u32::try_from(id).unwrap_or(NO_KEEPALIVE);
         }
