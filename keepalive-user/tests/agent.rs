@@ -156,7 +156,11 @@ fn agent_tracks_phones_serves_stats_and_metrics_and_cleans_up() {
     let k = &snap["kernel"];
     assert!(k["seen"].as_u64().unwrap() >= 12 && k["matched_tcp"].as_u64().unwrap() >= 10, "{k}");
     assert_eq!(k["ringbuf_full"], 0);
-    assert!(k.get("lru_evictions").is_some());
+    // One connection, two directions in the flow map, counted at the same moment as
+    // flows_created (refresh 200 ms): nothing evicted.
+    assert_eq!(k["flows_live"], 2, "{k}");
+    assert_eq!(k["flows_created"], 2, "{k}");
+    assert_eq!(k["lru_evictions"], 0, "{k}");
 
     let table = stats(&agent.socket, "table", false);
     let table = String::from_utf8_lossy(&table.stdout);

@@ -322,13 +322,28 @@ fn sip_phones_with_kamailio_and_sipp() {
     // The phone refreshes at granted − delta: (120 − 5) s, 40× faster.
     let refresh = Duration::from_secs_f64(115.0 / SIP_SCALE);
     let p0 = addr::phone(0).parse().unwrap();
-    let phones = [
+    let mut phones = [
         SipPhone::start(&lab.phone_ns(0), p0, c1, "SEP0024142DDF24", refresh, false).unwrap(),
         SipPhone::start(&lab.phone_ns(0), p0, c2, "SEP0024142DDF24", refresh, true).unwrap(),
     ];
-    // Read the agent between two refreshes: no REGISTER is in flight.
+    // Read the agent between two refreshes (no REGISTER is in flight), once both phones have
+    // refreshed three times.
     std::thread::sleep(refresh.mul_f64(3.5));
-    let snap = snapshot(&a);
+    let mut snap = snapshot(&a);
+    for _ in 0..3 {
+        let ka =
+            |server: &str| {
+                snap["report"]["phones"].as_array().unwrap().iter().any(|p| {
+                    p["server"] == server && p["keepalives"].as_u64().is_some_and(|k| k >= 3)
+                })
+            };
+        if ka(addr::CUCM1) && ka(addr::CUCM2) {
+            break;
+        }
+        std::thread::sleep(refresh);
+        snap = snapshot(&a);
+    }
+    let sipp: Vec<String> = phones.iter_mut().map(SipPhone::status).collect();
     drop(phones);
     let all: Vec<String> = snap["report"]["phones"]
         .as_array()
@@ -347,7 +362,7 @@ fn sip_phones_with_kamailio_and_sipp() {
             )
         })
         .collect();
-    eprintln!("{all:#?}");
+    eprintln!("{all:#?}\n{sipp:#?}\nkernel: {}", snap["kernel"]);
     let primary = row(&snap, &addr::phone(0), addr::CUCM1);
     assert_eq!(primary["protocol"], "sip");
     assert_eq!(primary["role"], "primary");
@@ -360,6 +375,6 @@ fn sip_phones_with_kamailio_and_sipp() {
     assert_eq!(primary["acks"], primary["keepalives"]);
     assert!(warnings(primary).is_empty(), "healthy primary: {:#?}", warnings(primary));
     let backup = row(&snap, &addr::phone(0), addr::CUCM2);
-    assert_eq!(backup["role"], "backup", "{all:#?}");
+    assert_eq!(backup["role"], "backup", "{all:#?} {sipp:#?}");
     assert!(warnings(backup).is_empty(), "healthy backup: {:#?}", warnings(backup));
 }

@@ -118,10 +118,13 @@ fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// How often the live flow entries are counted: the kernel has no element count for an LRU
-/// hash map, so counting walks it key by key (one syscall per flow: a quarter of a second at
-/// 100 000 phones), far too slow for every refresh.
+/// How often the live flow entries are counted once there are many: the kernel has no element
+/// count for an LRU hash map, so counting walks it key by key (one syscall per flow: a quarter
+/// of a second at 100 000 phones), far too slow for every refresh. Below
+/// [`FLOW_COUNT_ALWAYS_BELOW`] entries it is counted on every refresh.
 const FLOW_COUNT_EVERY: Duration = Duration::from_secs(30);
+/// See [`FLOW_COUNT_EVERY`].
+const FLOW_COUNT_ALWAYS_BELOW: u64 = 10_000;
 
 /// Pairs evaluated on a refresh in `--json` mode: those that saw traffic since the last
 /// refresh, plus a slice of all pairs so that each is looked at within this period (for
@@ -129,22 +132,29 @@ const FLOW_COUNT_EVERY: Duration = Duration::from_secs(30);
 /// took 0.3 s of the ingest loop at 100 000 phones while the ring buffer filled.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
-/// The live flow count, recounted at most every [`FLOW_COUNT_EVERY`].
+/// The live flow count and the kernel's `flows_created` at the same moment (so the evictions
+/// derived from them are consistent), recounted as [`FLOW_COUNT_EVERY`] says.
 struct FlowCount {
-    value: u64,
+    live: u64,
+    created: u64,
     at: Option<std::time::Instant>,
 }
 
 impl FlowCount {
-    fn get(&mut self, probe: &Probe) -> Result<u64, LoaderError> {
-        if self.at.is_none_or(|t| t.elapsed() >= FLOW_COUNT_EVERY) {
-            self.value = probe.flow_count()? as u64;
+    /// `(live, evicted)` as of the latest count.
+    fn get(&mut self, probe: &Probe, created: u64) -> Result<(u64, u64), LoaderError> {
+        let slow_due = self.at.is_none_or(|t| t.elapsed() >= FLOW_COUNT_EVERY);
+        if slow_due || self.live < FLOW_COUNT_ALWAYS_BELOW {
+            self.live = probe.flow_count()? as u64;
+            self.created = created;
+        }
+        if slow_due {
             self.at = Some(std::time::Instant::now());
             // The same slow cadence suits giving freed heap back (rows built on refreshes,
             // expired pairs).
             socket::release_memory();
         }
-        Ok(self.value)
+        Ok((self.live, self.created.saturating_sub(self.live)))
     }
 }
 
@@ -187,7 +197,7 @@ impl Sweep {
 
 fn kernel_stats(probe: &Probe, flows: &mut FlowCount) -> Result<KernelStats, LoaderError> {
     let c = probe.counters()?;
-    let live = flows.get(probe)?;
+    let (live, evicted) = flows.get(probe, c.flows_created)?;
     Ok(KernelStats {
         seen: c.seen,
         matched_tcp: c.matched_tcp,
@@ -197,7 +207,7 @@ fn kernel_stats(probe: &Probe, flows: &mut FlowCount) -> Result<KernelStats, Loa
         parse_errors: c.parse_errors,
         flows_created: c.flows_created,
         flows_live: live,
-        lru_evictions: c.flows_created.saturating_sub(live),
+        lru_evictions: evicted,
         flow_update_errors: c.flow_update_errors,
         mirror_drops: c.mirror_drops,
     })
@@ -260,7 +270,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let mut tick = tokio::time::interval(opts.refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut printed: HashSet<u64> = HashSet::new();
-    let mut flows = FlowCount { value: 0, at: None };
+    let mut flows = FlowCount { live: 0, created: 0, at: None };
     let mut sweep = Sweep { since_ns: 0, next: 0 };
     let mut batch = Vec::new();
     let mut total: u64 = 0;

@@ -110,6 +110,7 @@ impl Drop for Registrar {
 #[derive(Debug)]
 pub struct SipPhone {
     child: Child,
+    dir: PathBuf,
 }
 
 /// The sipp scenario: REGISTER, wait for 200 OK, pause until the refresh is due, again.
@@ -164,10 +165,29 @@ impl SipPhone {
                 .args(["-t", "t1", &format!("{server}:5060"), "-i", &src.to_string(), "-m", "1"])
                 .args(["-key", "ext", "1001", "-key", "device", device])
                 .args(["-key", "expires", if backup { "0" } else { "3600" }, "-nostdin"])
+                // sipp writes its error log (`*_errors.log`) here: see [`SipPhone::status`].
+                .args(["-trace_err"])
                 .current_dir(&dir),
             "sipp",
         )?;
-        Ok(Self { child })
+        Ok(Self { child, dir })
+    }
+
+    /// Whether sipp is still running, and the errors it logged: for a test's failure message.
+    pub fn status(&mut self) -> String {
+        let state = match self.child.try_wait() {
+            Ok(None) => "running".to_owned(),
+            Ok(Some(st)) => format!("exited ({st})"),
+            Err(e) => format!("unknown ({e})"),
+        };
+        let errors: String = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect();
+        format!("sipp {state}; errors: {}", errors.trim())
     }
 }
 
