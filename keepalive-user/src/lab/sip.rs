@@ -113,6 +113,16 @@ pub struct SipPhone {
     dir: PathBuf,
 }
 
+/// The local port of a sipp phone talking to `server`: one per server, so the phones of one
+/// namespace never share it.
+fn local_port(server: IpAddr) -> u16 {
+    let last = match server {
+        IpAddr::V4(a) => a.octets()[3],
+        IpAddr::V6(a) => a.octets()[15],
+    };
+    20_000 + u16::from(last)
+}
+
 /// The sipp scenario: REGISTER, wait for 200 OK, pause until the refresh is due, again.
 const SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
@@ -163,6 +173,10 @@ impl SipPhone {
                 .args(["netns", "exec", ns, "sipp", "-sf"])
                 .arg(&xml)
                 .args(["-t", "t1", &format!("{server}:5060"), "-i", &src.to_string(), "-m", "1"])
+                // Its own local port: two sipp phones in one namespace (to the primary and the
+                // backup) otherwise race for the same main socket, and the loser exits with
+                // "Unable to listen main socket ... Address already in use".
+                .args(["-p", &local_port(server).to_string()])
                 .args(["-key", "ext", "1001", "-key", "device", device])
                 .args(["-key", "expires", if backup { "0" } else { "3600" }, "-nostdin"])
                 // sipp writes its error log (`*_errors.log`) here: see [`SipPhone::status`].
