@@ -133,15 +133,20 @@ impl Drop for Agent {
     }
 }
 
-/// `keepalive stats --format json`, and how long it took.
-fn stats() -> anyhow::Result<(serde_json::Value, Duration)> {
+/// `keepalive stats --format json`: the answer's bytes, and how long it took.
+fn stats_raw() -> anyhow::Result<(Vec<u8>, Duration)> {
     let t = Instant::now();
     let out = Command::new(BIN).args(["stats", "--format", "json", "--socket", SOCKET]).output()?;
     let took = t.elapsed();
     if !out.status.success() {
         bail!("keepalive stats: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok((serde_json::from_slice(&out.stdout)?, took))
+    Ok((out.stdout, took))
+}
+
+/// `keepalive stats --format json`, parsed.
+fn stats() -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::from_slice(&stats_raw()?.0)?)
 }
 
 fn counter(v: &serde_json::Value, name: &str) -> u64 {
@@ -153,7 +158,7 @@ fn settle() -> anyhow::Result<serde_json::Value> {
     let mut last = u64::MAX;
     loop {
         std::thread::sleep(Duration::from_millis(1500));
-        let (v, _) = stats()?;
+        let v = stats()?;
         let now = v["userspace"]["records"].as_u64().unwrap_or(0);
         if now == last {
             return Ok(v);
@@ -418,11 +423,9 @@ fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
     let mut times = Vec::new();
     let mut bytes = 0;
     for _ in 0..5 {
-        let t = Instant::now();
-        let out =
-            Command::new(BIN).args(["stats", "--format", "json", "--socket", SOCKET]).output()?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        bytes = out.stdout.len();
+        let (body, took) = stats_raw()?;
+        times.push(took.as_secs_f64() * 1e3);
+        bytes = body.len();
     }
     times.sort_by(f64::total_cmp);
     let (after_stats_rss_mib, peak_rss_mib, _) = agent.memory_mib();
@@ -465,13 +468,13 @@ fn ring_loss(dir: &Path) -> anyhow::Result<RingLoss> {
     // The rate where loss starts: steps of 400 000 events, the agent draining as it runs.
     let mut ladder = Vec::new();
     for pps in [Some(100_000), Some(200_000), Some(400_000), None] {
-        let (before, _) = stats()?;
+        let before = stats()?;
         let (n, secs) = replay_at(&path, 40, pps)?;
         let after = settle()?;
         let lost = counter(&after, "ringbuf_full") - counter(&before, "ringbuf_full");
         ladder.push((n as f64 / secs, lost as f64 / n.max(1) as f64));
     }
-    let (before, _) = stats()?;
+    let before = stats()?;
     agent.signal(libc::SIGSTOP);
     replay(&path, 40)?;
     agent.signal(libc::SIGCONT);

@@ -74,7 +74,8 @@ pub fn points(pair: &Pair, settings: &Settings) -> Vec<Point> {
     // The reconstructed send time of the previous keepalive (learned-interval schedule).
     let mut anchor: Option<u64> = None;
     let mut prev: Option<&crate::tracker::pair::Keepalive> = None;
-    for ka in &pair.history {
+    let newest = pair.history.len().saturating_sub(1);
+    for (i, ka) in pair.history.iter().enumerate() {
         let same_conn = prev.is_some_and(|p| p.phone_port == ka.phone_port);
         let gap_s =
             prev.filter(|_| same_conn).map(|p| secs(ka.first_ns.saturating_sub(p.first_ns)));
@@ -115,7 +116,8 @@ pub fn points(pair: &Pair, settings: &Settings) -> Vec<Point> {
             (_, Some(l)) if l >= floor => Some((l, Evidence::Lateness)),
             _ => None,
         };
-        let in_flight = ka.answer == Answer::None && ka.tcp_ack_ns().is_none();
+        // Only the newest can still be in flight; older unanswered ones were left unanswered.
+        let in_flight = i == newest && ka.answer == Answer::None && ka.tcp_ack_ns().is_none();
         out.push(Point {
             time_ns: ka.first_ns,
             last_ns: ka.last_ns(),
@@ -125,11 +127,6 @@ pub fn points(pair: &Pair, settings: &Settings) -> Vec<Point> {
             in_flight,
         });
         prev = Some(ka);
-    }
-    // Only the latest one can still be in flight; earlier ones were left unanswered.
-    let n = out.len();
-    for p in out.iter_mut().take(n.saturating_sub(1)) {
-        p.in_flight = false;
     }
     out
 }
