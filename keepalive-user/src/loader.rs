@@ -11,7 +11,7 @@ use aya::{
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use keepalive_common::wire::{Config, Counters, FlowKey, FlowStats};
+use keepalive_common::wire::{Config, Counters, FlowKey, FlowKeyV4, FlowStats};
 
 /// The XDP object, built by build.rs for bpfel-unknown-none.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive"));
@@ -23,6 +23,9 @@ pub const EMPTY_PROGRAM: &str = "keepalive_empty";
 /// The program that only reads the EtherType (the live benchmark's second baseline).
 pub const TOUCH_PROGRAM: &str = "keepalive_touch";
 const CONFIG_SYMBOL: &str = "KEEPALIVE_CONFIG";
+/// The flow maps: IPv4 connections (12-byte key) and IPv6 ones (36-byte key).
+const FLOWS_V4: &str = "FLOWS";
+const FLOWS_V6: &str = "FLOWS6";
 
 /// Errors of loading and attaching, each with what the operator should do.
 #[derive(Debug, thiserror::Error)]
@@ -135,15 +138,22 @@ pub enum Attached {
 pub struct LoadOptions {
     /// Tracked ports and verdict mode.
     pub config: Config,
-    /// Entries of the per-direction flow LRU map (two per connection).
+    /// Entries of the per-direction IPv4 flow LRU map (two per connection).
     pub flow_capacity: u32,
+    /// Entries of the IPv6 flow map (a map of its own: its 36-byte key costs more per lookup).
+    pub flow_capacity_v6: u32,
     /// Ring-buffer size in bytes: a power of two, a multiple of the page size.
     pub ringbuf_bytes: u32,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { config: Config::DEFAULT, flow_capacity: 262_144, ringbuf_bytes: 16 << 20 }
+        Self {
+            config: Config::DEFAULT,
+            flow_capacity: 262_144,
+            flow_capacity_v6: 65_536,
+            ringbuf_bytes: 16 << 20,
+        }
     }
 }
 
@@ -160,7 +170,8 @@ impl Probe {
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_SYMBOL, &opts.config, true)
-            .map_max_entries("FLOWS", opts.flow_capacity)
+            .map_max_entries(FLOWS_V4, opts.flow_capacity)
+            .map_max_entries(FLOWS_V6, opts.flow_capacity_v6)
             .map_max_entries("EVENTS", opts.ringbuf_bytes)
             .load(OBJECT)
             .map_err(|e| LoaderError::Load(Box::new(e)))?;
@@ -243,26 +254,37 @@ impl Probe {
         Ok(sum_counters(per_cpu.iter()))
     }
 
-    /// Number of live entries in the flow map.
+    /// Number of live entries in the flow maps (IPv4 and IPv6), one syscall per entry.
     pub fn flow_count(&self) -> Result<usize, LoaderError> {
-        Ok(self.flows_map()?.keys().filter(Result::is_ok).count())
+        let v4 = self.flows_map::<FlowKeyV4>(FLOWS_V4)?.keys().filter(Result::is_ok).count();
+        let v6 = self.flows_map::<FlowKey>(FLOWS_V6)?.keys().filter(Result::is_ok).count();
+        Ok(v4 + v6)
     }
 
-    /// One flow's kernel state.
+    /// One flow's kernel state (looked up in the IPv4 map when both addresses are IPv4-mapped).
     pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowStats>, LoaderError> {
-        match self.flows_map()?.get(key, 0) {
+        let (got, name) = match key.v4() {
+            Some(k4) => (self.flows_map::<FlowKeyV4>(FLOWS_V4)?.get(&k4, 0), FLOWS_V4),
+            None => (self.flows_map::<FlowKey>(FLOWS_V6)?.get(key, 0), FLOWS_V6),
+        };
+        match got {
             Ok(v) => Ok(Some(v)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(LoaderError::Map { name: "FLOWS", source }),
+            Err(source) => Err(LoaderError::Map { name, source }),
         }
     }
 
     /// Removes every flow (tests start each fixture from a clean state).
     pub fn clear_flows(&mut self) -> Result<(), LoaderError> {
-        let map = self.ebpf.map_mut("FLOWS").ok_or(LoaderError::MissingMap("FLOWS"))?;
-        let mut flows = BpfHashMap::<_, FlowKey, FlowStats>::try_from(map)
-            .map_err(|source| LoaderError::Map { name: "FLOWS", source })?;
-        let keys: Vec<FlowKey> = flows.keys().filter_map(Result::ok).collect();
+        self.clear_map::<FlowKeyV4>(FLOWS_V4)?;
+        self.clear_map::<FlowKey>(FLOWS_V6)
+    }
+
+    fn clear_map<K: aya::Pod>(&mut self, name: &'static str) -> Result<(), LoaderError> {
+        let map = self.ebpf.map_mut(name).ok_or(LoaderError::MissingMap(name))?;
+        let mut flows = BpfHashMap::<_, K, FlowStats>::try_from(map)
+            .map_err(|source| LoaderError::Map { name, source })?;
+        let keys: Vec<K> = flows.keys().filter_map(Result::ok).collect();
         for k in keys {
             // Already gone (LRU) is fine.
             let _ = flows.remove(&k);
@@ -270,9 +292,12 @@ impl Probe {
         Ok(())
     }
 
-    fn flows_map(&self) -> Result<BpfHashMap<&MapData, FlowKey, FlowStats>, LoaderError> {
-        let map = self.ebpf.map("FLOWS").ok_or(LoaderError::MissingMap("FLOWS"))?;
-        BpfHashMap::try_from(map).map_err(|source| LoaderError::Map { name: "FLOWS", source })
+    fn flows_map<K: aya::Pod>(
+        &self,
+        name: &'static str,
+    ) -> Result<BpfHashMap<&MapData, K, FlowStats>, LoaderError> {
+        let map = self.ebpf.map(name).ok_or(LoaderError::MissingMap(name))?;
+        BpfHashMap::try_from(map).map_err(|source| LoaderError::Map { name, source })
     }
 }
 

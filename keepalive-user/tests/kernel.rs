@@ -21,9 +21,13 @@ const XDP_PASS: u32 = 2;
 const MIN_TEST_RUN_LEN: usize = 14;
 
 fn load(config: Config) -> (Probe, RingBuf<MapData>) {
-    let mut probe =
-        Probe::load(&LoadOptions { config, flow_capacity: 1024, ringbuf_bytes: 1 << 20 })
-            .expect("load the XDP object");
+    let mut probe = Probe::load(&LoadOptions {
+        config,
+        flow_capacity: 1024,
+        flow_capacity_v6: 1024,
+        ringbuf_bytes: 1 << 20,
+    })
+    .expect("load the XDP object");
     let ring = probe.take_ring().expect("ring buffer");
     (probe, ring)
 }
@@ -181,6 +185,7 @@ fn a_full_ring_buffer_is_counted() {
     let mut probe = Probe::load(&LoadOptions {
         config: Config::DEFAULT,
         flow_capacity: 64,
+        flow_capacity_v6: 64,
         ringbuf_bytes: 4096,
     })
     .unwrap();
@@ -190,6 +195,30 @@ fn a_full_ring_buffer_is_counted() {
     assert_eq!(c.matched_tcp, 100);
     assert!(c.ringbuf_full > 90, "lost events are counted: {c:?}");
     assert_eq!(c.events + c.ringbuf_full, 100);
+    // Events without a ring record are still built (in the scratch slot), so the flow state
+    // the next segment depends on (SCCP resume, retransmissions) stays right.
+    let (_, ev) = host(&reg);
+    let flow = probe.flow(&ev.flow_key()).unwrap().expect("flow entry");
+    assert_eq!(flow.packets, 100, "every segment updated its flow: {flow:?}");
+    assert_eq!(flow.keepalives, 100);
+}
+
+#[test]
+fn every_tracked_segment_has_its_flow_in_the_map_of_its_ip_version() {
+    if !common::have_root("every_tracked_segment_has_its_flow") {
+        return;
+    }
+    let (mut probe, mut ring) = load(Config::DEFAULT);
+    let mut v6 = 0;
+    for f in corpus().iter().filter(|f| f.expect == Expect::Tcp) {
+        let (_, recs) = kernel(&mut probe, &mut ring, &f.frame);
+        let ev = &recs[0].event;
+        v6 += usize::from(ev.ip_version == 6);
+        let flow = probe.flow(&ev.flow_key()).unwrap();
+        assert_eq!(flow.map(|f| f.packets), Some(1), "{}: its flow (IPv{})", f.name, ev.ip_version);
+        assert_eq!(probe.flow_count().unwrap(), 1, "{}", f.name);
+    }
+    assert!(v6 >= 3, "IPv6 fixtures ran: {v6}");
 }
 
 /// Whole scenario captures, frame by frame in time order with the flow map kept between frames:

@@ -1,6 +1,6 @@
 //! ARP for IPv4 over Ethernet (RFC 826): requests and replies, with both hardware addresses.
 
-use super::{eth, v4_mapped, Decision, Outcome, L2};
+use super::{eth, set_v4_mapped, Decision, Outcome, L2};
 use crate::{
     reader::Reader,
     wire::{Event, EventKind},
@@ -30,9 +30,9 @@ pub(super) fn fill<R: Reader + ?Sized>(r: &R, off: usize, ev: &mut Event) -> Out
     ev.ip_version = 4;
     ev.arp_op = u16::from_be_bytes([a[6], a[7]]);
     ev.arp_sha = [a[8], a[9], a[10], a[11], a[12], a[13]];
-    ev.src_addr = v4_mapped([a[14], a[15], a[16], a[17]]);
+    set_v4_mapped(&mut ev.src_addr, [a[14], a[15], a[16], a[17]]);
     ev.arp_tha = [a[18], a[19], a[20], a[21], a[22], a[23]];
-    ev.dst_addr = v4_mapped([a[24], a[25], a[26], a[27]]);
+    set_v4_mapped(&mut ev.dst_addr, [a[24], a[25], a[26], a[27]]);
     eth::fill_macs(r, ev);
     Outcome::Arp
 }

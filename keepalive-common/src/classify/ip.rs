@@ -1,7 +1,7 @@
 //! IPv4 (with options) and IPv6 (with a bounded walk over extension headers).
 //! Non-TCP traffic and non-first fragments leave as [`Outcome::Pass`].
 
-use super::{v4_mapped, Outcome};
+use super::{set_v4_mapped, Outcome};
 use crate::{reader::Reader, wire::Event};
 
 const IPPROTO_TCP: u8 = 6;
@@ -97,8 +97,8 @@ pub(super) fn fill_addrs<R: Reader + ?Sized>(
     ev.ip_version = version;
     if version == 4 {
         let a = r.bytes::<8>(off + 12)?;
-        ev.src_addr = v4_mapped([a[0], a[1], a[2], a[3]]);
-        ev.dst_addr = v4_mapped([a[4], a[5], a[6], a[7]]);
+        set_v4_mapped(&mut ev.src_addr, [a[0], a[1], a[2], a[3]]);
+        set_v4_mapped(&mut ev.dst_addr, [a[4], a[5], a[6], a[7]]);
     } else {
         ev.src_addr = r.bytes::<16>(off + 8)?;
         ev.dst_addr = r.bytes::<16>(off + 24)?;
