@@ -366,6 +366,9 @@ pub struct Counters {
     pub events: u64,
     /// Events lost because the ring buffer was full.
     pub ringbuf_full: u64,
+    /// Wakeups of the ring's reader forced by the program (a few hundred a second at most per
+    /// CPU; every other event is submitted without one).
+    pub wakeups: u64,
     /// Frames of a followed protocol (ARP, IPv4, IPv6, TCP on a tracked port) that were
     /// truncated or malformed before they could be classified.
     pub parse_errors: u64,

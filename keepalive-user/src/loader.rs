@@ -316,6 +316,7 @@ pub fn sum_counters<'a>(slots: impl Iterator<Item = &'a Counters>) -> Counters {
         acc.matched_arp += c.matched_arp;
         acc.events += c.events;
         acc.ringbuf_full += c.ringbuf_full;
+        acc.wakeups += c.wakeups;
         acc.parse_errors += c.parse_errors;
         acc.flows_created += c.flows_created;
         acc.flow_update_errors += c.flow_update_errors;

@@ -270,3 +270,48 @@ fn kernel_records_of_whole_scenarios_give_the_same_report_as_analyze() {
         );
     }
 }
+
+/// The program wakes the ring's reader at most every few milliseconds per CPU, not for every
+/// event; the agent's reader drains on a timer too, so an event submitted without a wakeup
+/// still arrives.
+#[test]
+fn events_are_batched_between_wakeups_and_still_delivered_without_one() {
+    use keepalive::source::live::{LiveSource, DRAIN_EVERY};
+    if !common::have_root("events_are_batched_between_wakeups") {
+        return;
+    }
+    let (mut probe, ring) = load(Config::DEFAULT);
+    let ka = corpus().into_iter().find(|f| f.name == "sccp-keepalive").unwrap().frame;
+
+    // 5 000 events (the 1 MiB ring holds 6 900) in one run of well under a millisecond: one
+    // wakeup or two, not one each.
+    probe.test_run(PROGRAM, &ka, 5_000).unwrap();
+    let c = probe.counters().unwrap();
+    assert_eq!(c.events, 5_000);
+    assert!((1..=5).contains(&c.wakeups), "wakeups for 5 000 events: {}", c.wakeups);
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut source = LiveSource::new(ring).unwrap();
+        let mut batch = Vec::new();
+        let mut got = 0;
+        while got < 5_000 {
+            got += source.next_batch(&mut batch).await.unwrap();
+        }
+        // Now one event right after the last wakeup: submitted without one (retried when the
+        // test-run call itself took longer than the wakeup spacing).
+        for attempt in 0.. {
+            assert!(attempt < 20, "every single event forced a wakeup");
+            let before = probe.counters().unwrap().wakeups;
+            probe.test_run(PROGRAM, &ka, 1).unwrap();
+            let woke = probe.counters().unwrap().wakeups > before;
+            batch.clear();
+            let next = source.next_batch(&mut batch);
+            let n = tokio::time::timeout(DRAIN_EVERY * 10, next).await;
+            assert_eq!(n.ok().map(Result::unwrap), Some(1), "the event arrives (woken: {woke})");
+            if !woke {
+                break;
+            }
+        }
+    });
+}

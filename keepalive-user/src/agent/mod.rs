@@ -204,6 +204,7 @@ fn kernel_stats(probe: &Probe, flows: &mut FlowCount) -> Result<KernelStats, Loa
         matched_arp: c.matched_arp,
         events: c.events,
         ringbuf_full: c.ringbuf_full,
+        wakeups: c.wakeups,
         parse_errors: c.parse_errors,
         flows_created: c.flows_created,
         flows_live: live,

@@ -22,6 +22,8 @@ pub struct KernelStats {
     pub events: u64,
     /// Events lost because the ring buffer was full.
     pub ringbuf_full: u64,
+    /// Wakeups of this agent forced by the program (events are batched between them).
+    pub wakeups: u64,
     /// Malformed frames of followed protocols.
     pub parse_errors: u64,
     /// Flow-map entries created.

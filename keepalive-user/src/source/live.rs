@@ -41,25 +41,25 @@ impl LiveSource {
     /// At most [`MAX_BATCH`] records are taken at a time: a full 16 MiB ring holds 110 000, and
     /// taking them all at once kept 18 MiB of batch buffer and held the tracker's lock for as
     /// long as ingesting them took.
+    ///
+    /// The program wakes this reader at most every few milliseconds per CPU, not for every
+    /// event (keepalive-ebpf `submit_flags`), so the ring is also drained every [`DRAIN_EVERY`]
+    /// without a wakeup: the events of a burst that came after its last wakeup.
     pub async fn next_batch(&mut self, out: &mut Vec<Record>) -> std::io::Result<usize> {
         loop {
-            let mut guard = self.fd.readable_mut().await?;
-            let ring = guard.get_inner_mut();
             let before = out.len();
-            while out.len() - before < MAX_BATCH {
-                let Some(item) = ring.next() else {
-                    // Drained: wait for the next wakeup. (With records left, the readiness is
-                    // kept and the next call continues at once.)
-                    guard.clear_ready();
-                    break;
-                };
-                match Record::decode(&item) {
-                    Ok(mut rec) => {
-                        rec.event.ts_ns =
-                            (i128::from(rec.event.ts_ns) + self.clock_offset_ns).max(0) as u64;
-                        out.push(rec);
+            match tokio::time::timeout(DRAIN_EVERY, self.fd.readable_mut()).await {
+                Ok(guard) => {
+                    let mut guard = guard?;
+                    let ring = guard.get_inner_mut();
+                    if drain(ring, out, &mut self.bad_records, self.clock_offset_ns) {
+                        // Drained: wait for the next wakeup. (With records left, the readiness
+                        // is kept and the next call continues at once.)
+                        guard.clear_ready();
                     }
-                    Err(RecordError { .. }) => self.bad_records += 1,
+                }
+                Err(_) => {
+                    drain(self.fd.get_mut(), out, &mut self.bad_records, self.clock_offset_ns);
                 }
             }
             if out.len() > before {
@@ -76,6 +76,31 @@ impl LiveSource {
 
 /// Records taken from the ring per batch.
 pub const MAX_BATCH: usize = 4096;
+
+/// How often the ring is drained without a wakeup.
+pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Takes up to [`MAX_BATCH`] records; `true` when the ring is empty.
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    out: &mut Vec<Record>,
+    bad_records: &mut u64,
+    clock_offset_ns: i128,
+) -> bool {
+    for _ in 0..MAX_BATCH {
+        let Some(item) = ring.next() else {
+            return true;
+        };
+        match Record::decode(&item) {
+            Ok(mut rec) => {
+                rec.event.ts_ns = (i128::from(rec.event.ts_ns) + clock_offset_ns).max(0) as u64;
+                out.push(rec);
+            }
+            Err(RecordError { .. }) => *bad_records += 1,
+        }
+    }
+    false
+}
 
 /// CLOCK_REALTIME − CLOCK_MONOTONIC, in ns: added to `bpf_ktime_get_ns()` to get wall time.
 pub fn realtime_minus_monotonic_ns() -> i128 {
