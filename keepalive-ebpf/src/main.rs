@@ -2,12 +2,14 @@
 //!
 //! Reads top to bottom: configuration, maps, the programs, then the per-packet steps. All packet
 //! understanding lives in `keepalive_common::classify`, shared with userspace; this file only
-//! adds what needs the kernel: the bounded reader over `XdpContext`, the flow map, the ring
+//! adds what needs the kernel: the bounded reader over `XdpContext`, the flow maps, the ring
 //! buffer and the counters. Nothing on the per-packet path logs: an aya-log call there costs
-//! more than the whole program.
+//! more than the whole program. `floor.rs` holds the benchmark's programs that each do one
+//! piece of a matched frame's work.
 #![no_std]
 #![no_main]
 
+mod floor;
 mod reader;
 
 use aya_ebpf::{

@@ -22,6 +22,10 @@ pub const PROGRAM: &str = "keepalive";
 pub const EMPTY_PROGRAM: &str = "keepalive_empty";
 /// The program that only reads the EtherType (the live benchmark's second baseline).
 pub const TOUCH_PROGRAM: &str = "keepalive_touch";
+/// Programs doing one piece of a matched frame's work each (keepalive-ebpf `floor.rs`), for
+/// the benchmark: the clock read, a one-line ring record, an event-sized record, a flow lookup.
+pub const FLOOR_PROGRAMS: [&str; 4] =
+    ["floor_clock", "floor_record_line", "floor_record_event", "floor_flow"];
 const CONFIG_SYMBOL: &str = "KEEPALIVE_CONFIG";
 /// The flow maps: IPv4 connections (12-byte key) and IPv6 ones (36-byte key).
 const FLOWS_V4: &str = "FLOWS";
@@ -181,6 +185,14 @@ impl Probe {
                 .map_err(|source| LoaderError::Program { name, source })?;
         }
         Ok(Self { ebpf, attached: HashMap::new() })
+    }
+
+    /// Loads one more program of the object into the kernel (the benchmark's
+    /// [`FLOOR_PROGRAMS`]), for [`Probe::test_run`].
+    pub fn load_program(&mut self, name: &'static str) -> Result<(), LoaderError> {
+        xdp_mut(&mut self.ebpf, name)?
+            .load()
+            .map_err(|source| LoaderError::Program { name, source })
     }
 
     /// Attaches the recording program to `iface` in `mode`; returns the mode it got.

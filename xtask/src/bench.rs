@@ -16,7 +16,7 @@ use std::{
 use anyhow::Context as _;
 use keepalive::{
     fixtures::corpus,
-    loader::{LoadOptions, Probe, EMPTY_PROGRAM, PROGRAM},
+    loader::{LoadOptions, Probe, EMPTY_PROGRAM, FLOOR_PROGRAMS, PROGRAM},
     source::live::LiveSource,
 };
 use keepalive_common::wire::{Config, Event, EventWithPayload};
@@ -84,6 +84,24 @@ struct ClassResult {
     trials_empty_ns: Vec<f64>,
 }
 
+/// One piece of a matched frame's work on its own (keepalive-ebpf `floor.rs`).
+#[derive(Debug, Serialize)]
+struct FloorResult {
+    program: &'static str,
+    piece: &'static str,
+    empty_ns: f64,
+    piece_ns: f64,
+    overhead_ns: f64,
+}
+
+/// What each floor program does.
+const FLOOR: [&str; 4] = [
+    "bpf_ktime_get_ns (the event's time)",
+    "ring record, 64 bytes (one line)",
+    "ring record, 152 bytes (an event)",
+    "IPv4 flow lookup + update",
+];
+
 /// A matched class with the agent's reader draining the ring while the program runs.
 #[derive(Debug, Serialize)]
 struct ReaderResult {
@@ -105,6 +123,7 @@ struct Report {
     trials: usize,
     method: &'static str,
     results: Vec<ClassResult>,
+    floor: Vec<FloorResult>,
     with_reader_method: &'static str,
     with_reader: Vec<ReaderResult>,
 }
@@ -265,6 +284,20 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
             trials_empty_ns: te,
         });
     }
+    // The floor: the pieces of a matched frame's work, each alone, on the SCCP frame.
+    let frame = &fixtures.iter().find(|f| f.name == "sccp-keepalive").context("fixture")?.frame;
+    let mut floor = Vec::new();
+    for (program, piece) in FLOOR_PROGRAMS.into_iter().zip(FLOOR) {
+        probe.load_program(program)?;
+        let (mut p, mut empty) = (Vec::new(), Vec::new());
+        for _ in 0..a.trials {
+            empty.push(probe.test_run(EMPTY_PROGRAM, frame, a.repeat)?.1.as_nanos() as f64);
+            p.push(probe.test_run(program, frame, a.repeat)?.1.as_nanos() as f64);
+            while ring.next().is_some() {}
+        }
+        let (p, e) = (median(&mut p), median(&mut empty));
+        floor.push(FloorResult { program, piece, empty_ns: e, piece_ns: p, overhead_ns: p - e });
+    }
     let c = probe.counters()?;
     anyhow::ensure!(c.ringbuf_full == 0, "ring buffer filled during the bench: {c:?}");
     drop((ring, probe));
@@ -302,6 +335,14 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
             mk / me.max(1.0)
         );
     }
+    println!("the floor of a matched frame: each piece alone, on the SCCP KeepAlive frame");
+    println!("{:<36} {:>10} {:>10} {:>10}", "piece", "empty ns", "piece ns", "overhead");
+    for f in &floor {
+        println!(
+            "{:<36} {:>10.1} {:>10.1} {:>10.1}",
+            f.piece, f.empty_ns, f.piece_ns, f.overhead_ns
+        );
+    }
     let report = Report {
         kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -312,6 +353,7 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
         method: "BPF_PROG_TEST_RUN average ns per run; a 2 GiB ring buffer drained between \
                  trials, so every matched run reserves, writes and submits a real record",
         results,
+        floor,
         with_reader_method: "the matched classes again, on the agent's default 16 MiB ring \
                              read concurrently by the agent's own reader (LiveSource, epoll plus \
                              its drain timer) on another thread; each BPF_PROG_TEST_RUN call \
