@@ -37,6 +37,21 @@ pub struct StatsArgs {
     /// The agent's stats socket.
     #[arg(long, value_name = "PATH", default_value = crate::agent::socket::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,
+    /// List only the phones with findings (the summary and counters stay whole).
+    #[arg(long)]
+    pub findings: bool,
+    /// List only this phone's pairs: its address or its device name.
+    #[arg(long, value_name = "ADDR|NAME", value_parser = phone_filter)]
+    pub phone: Option<String>,
+}
+
+/// A phone filter is one word of at most 64 printable characters (it travels in the request
+/// line).
+fn phone_filter(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 || !s.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("an address or a device name: one word of at most 64 characters".into());
+    }
+    Ok(s.to_string())
 }
 
 /// Report format.

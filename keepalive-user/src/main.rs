@@ -49,11 +49,12 @@ fn run_options(args: &RunArgs) -> anyhow::Result<agent::Options> {
 }
 
 fn stats(args: &StatsArgs) -> anyhow::Result<()> {
-    let format = match args.format {
-        Format::Json => "json",
-        Format::Table => "table",
+    let query = agent::socket::Query {
+        table: args.format == Format::Table,
+        findings_only: args.findings,
+        phone: args.phone.clone(),
     };
-    let body = agent::socket::fetch(&args.socket, format)?;
+    let body = agent::socket::fetch(&args.socket, &query)?;
     print_or_pipe_closed(|out| out.write_all(body.as_bytes()))
 }
 

@@ -19,7 +19,7 @@ use keepalive::fixtures;
 use keepalive_common::wire::sccp_msg;
 use serde_json::Value;
 
-use common::{socket_path, stats, Agent, BIN};
+use common::{socket_path, stats, stats_with, Agent, BIN};
 
 /// An SCCP phone and CUCM over real TCP through the router: Register → RegisterAck, then
 /// `n` KeepAlives `gap` apart, each answered by a KeepAliveAck.
@@ -165,6 +165,25 @@ fn agent_tracks_phones_serves_stats_and_metrics_and_cleans_up() {
     let table = stats(&agent.socket, "table", false);
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.contains("192.0.2.31") && table.contains("sccp"), "{table}");
+
+    // Filters list fewer phones and keep the summary whole.
+    let rows = |more: &[&str]| -> (Vec<Value>, Value) {
+        let out = stats_with(&agent.socket, "json", false, more);
+        assert!(out.status.success(), "stats {more:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
+        (v["report"]["phones"].as_array().unwrap().clone(), v["report"]["summary"].clone())
+    };
+    let (all, summary) = rows(&[]);
+    let (by_name, s) = rows(&["--phone", "sep00ab00cd0031"]);
+    assert!(!by_name.is_empty() && by_name.iter().all(|p| p["phone"] == lab.phone), "{by_name:?}");
+    assert_eq!(s["phones"], summary["phones"]);
+    let (by_addr, _) = rows(&["--phone", lab.phone]);
+    assert_eq!(by_addr.len(), by_name.len());
+    assert!(rows(&["--phone", "192.0.2.250"]).0.is_empty());
+    let with_findings = all.iter().filter(|p| !p["findings"].as_array().unwrap().is_empty());
+    let (only, _) = rows(&["--findings"]);
+    assert_eq!(only.len(), with_findings.count(), "{only:?}");
+    assert!(only.iter().all(|p| !p["findings"].as_array().unwrap().is_empty()));
 
     let http = scrape(&lab.ns_router, 9108);
     let (head, body) = http.split_once("\r\n\r\n").unwrap();

@@ -128,7 +128,7 @@ struct Report {
     with_reader: Vec<ReaderResult>,
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -204,7 +204,8 @@ fn live(a: &Args) -> anyhow::Result<()> {
         "agent at scale: {} phones ({} frames replayed at {} k/s): {} pairs, {} events at {:.0} k events/s, \
          ringbuf_full {}; agent private memory {:.0} MiB + the {} MiB ring (VmRSS {:.0} MiB, which \
          counts the ring twice); peak {:.0} MiB while answering stats, {:.0} MiB after; \
-         `keepalive stats --format json` {:.0} ms for {:.1} MB",
+         `keepalive stats --format json` {:.0} ms for {:.1} MB, one phone (--phone) {:.0} ms for \
+         {:.1} kB",
         s.phones,
         s.frames,
         s.replay_pps / 1000,
@@ -219,6 +220,8 @@ fn live(a: &Args) -> anyhow::Result<()> {
         s.after_stats_rss_mib,
         s.stats_ms,
         s.stats_bytes as f64 / 1e6,
+        s.stats_phone_ms,
+        s.stats_phone_bytes as f64 / 1e3,
     );
     let r = &l.ring;
     println!(

@@ -134,9 +134,12 @@ impl Drop for Agent {
 }
 
 /// `keepalive stats --format json`: the answer's bytes, and how long it took.
-fn stats_raw() -> anyhow::Result<(Vec<u8>, Duration)> {
+fn stats_raw(more: &[&str]) -> anyhow::Result<(Vec<u8>, Duration)> {
     let t = Instant::now();
-    let out = Command::new(BIN).args(["stats", "--format", "json", "--socket", SOCKET]).output()?;
+    let out = Command::new(BIN)
+        .args(["stats", "--format", "json", "--socket", SOCKET])
+        .args(more)
+        .output()?;
     let took = t.elapsed();
     if !out.status.success() {
         bail!("keepalive stats: {}", String::from_utf8_lossy(&out.stderr));
@@ -146,7 +149,7 @@ fn stats_raw() -> anyhow::Result<(Vec<u8>, Duration)> {
 
 /// `keepalive stats --format json`, parsed.
 fn stats() -> anyhow::Result<serde_json::Value> {
-    Ok(serde_json::from_slice(&stats_raw()?.0)?)
+    Ok(serde_json::from_slice(&stats_raw(&[])?.0)?)
 }
 
 fn counter(v: &serde_json::Value, name: &str) -> u64 {
@@ -356,6 +359,10 @@ pub struct Scale {
     pub stats_ms: f64,
     /// Size of that answer (bytes).
     pub stats_bytes: usize,
+    /// `keepalive stats --format json --phone ADDR` (one phone's pairs), median of 5 (ms).
+    pub stats_phone_ms: f64,
+    /// Size of that answer (bytes).
+    pub stats_phone_bytes: usize,
 }
 
 /// Ring-buffer overflow, counted.
@@ -420,14 +427,21 @@ fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
     // The ingest time: the replay plus the drain, less the idle wait `settle` ends with.
     let secs = t.elapsed().as_secs_f64() - 1.5;
     let (rss_mib, _, anon_mib) = agent.memory_mib();
-    let mut times = Vec::new();
-    let mut bytes = 0;
-    for _ in 0..5 {
-        let (body, took) = stats_raw()?;
-        times.push(took.as_secs_f64() * 1e3);
-        bytes = body.len();
-    }
-    times.sort_by(f64::total_cmp);
+    // Median of 5 of each: the whole state, then one phone's pairs (`--phone`). (`--findings`
+    // lists every phone here: the replay squeezes each phone's history into milliseconds, so
+    // by the end every phone is long overdue.)
+    let timed = |more: &[&str]| -> anyhow::Result<(f64, usize)> {
+        let (mut times, mut bytes) = (Vec::new(), 0);
+        for _ in 0..5 {
+            let (body, took) = stats_raw(more)?;
+            times.push(took.as_secs_f64() * 1e3);
+            bytes = body.len();
+        }
+        Ok((crate::bench::median(&mut times), bytes))
+    };
+    let (stats_ms, stats_bytes) = timed(&[])?;
+    let one = v["report"]["phones"][0]["phone"].as_str().unwrap_or("0.0.0.0").to_string();
+    let (stats_phone_ms, stats_phone_bytes) = timed(&["--phone", &one])?;
     let (after_stats_rss_mib, peak_rss_mib, _) = agent.memory_mib();
     let events = counter(&v, "events");
     let _ = fs::remove_file(&pcap);
@@ -444,8 +458,10 @@ fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
         anon_mib,
         after_stats_rss_mib,
         peak_rss_mib,
-        stats_ms: times[2],
-        stats_bytes: bytes,
+        stats_ms,
+        stats_bytes,
+        stats_phone_ms,
+        stats_phone_bytes,
     })
 }
 

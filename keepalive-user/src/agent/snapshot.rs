@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::{
     loader::Attached,
-    report::{Report, SourceTotals},
+    report::{PhoneRow, Report, SourceTotals},
     tracker::Tracker,
 };
 
@@ -106,6 +106,11 @@ pub struct Snapshot {
 impl State {
     /// A snapshot of the state now.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_of(|_| true)
+    }
+
+    /// The state with only the phone rows `keep` accepts (the summary counts every pair).
+    pub fn snapshot_of(&self, keep: impl Fn(&PhoneRow) -> bool) -> Snapshot {
         let totals = SourceTotals {
             packets: self.kernel.seen,
             matched: self.kernel.matched_tcp + self.kernel.matched_arp,
@@ -122,7 +127,7 @@ impl State {
                 streams: self.tracker.stream_count(),
                 expired_pairs: self.tracker.stats.expired_pairs,
             },
-            report: Report::build(&self.tracker, &totals),
+            report: Report::build_filtered(&self.tracker, &totals, keep),
         }
     }
 }

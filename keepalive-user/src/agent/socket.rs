@@ -23,7 +23,7 @@ use tokio::{
 };
 
 use super::snapshot::State;
-use crate::report;
+use crate::report::{self, PhoneRow};
 
 /// Default path of the stats socket.
 pub const DEFAULT_SOCKET: &str = "/run/keepalive/keepalive.sock";
@@ -98,12 +98,12 @@ pub async fn serve(listener: UnixListener, state: Arc<Mutex<State>>) {
         tokio::spawn(async move {
             let (rd, mut wr) = stream.into_split();
             let mut line = String::new();
-            let mut rd = BufReader::new(rd.take(64));
+            let mut rd = BufReader::new(rd.take(256));
             let read = tokio::time::timeout(Duration::from_secs(2), rd.read_line(&mut line)).await;
             if read.is_err() {
                 return;
             }
-            let body = render(&state, line.trim());
+            let body = render(&state, &Query::parse(&line));
             // A client that went away is not the agent's problem.
             let _ = wr.write_all(&body).await;
             let _ = wr.shutdown().await;
@@ -123,13 +123,69 @@ pub(super) fn release_memory() {
     }
 }
 
-fn render(state: &Mutex<State>, format: &str) -> Vec<u8> {
+/// What a `keepalive stats` client asks for, sent as one line:
+/// `FORMAT [findings] [phone=ADDR|NAME]`. At 100 000 phones the whole state is a ~90 MB JSON
+/// document; the filters keep the summary and counters whole and list only the phones asked
+/// for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Query {
+    /// The table instead of JSON.
+    pub table: bool,
+    /// Only phones with at least one finding.
+    pub findings_only: bool,
+    /// Only the pairs of this phone: its address or its device name (case-insensitive).
+    pub phone: Option<String>,
+}
+
+impl Query {
+    /// The request line.
+    pub fn to_line(&self) -> String {
+        let mut line = String::from(if self.table { "table" } else { "json" });
+        if self.findings_only {
+            line.push_str(" findings");
+        }
+        if let Some(p) = &self.phone {
+            line.push_str(" phone=");
+            line.push_str(p);
+        }
+        line.push('\n');
+        line
+    }
+
+    /// Reads a request line; unknown words are ignored (an older client sends the format only).
+    pub fn parse(line: &str) -> Self {
+        let mut q = Self::default();
+        for (i, word) in line.split_whitespace().enumerate() {
+            match word {
+                "table" if i == 0 => q.table = true,
+                "findings" => q.findings_only = true,
+                _ => {
+                    if let Some(p) = word.strip_prefix("phone=") {
+                        q.phone = Some(p.to_string());
+                    }
+                }
+            }
+        }
+        q
+    }
+
+    /// Whether `row` is listed.
+    pub fn keeps(&self, row: &PhoneRow) -> bool {
+        (!self.findings_only || !row.findings.is_empty())
+            && self.phone.as_deref().is_none_or(|p| {
+                row.phone == p || row.device.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(p))
+            })
+    }
+}
+
+fn render(state: &Mutex<State>, query: &Query) -> Vec<u8> {
+    let keep = |row: &PhoneRow| query.keeps(row);
     let snap = match state.lock() {
-        Ok(s) => s.snapshot(),
-        Err(poisoned) => poisoned.into_inner().snapshot(),
+        Ok(s) => s.snapshot_of(keep),
+        Err(poisoned) => poisoned.into_inner().snapshot_of(keep),
     };
     let mut out = Vec::new();
-    let written = if format == "table" {
+    let written = if query.table {
         table(&snap, &mut out)
     } else {
         serde_json::to_writer_pretty(&mut out, &snap).map_err(std::io::Error::from)
@@ -163,12 +219,28 @@ fn table(snap: &super::snapshot::Snapshot, out: &mut Vec<u8>) -> std::io::Result
     report::table::write(&snap.report, out)
 }
 
-/// Asks the agent on `path` for its state, as `format` ("json" or "table").
-pub fn fetch(path: &Path, format: &str) -> Result<String, SocketError> {
+/// Asks the agent on `path` for its state.
+pub fn fetch(path: &Path, query: &Query) -> Result<String, SocketError> {
     let mut s = UnixStream::connect(path).map_err(io(path))?;
     s.set_read_timeout(Some(Duration::from_secs(30))).map_err(io(path))?;
-    s.write_all(format!("{format}\n").as_bytes()).map_err(io(path))?;
+    s.write_all(query.to_line().as_bytes()).map_err(io(path))?;
     let mut out = String::new();
     s.read_to_string(&mut out).map_err(io(path))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Query;
+
+    #[test]
+    fn queries_travel_as_one_line() {
+        let q = Query { table: false, findings_only: true, phone: Some("SEP00AB00CD0031".into()) };
+        assert_eq!(q.to_line(), "json findings phone=SEP00AB00CD0031\n");
+        assert_eq!(Query::parse(&q.to_line()), q);
+        // An older client sends the format alone.
+        assert_eq!(Query::parse("table\n"), Query { table: true, ..Query::default() });
+        assert_eq!(Query::parse("json"), Query::default());
+        assert_eq!(Query::parse("json phone=10.0.0.1").phone.as_deref(), Some("10.0.0.1"));
+    }
 }

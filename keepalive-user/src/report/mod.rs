@@ -238,9 +238,39 @@ impl Report {
 
     /// Builds the report of what `tracker` holds.
     pub fn build(tracker: &Tracker, totals: &SourceTotals) -> Self {
+        Self::build_filtered(tracker, totals, |_| true)
+    }
+
+    /// The same, listing only the phone rows `keep` accepts; the summary still counts every
+    /// pair. Rows are built one at a time and the others dropped at once, so asking for one
+    /// phone out of 100 000 does not hold the whole list in memory.
+    pub fn build_filtered(
+        tracker: &Tracker,
+        totals: &SourceTotals,
+        keep: impl Fn(&PhoneRow) -> bool,
+    ) -> Self {
         let ctx =
             Context { settings: &tracker.settings, now_ns: tracker.now_ns, arp: &tracker.arp };
-        let mut phones: Vec<PhoneRow> = tracker.pairs.iter().map(|p| row(p, &ctx)).collect();
+        let findings = findings::global(tracker, &ctx);
+        let mut counts = [0usize; 3];
+        let mut count = |f: &Finding| match f.severity {
+            Severity::Critical => counts[0] += 1,
+            Severity::Warning => counts[1] += 1,
+            Severity::Info => counts[2] += 1,
+        };
+        findings.iter().for_each(&mut count);
+        let (mut pairs, mut with_findings) = (0, 0);
+        let mut phones = Vec::new();
+        for pair in &tracker.pairs {
+            let r = row(pair, &ctx);
+            pairs += 1;
+            r.findings.iter().for_each(&mut count);
+            with_findings += usize::from(r.worst().is_some_and(|s| s >= Severity::Warning));
+            if keep(&r) {
+                phones.push(r);
+            }
+        }
+        let mut addresses: Vec<_> = tracker.pairs.iter().map(|p| p.key.phone).collect();
         phones.sort_by(|a, b| {
             b.worst()
                 .cmp(&a.worst())
@@ -248,24 +278,17 @@ impl Report {
                 .then_with(|| a.phone.cmp(&b.phone))
                 .then_with(|| a.server.cmp(&b.server))
         });
-        let findings = findings::global(tracker, &ctx);
-        let all = phones.iter().flat_map(|p| &p.findings).chain(&findings);
-        let count = |s: Severity| all.clone().filter(|f| f.severity == s).count();
-        let mut addresses: Vec<&str> = phones.iter().map(|p| p.phone.as_str()).collect();
         addresses.sort_unstable();
         addresses.dedup();
         let summary = Summary {
             packets: totals.packets,
             matched: totals.matched,
-            phones: phones.len(),
+            phones: pairs,
             phone_addresses: addresses.len(),
-            phones_with_findings: phones
-                .iter()
-                .filter(|p| p.worst().is_some_and(|s| s >= Severity::Warning))
-                .count(),
-            critical: count(Severity::Critical),
-            warning: count(Severity::Warning),
-            info: count(Severity::Info),
+            phones_with_findings: with_findings,
+            critical: counts[0],
+            warning: counts[1],
+            info: counts[2],
             arp_frames: tracker.arp.frames,
             parse_errors: totals.parse_errors,
             start: tracker.first_ns.map(epoch_s),

@@ -258,6 +258,11 @@ impl Drop for Agent {
 
 /// `keepalive stats --format FORMAT` against `socket`, as root or as user nobody.
 pub fn stats(socket: &Path, format: &str, as_nobody: bool) -> Output {
+    stats_with(socket, format, as_nobody, &[])
+}
+
+/// `keepalive stats` with more arguments (filters).
+pub fn stats_with(socket: &Path, format: &str, as_nobody: bool, more: &[&str]) -> Output {
     let mut cmd = if as_nobody {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
@@ -267,6 +272,7 @@ pub fn stats(socket: &Path, format: &str, as_nobody: bool) -> Output {
     };
     cmd.args(["stats", "--format", format, "--socket"])
         .arg(socket)
+        .args(more)
         .env("RUST_BACKTRACE", "0")
         .output()
         .expect("run keepalive stats")
