@@ -162,11 +162,12 @@ fn record(ctx: &XdpContext, r: &XdpReader, d: &Decision, counters: &mut Counters
     // (XDP runs with preemption disabled); 8-byte aligned either way.
     let ev = unsafe { &mut *slot };
     let ok = build(ctx, r, d, ev, counters);
+    let now = ev.ts_ns;
     if let Some(mut e) = large {
         if ok {
+            // `ev` is not used again on this path: the record is written through `e` now.
             copy_payload(ctx, e.as_mut_ptr());
-            let flags = submit_flags(ev.ts_ns, counters);
-            e.submit(flags);
+            e.submit(submit_flags(now, counters));
         } else {
             e.discard(0);
         }
@@ -180,8 +181,7 @@ fn record(ctx: &XdpContext, r: &XdpReader, d: &Decision, counters: &mut Counters
             emit_with_copy(ctx, ev, counters);
             e.discard(0);
         } else {
-            let flags = submit_flags(ev.ts_ns, counters);
-            e.submit(flags);
+            e.submit(submit_flags(now, counters));
         }
     }
 }

@@ -46,12 +46,12 @@ pub struct StatsArgs {
 }
 
 /// A phone filter is one word of at most 64 printable characters (it travels in the request
-/// line).
+/// line). An address is written the way reports write it (`2001:DB8::0:1` → `2001:db8::1`).
 fn phone_filter(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 64 || !s.chars().all(|c| c.is_ascii_graphic()) {
         return Err("an address or a device name: one word of at most 64 characters".into());
     }
-    Ok(s.to_string())
+    Ok(s.parse::<std::net::IpAddr>().map_or_else(|_| s.to_string(), |a| a.to_string()))
 }
 
 /// Report format.
@@ -265,6 +265,16 @@ mod tests {
         assert!(parse_port_rule("sip:99999").is_err());
         assert!(parse_port_rule("sip").is_err());
         assert!(parse_port_rule("sip:0").is_err());
+    }
+
+    #[test]
+    fn phone_filters_are_one_word_and_addresses_are_canonical() {
+        assert_eq!(phone_filter("SEP00AB00CD0031").unwrap(), "SEP00AB00CD0031");
+        assert_eq!(phone_filter("2001:DB8:0::0:1").unwrap(), "2001:db8::1");
+        assert_eq!(phone_filter("10.1.2.3").unwrap(), "10.1.2.3");
+        assert!(phone_filter("two words").is_err());
+        assert!(phone_filter("").is_err());
+        assert!(phone_filter(&"x".repeat(65)).is_err());
     }
 
     #[test]

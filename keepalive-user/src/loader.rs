@@ -273,17 +273,16 @@ impl Probe {
         Ok(v4 + v6)
     }
 
-    /// One flow's kernel state (looked up in the IPv4 map when both addresses are IPv4-mapped).
+    /// One flow's kernel state: in the IPv4 map when both addresses are IPv4-mapped, else (or
+    /// when not there: an IPv6 packet may carry IPv4-mapped addresses) in the IPv6 map.
     pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowStats>, LoaderError> {
-        let (got, name) = match key.v4() {
-            Some(k4) => (self.flows_map::<FlowKeyV4>(FLOWS_V4)?.get(&k4, 0), FLOWS_V4),
-            None => (self.flows_map::<FlowKey>(FLOWS_V6)?.get(key, 0), FLOWS_V6),
-        };
-        match got {
-            Ok(v) => Ok(Some(v)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(LoaderError::Map { name, source }),
+        if let Some(k4) = key.v4() {
+            let got = found(self.flows_map::<FlowKeyV4>(FLOWS_V4)?.get(&k4, 0), FLOWS_V4)?;
+            if got.is_some() {
+                return Ok(got);
+            }
         }
+        found(self.flows_map::<FlowKey>(FLOWS_V6)?.get(key, 0), FLOWS_V6)
     }
 
     /// Removes every flow (tests start each fixture from a clean state).
@@ -310,6 +309,18 @@ impl Probe {
     ) -> Result<BpfHashMap<&MapData, K, FlowStats>, LoaderError> {
         let map = self.ebpf.map(name).ok_or(LoaderError::MissingMap(name))?;
         BpfHashMap::try_from(map).map_err(|source| LoaderError::Map { name, source })
+    }
+}
+
+/// A map lookup's answer, with "no such key" as `None`.
+fn found<V>(
+    got: Result<V, aya::maps::MapError>,
+    name: &'static str,
+) -> Result<Option<V>, LoaderError> {
+    match got {
+        Ok(v) => Ok(Some(v)),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(source) => Err(LoaderError::Map { name, source }),
     }
 }
 
