@@ -14,6 +14,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
 use keepalive::{
     fixtures::corpus,
     loader::{LoadOptions, Probe, EMPTY_PROGRAM, FLOOR_PROGRAMS, PROGRAM},
@@ -264,14 +265,7 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for &(class, name, matched) in CLASSES {
         let frame = &fixtures.iter().find(|f| f.name == name).context("fixture")?.frame;
-        let (mut ka, mut empty) = (Vec::new(), Vec::new());
-        for _ in 0..a.trials {
-            let (_, d) = probe.test_run(EMPTY_PROGRAM, frame, a.repeat)?;
-            empty.push(d.as_nanos() as f64);
-            let (_, d) = probe.test_run(PROGRAM, frame, a.repeat)?;
-            ka.push(d.as_nanos() as f64);
-            while ring.next().is_some() {}
-        }
+        let (mut ka, mut empty) = trials(a, &mut probe, &mut ring, PROGRAM, frame)?;
         let (tk, te) = (ka.clone(), empty.clone());
         let (k, e) = (median(&mut ka), median(&mut empty));
         results.push(ClassResult {
@@ -292,12 +286,7 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
     let mut floor = Vec::new();
     for (program, piece) in FLOOR_PROGRAMS.into_iter().zip(FLOOR) {
         probe.load_program(program)?;
-        let (mut p, mut empty) = (Vec::new(), Vec::new());
-        for _ in 0..a.trials {
-            empty.push(probe.test_run(EMPTY_PROGRAM, frame, a.repeat)?.1.as_nanos() as f64);
-            p.push(probe.test_run(program, frame, a.repeat)?.1.as_nanos() as f64);
-            while ring.next().is_some() {}
-        }
+        let (mut p, mut empty) = trials(a, &mut probe, &mut ring, program, frame)?;
         let (p, e) = (median(&mut p), median(&mut empty));
         floor.push(FloorResult { program, piece, empty_ns: e, piece_ns: p, overhead_ns: p - e });
     }
@@ -370,6 +359,24 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
     fs::write(&a.out, serde_json::to_string_pretty(&report)?)?;
     println!("written to {}", a.out.display());
     Ok(())
+}
+
+/// `--trials` runs of `program` and of the empty program on `frame`, interleaved so that drift
+/// hits both alike, the ring drained after each pair: the kernel's average ns per run, each.
+fn trials(
+    a: &Args,
+    probe: &mut Probe,
+    ring: &mut RingBuf<MapData>,
+    program: &'static str,
+    frame: &[u8],
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let (mut p, mut empty) = (Vec::new(), Vec::new());
+    for _ in 0..a.trials {
+        empty.push(probe.test_run(EMPTY_PROGRAM, frame, a.repeat)?.1.as_nanos() as f64);
+        p.push(probe.test_run(program, frame, a.repeat)?.1.as_nanos() as f64);
+        while ring.next().is_some() {}
+    }
+    Ok((p, empty))
 }
 
 /// The matched classes with the ring read as the agent reads it, while the program runs: the
