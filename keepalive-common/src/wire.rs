@@ -250,13 +250,7 @@ impl Event {
     /// addresses' IPv4-mapped prefix is not checked).
     #[inline(always)]
     pub fn flow_key_v4(&self) -> FlowKeyV4 {
-        let (s, d) = (&self.src_addr, &self.dst_addr);
-        FlowKeyV4 {
-            src_addr: [s[12], s[13], s[14], s[15]],
-            dst_addr: [d[12], d[13], d[14], d[15]],
-            src_port: self.src_port,
-            dst_port: self.dst_port,
-        }
+        FlowKeyV4::from_mapped(&self.src_addr, &self.dst_addr, self.src_port, self.dst_port)
     }
 
     /// The direction-specific flow key of a TCP event.
@@ -298,11 +292,8 @@ impl FlowKey {
     /// The IPv4 key of this flow, when both addresses are IPv4-mapped.
     pub fn v4(&self) -> Option<FlowKeyV4> {
         let mapped = |a: &[u8; 16]| a[..10] == [0; 10] && a[10..12] == [0xff, 0xff];
-        (mapped(&self.src_addr) && mapped(&self.dst_addr)).then(|| FlowKeyV4 {
-            src_addr: [self.src_addr[12], self.src_addr[13], self.src_addr[14], self.src_addr[15]],
-            dst_addr: [self.dst_addr[12], self.dst_addr[13], self.dst_addr[14], self.dst_addr[15]],
-            src_port: self.src_port,
-            dst_port: self.dst_port,
+        (mapped(&self.src_addr) && mapped(&self.dst_addr)).then(|| {
+            FlowKeyV4::from_mapped(&self.src_addr, &self.dst_addr, self.src_port, self.dst_port)
         })
     }
 }
@@ -323,6 +314,19 @@ pub struct FlowKeyV4 {
     pub src_port: u16,
     /// Destination port.
     pub dst_port: u16,
+}
+
+impl FlowKeyV4 {
+    /// The key of IPv4-mapped addresses: their last four bytes (the prefix is not checked).
+    #[inline(always)]
+    pub fn from_mapped(src: &[u8; 16], dst: &[u8; 16], src_port: u16, dst_port: u16) -> Self {
+        Self {
+            src_addr: [src[12], src[13], src[14], src[15]],
+            dst_addr: [dst[12], dst[13], dst[14], dst[15]],
+            src_port,
+            dst_port,
+        }
+    }
 }
 
 /// Value of the per-flow LRU map.
