@@ -4,8 +4,8 @@
 //!   implements it over `XdpContext` (every load checked against `data_end`, as the verifier
 //!   demands); userspace implements it over `&[u8]` (here).
 //! * [`wire`]: `#[repr(C)]` types that cross the kernel/user boundary: [`wire::Event`] (one
-//!   ring-buffer record), the flow map's key and value, the per-CPU counters and the load-time
-//!   configuration.
+//!   event-ring record), the per-CPU rings' positions, the flow map's key and value, the
+//!   per-CPU counters and the load-time configuration.
 //! * [`classify`]: Ethernet → 802.1Q/802.1ad → IPv4/IPv6 → TCP → SCCP / SIP / TLS, and ARP.
 //!
 //! Everything here is `no_std`, allocation-free and loop-bounded so that it compiles for

@@ -95,17 +95,18 @@ pub mod tcp_flags {
 pub const SCCP_MAX_IDS: usize = 8;
 /// How many VLAN tags are parsed (802.1ad outer + 802.1Q inner).
 pub const MAX_VLANS: usize = 2;
-/// How many bytes of payload follow a SIP event (or an SCCP event carrying a Register) in the
-/// ring buffer. A full-size Ethernet
+/// How many bytes of payload follow a SIP event (or an SCCP event carrying a Register) in its
+/// payload-ring slot. A full-size Ethernet
 /// segment (MSS 1460) fits, so a REGISTER carried in one segment arrives whole.
 pub const SIP_COPY_MAX: usize = 1536;
 
-/// One ring-buffer record: everything the tracker needs about one matched packet.
+/// One event-ring record: everything the tracker needs about one matched packet.
 ///
 /// Addresses are 16 bytes; IPv4 (and ARP) addresses are stored IPv4-mapped (`::ffff:a.b.c.d`).
 /// For ARP, `src_addr`/`dst_addr` are the sender and target protocol addresses and
 /// `arp_sha`/`arp_tha` the sender and target hardware addresses.
-/// When `copy_len > 0`, that many payload bytes follow the event in the same record.
+/// When `copy_len > 0`, that many payload bytes follow the event in the same record (an
+/// [`EventWithPayload`] in the payload ring).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -163,7 +164,7 @@ pub struct Event {
     pub arp_sha: [u8; 6],
     /// ARP target hardware address.
     pub arp_tha: [u8; 6],
-    /// Payload bytes copied after this event in the ring-buffer record.
+    /// Payload bytes copied after this event in its payload-ring record.
     pub copy_len: u16,
     /// TCP window.
     pub window: u16,
@@ -264,7 +265,8 @@ impl Event {
     }
 }
 
-/// A SIP event as reserved in the ring buffer: the event and room for the copied payload.
+/// A payload-ring slot: the event and room for the copied payload (SIP segments with payload,
+/// SCCP segments carrying a Register).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EventWithPayload {
@@ -356,6 +358,57 @@ pub struct FlowStats {
     pub sccp_spill: u32,
 }
 
+/// The positions of one CPU's ring of fixed-size slots (the event ring or the payload ring).
+///
+/// The XDP program is the only writer of `head` and the agent the only writer of `tail`; both
+/// count slots from 0 and never wrap (2^64 events). Slot `head % slots` is written first, then
+/// `head` is advanced with release ordering, so a reader that loads `head` with acquire
+/// ordering sees every slot before it complete. The program writes nothing while
+/// `head - tail == slots` (the ring is full: counted in [`Counters::ringbuf_full`]), so a slot
+/// is never rewritten while the agent may still be reading it. The two positions are a cache
+/// line apart, because the kernel and the agent write them from different CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingPos {
+    /// Slots published by the program.
+    pub head: u64,
+    /// Reserved, zero: keeps `tail` off `head`'s cache line.
+    pub _head_line: [u64; 7],
+    /// Slots consumed by the agent.
+    pub tail: u64,
+    /// Reserved, zero.
+    pub _tail_line: [u64; 7],
+}
+
+impl RingPos {
+    /// Index in its slot map of slot `seq` of `cpu`'s ring of `1 << log2` slots. Each CPU has
+    /// its ring's slots and then a spare one, which takes the event of a full ring.
+    #[inline(always)]
+    pub const fn slot_index(cpu: u32, log2: u8, seq: u64) -> u32 {
+        let n = 1u32 << log2;
+        cpu * (n + 1) + (seq as u32 & (n - 1))
+    }
+
+    /// Index of `cpu`'s spare slot.
+    #[inline(always)]
+    pub const fn spare_index(cpu: u32, log2: u8) -> u32 {
+        let n = 1u32 << log2;
+        cpu * (n + 1) + n
+    }
+
+    /// Entries of a slot map for `cpus` CPUs.
+    pub const fn map_entries(cpus: u32, log2: u8) -> u32 {
+        cpus * ((1u32 << log2) + 1)
+    }
+}
+
+/// Index of a CPU's event ring in the ring-position map: `cpu * RINGS_PER_CPU + ring`.
+pub const RING_EVENTS: u32 = 0;
+/// Index of a CPU's payload ring in the ring-position map.
+pub const RING_PAYLOAD: u32 = 1;
+/// Rings per CPU.
+pub const RINGS_PER_CPU: u32 = 2;
+
 /// Per-CPU packet counters. Nothing is silently lost: every miss has a counter.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -366,13 +419,10 @@ pub struct Counters {
     pub matched_tcp: u64,
     /// ARP frames.
     pub matched_arp: u64,
-    /// Events written to the ring buffer.
+    /// Events published in the event rings.
     pub events: u64,
-    /// Events lost because the ring buffer was full.
+    /// Events lost because this CPU's event ring was full (the agent fell behind).
     pub ringbuf_full: u64,
-    /// Wakeups of the ring's reader forced by the program (a few hundred a second at most per
-    /// CPU; every other event is submitted without one).
-    pub wakeups: u64,
     /// Frames of a followed protocol (ARP, IPv4, IPv6, TCP on a tracked port) that were
     /// truncated or malformed before they could be classified.
     pub parse_errors: u64,
@@ -407,8 +457,12 @@ pub struct Config {
     pub ports: [PortRule; MAX_PORT_RULES],
     /// [`Config::FLAG_MIRROR`] and friends.
     pub flags: u32,
+    /// Each CPU's event ring holds `1 << event_slots_log2` [`Event`]s (see [`RingPos`]).
+    pub event_slots_log2: u8,
+    /// Each CPU's payload ring holds `1 << payload_slots_log2` [`EventWithPayload`]s.
+    pub payload_slots_log2: u8,
     /// Reserved, zero.
-    pub _pad: u32,
+    pub _pad: u16,
 }
 
 impl Config {
@@ -422,7 +476,7 @@ impl Config {
         ports[1] = PortRule { port: 2443, app: App::SccpTls as u8, _pad: 0 };
         ports[2] = PortRule { port: 5060, app: App::Sip as u8, _pad: 0 };
         ports[3] = PortRule { port: 5061, app: App::SipTls as u8, _pad: 0 };
-        Self { ports, flags: 0, _pad: 0 }
+        Self { ports, flags: 0, event_slots_log2: 14, payload_slots_log2: 10, _pad: 0 }
     };
 
     /// Whether mirror mode (drop after recording) is on.
@@ -463,6 +517,7 @@ mod pod {
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::PortRule {}
+    unsafe impl aya::Pod for super::RingPos {}
 }
 
 #[cfg(test)]
@@ -482,6 +537,7 @@ mod tests {
         assert_eq!(size_of::<FlowKeyV4>(), 12);
         assert_eq!(size_of::<FlowStats>(), 56);
         assert_eq!(size_of::<Config>(), 40);
+        assert_eq!(size_of::<RingPos>(), 128);
         assert_eq!(size_of::<EventWithPayload>(), size_of::<Event>() + SIP_COPY_MAX);
     }
 

@@ -2,8 +2,8 @@
 //!
 //! Reads top to bottom: configuration, maps, the programs, then the per-packet steps. All packet
 //! understanding lives in `keepalive_common::classify`, shared with userspace; this file only
-//! adds what needs the kernel: the bounded reader over `XdpContext`, the flow maps, the ring
-//! buffer and the counters. Nothing on the per-packet path logs: an aya-log call there costs
+//! adds what needs the kernel: the bounded reader over `XdpContext`, the flow maps, the event
+//! rings (`ring.rs`) and the counters. Nothing on the per-packet path logs: an aya-log call there costs
 //! more than the whole program. `floor.rs` holds the benchmark's programs that each do one
 //! piece of a matched frame's work.
 #![no_std]
@@ -11,12 +11,13 @@
 
 mod floor;
 mod reader;
+mod ring;
 
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{xdp_action, BPF_NOEXIST},
     helpers::{bpf_ktime_get_ns, bpf_xdp_load_bytes},
     macros::{map, xdp},
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use keepalive_common::{
@@ -33,10 +34,6 @@ use reader::XdpReader;
 #[no_mangle]
 static KEEPALIVE_CONFIG: Config = Config::DEFAULT;
 
-/// Events for the tracker. Resized by userspace at load time (a power-of-two number of pages).
-#[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
-
 /// Per-direction TCP flow state of IPv4 connections. LRU, so a flood of flows evicts the oldest
 /// instead of failing. Resized by userspace at load time.
 #[map]
@@ -47,21 +44,9 @@ static FLOWS: LruHashMap<FlowKeyV4, FlowStats> = LruHashMap::with_max_entries(26
 #[map]
 static FLOWS6: LruHashMap<FlowKey, FlowStats> = LruHashMap::with_max_entries(65_536, 0);
 
-/// Per-CPU scratch space for an event that has no ring-buffer record (the ring is full): 144
-/// bytes do not fit beside the classifier's state in the 512-byte BPF stack.
-#[map]
-static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
-
 /// Per-CPU counters, one slot.
 #[map]
 static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
-
-/// Per-CPU time of the last forced ring-buffer wakeup (see [`submit_flags`]).
-#[map]
-static LAST_WAKEUP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
-/// Least time between two wakeups of the ring's reader forced from one CPU, while events flow.
-const WAKEUP_EVERY_NS: u64 = 4_000_000;
 
 /// The keepalive program: record, then pass (or drop in mirror mode).
 #[xdp]
@@ -128,62 +113,40 @@ fn try_keepalive(ctx: &XdpContext) -> u32 {
     verdict
 }
 
-/// A matched frame: the event is built straight in its ring-buffer reservation, so the only
-/// writes are the event's own (no scratch copy). A SIP segment with payload reserves room for
-/// the copy after the event. When the ring is full the event is built in the per-CPU scratch
-/// slot instead and counted in `ringbuf_full`: the flow is still updated, so the SCCP resume
-/// state stays right for the next segment.
+/// A matched frame: the event is built straight in a slot of this CPU's event ring, so the only
+/// writes are the event's own (no copy). A SIP segment with payload takes a slot of the payload
+/// ring instead, with room for the copy after the event. When the ring is full the event is
+/// built in the ring's spare slot and counted in `ringbuf_full`, not published: the flow is
+/// still updated, so the SCCP resume state stays right for the next segment.
 #[inline(always)]
 fn record(ctx: &XdpContext, r: &XdpReader, d: &Decision, counters: &mut Counters) {
     let sip = matches!(d, Decision::Tcp(m) if m.app == App::Sip && m.payload_len > 0);
-    let (mut small, mut large) = (None, None);
-    let slot: *mut Event = if sip {
-        match EVENTS.reserve::<EventWithPayload>(0) {
-            // SAFETY: a projection inside the reserved record, which is ours until submit.
-            Some(e) => unsafe { &raw mut (*large.insert(e).as_mut_ptr()).event },
-            None => core::ptr::null_mut(),
-        }
-    } else {
-        match EVENTS.reserve::<Event>(0) {
-            Some(e) => small.insert(e).as_mut_ptr(),
-            None => core::ptr::null_mut(),
-        }
+    // One reservation of one type whichever the ring: with a reservation of each kind alive
+    // through `build`, the verifier's states of the two paths never matched.
+    let Some(slot) = (if sip { ring::reserve_payload() } else { ring::reserve_event() }) else {
+        return;
     };
-    let slot = if slot.is_null() {
+    if slot.full() {
         counters.ringbuf_full += 1;
-        match SCRATCH.get_ptr_mut(0) {
-            Some(p) => p,
-            None => return,
-        }
-    } else {
-        slot
-    };
-    // SAFETY: a reserved ring record (ours until submit or discard) or this CPU's scratch slot
-    // (XDP runs with preemption disabled); 8-byte aligned either way.
-    let ev = unsafe { &mut *slot };
-    let ok = build(ctx, r, d, ev, counters);
-    let now = ev.ts_ns;
-    if let Some(mut e) = large {
-        if ok {
-            // `ev` is not used again on this path: the record is written through `e` now.
-            copy_payload(ctx, e.as_mut_ptr());
-            e.submit(submit_flags(now, counters));
-        } else {
-            e.discard(0);
-        }
     }
-    if let Some(e) = small {
-        if !ok {
-            e.discard(0);
-        } else if ev.copy_len > 0 {
-            // An SCCP Register: once per registration, so a second record with the copy (the
-            // device name is in its body) is cheaper than reserving room for every KeepAlive.
-            emit_with_copy(ctx, ev, counters);
-            e.discard(0);
-        } else {
-            e.submit(submit_flags(now, counters));
-        }
+    // SAFETY: a reserved ring slot, or this CPU's spare one: ours until published, 8-byte
+    // aligned (XDP runs with preemption disabled, and one program at a time per CPU).
+    let ev = unsafe { &mut *slot.event() };
+    // A slot that is not published is simply reused by the next reservation.
+    if !build(ctx, r, d, ev, counters) || slot.full() {
+        return;
     }
+    if sip {
+        // `ev` is not used again on this path: the slot is written through its payload view.
+        copy_payload(ctx, slot.payload());
+    } else if ev.copy_len > 0 {
+        // An SCCP Register: once per registration, so a payload slot with the copy (the
+        // device name is in its body) is cheaper than copying for every KeepAlive.
+        emit_with_copy(ctx, ev, counters);
+        return;
+    }
+    counters.events += 1;
+    slot.publish();
 }
 
 /// Fills a reserved event for a matched frame; `false` when the frame turned out malformed.
@@ -306,11 +269,11 @@ fn update_flow(flow: &mut FlowStats, ev: &Event) {
     }
 }
 
-/// Copies the start of the TCP payload after the event in a reserved record: `copy_len`
+/// Copies the start of the TCP payload after the event in a reserved slot: `copy_len`
 /// bytes, or none (`copy_len` set to 0) when the frame does not hold them.
 #[inline(always)]
 fn copy_payload(ctx: &XdpContext, rec: *mut EventWithPayload) {
-    // SAFETY: `rec` points at a reserved ring-buffer record that is ours until submit.
+    // SAFETY: `rec` points at a reserved payload slot that is ours until published.
     unsafe {
         // bpf_xdp_load_bytes (Linux 5.18) copies from the frame, including multi-buffer frags;
         // the verifier needs the length provably in 1..=SIP_COPY_MAX. The length is loaded
@@ -332,45 +295,22 @@ fn copy_payload(ctx: &XdpContext, rec: *mut EventWithPayload) {
     }
 }
 
-/// Emits `ev` in a record of its own with the payload copy after it.
+/// Emits `ev` in a payload slot of its own with the payload copy after it.
 #[inline(always)]
 fn emit_with_copy(ctx: &XdpContext, ev: &Event, counters: &mut Counters) {
-    let Some(mut entry) = EVENTS.reserve::<EventWithPayload>(0) else {
-        counters.ringbuf_full += 1;
+    let Some(slot) = ring::reserve_payload() else {
         return;
     };
-    let rec = entry.as_mut_ptr();
-    // SAFETY: the reserved record is exclusively ours until submit.
+    if slot.full() {
+        counters.ringbuf_full += 1;
+        return;
+    }
+    let rec = slot.payload();
+    // SAFETY: the reserved slot is exclusively ours until published.
     unsafe { ev.write_to(&raw mut (*rec).event) };
     copy_payload(ctx, rec);
-    entry.submit(submit_flags(ev.ts_ns, counters));
-}
-
-/// Counts a submitted event and says whether to wake the reader.
-///
-/// The kernel's default (flags 0) wakes the reader whenever it has caught up with the ring
-/// (`bpf_ringbuf_commit`: `consumer_pos == rec_pos` queues `irq_work`). An agent that keeps up,
-/// the normal case, is then woken for every event, and the wakeup is an inter-processor
-/// interrupt paid inside this program: 6.5 µs per event on this machine's VM against ~80 ns for
-/// the rest (BENCHMARKS.md). So events are submitted with `BPF_RB_NO_WAKEUP`, and every CPU
-/// forces a wakeup (`BPF_RB_FORCE_WAKEUP`) only when [`WAKEUP_EVERY_NS`] have passed since its
-/// last one: at most 250 interrupts a second per CPU, and never more than 4 ms of traffic
-/// waiting in the ring. The agent also drains on a short timer, for the events after the last
-/// wakeup of a burst.
-#[inline(always)]
-fn submit_flags(now: u64, counters: &mut Counters) -> u64 {
     counters.events += 1;
-    let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: this CPU's slot; XDP runs with preemption disabled.
-    let last = unsafe { &mut *last };
-    if now.wrapping_sub(*last) < WAKEUP_EVERY_NS {
-        return u64::from(BPF_RB_NO_WAKEUP);
-    }
-    *last = now;
-    counters.wakeups += 1;
-    u64::from(BPF_RB_FORCE_WAKEUP)
+    slot.publish();
 }
 
 #[cfg(not(test))]

@@ -1,5 +1,5 @@
 //! The loader: puts the XDP program into the kernel configured for this run, attaches it to
-//! interfaces, and gives access to its maps (ring buffer, flows, counters).
+//! interfaces, and gives access to its maps (event rings, flows, counters).
 //!
 //! The object is built by `build.rs` (aya-build) and embedded in the binary, so `keepalive`
 //! is a single file to deploy.
@@ -7,11 +7,16 @@
 use std::collections::HashMap;
 
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray},
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use keepalive_common::wire::{Config, Counters, FlowKey, FlowKeyV4, FlowStats};
+use keepalive_common::wire::{
+    Config, Counters, Event, EventWithPayload, FlowKey, FlowKeyV4, FlowStats, RingPos,
+    RINGS_PER_CPU,
+};
+
+use crate::source::rings::{EventRings, RingError, EVENT_SLOTS, PAYLOAD_SLOTS, RING_POS};
 
 /// The XDP object, built by build.rs for bpfel-unknown-none.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive"));
@@ -23,9 +28,9 @@ pub const EMPTY_PROGRAM: &str = "keepalive_empty";
 /// The program that only reads the EtherType (the live benchmark's second baseline).
 pub const TOUCH_PROGRAM: &str = "keepalive_touch";
 /// Programs doing one piece of a matched frame's work each (keepalive-ebpf `floor.rs`), for
-/// the benchmark: the clock read, a one-line ring record, an event-sized record, a flow lookup.
-pub const FLOOR_PROGRAMS: [&str; 4] =
-    ["floor_clock", "floor_record_line", "floor_record_event", "floor_flow"];
+/// the benchmark: the clock read, an event in a BPF ring buffer record, an event in an event-ring
+/// slot, a flow lookup.
+pub const FLOOR_PROGRAMS: [&str; 4] = ["floor_clock", "floor_ringbuf", "floor_slot", "floor_flow"];
 const CONFIG_SYMBOL: &str = "KEEPALIVE_CONFIG";
 /// The flow maps: IPv4 connections (12-byte key) and IPv6 ones (36-byte key).
 const FLOWS_V4: &str = "FLOWS";
@@ -67,6 +72,15 @@ pub enum LoaderError {
     /// A map is missing from the object.
     #[error("map `{0}` is missing from the XDP object (object and binary out of step?)")]
     MissingMap(&'static str),
+    /// A map the agent maps into memory is not an array.
+    #[error("map `{0}` is not an array map (object and binary out of step?)")]
+    NotAnArray(&'static str),
+    /// The number of possible CPUs (the event rings are per CPU) could not be read.
+    #[error("could not read the possible CPUs from {0}: {1}")]
+    Cpus(&'static str, #[source] std::io::Error),
+    /// The event rings could not be mapped into this process.
+    #[error(transparent)]
+    Rings(#[from] RingError),
 }
 
 /// The OS error number anywhere in `e`'s chain of causes.
@@ -146,8 +160,30 @@ pub struct LoadOptions {
     pub flow_capacity: u32,
     /// Entries of the IPv6 flow map (a map of its own: its 36-byte key costs more per lookup).
     pub flow_capacity_v6: u32,
-    /// Ring-buffer size in bytes: a power of two, a multiple of the page size.
-    pub ringbuf_bytes: u32,
+    /// Event slots per CPU, as a power of two; 0 = sized by [`ring_sizes`].
+    pub event_slots_log2: u8,
+    /// Payload slots per CPU, as a power of two; 0 = sized by [`ring_sizes`].
+    pub payload_slots_log2: u8,
+}
+
+/// The rings' default share of memory, over all CPUs: event slots (144 bytes each).
+pub const EVENT_RING_BUDGET: u64 = 16 << 20;
+/// The same for payload slots (1 680 bytes each).
+pub const PAYLOAD_RING_BUDGET: u64 = 8 << 20;
+
+/// Default ring sizes for `cpus` CPUs, as powers of two: the budgets above split over the
+/// CPUs, at least 1 024 events and 64 payloads and at most 16 384 and 1 024 per CPU. The
+/// agent drains every [`POLL_EVERY`](crate::source::live::POLL_EVERY), so 1 024 event slots
+/// absorb 100 000 events a second on one CPU.
+pub fn ring_sizes(cpus: u32) -> (u8, u8) {
+    let fit = |budget: u64, each: usize, min: u8, max: u8| {
+        let per_cpu = budget / u64::from(cpus.max(1)) / each as u64;
+        (per_cpu.max(1).ilog2() as u8).clamp(min, max)
+    };
+    (
+        fit(EVENT_RING_BUDGET, size_of::<Event>(), 10, 14),
+        fit(PAYLOAD_RING_BUDGET, size_of::<EventWithPayload>(), 6, 10),
+    )
 }
 
 impl Default for LoadOptions {
@@ -156,7 +192,8 @@ impl Default for LoadOptions {
             config: Config::DEFAULT,
             flow_capacity: 262_144,
             flow_capacity_v6: 65_536,
-            ringbuf_bytes: 16 << 20,
+            event_slots_log2: 0,
+            payload_slots_log2: 0,
         }
     }
 }
@@ -166,17 +203,30 @@ impl Default for LoadOptions {
 pub struct Probe {
     ebpf: Ebpf,
     attached: HashMap<String, Attached>,
+    /// Possible CPUs: each has its own event rings.
+    cpus: u32,
+    /// The configuration the program was loaded with (ring sizes filled in).
+    config: Config,
 }
 
 impl Probe {
     /// Loads the object with `opts` into the kernel (programs loaded, not attached).
     pub fn load(opts: &LoadOptions) -> Result<Self, LoaderError> {
         raise_memlock_limit();
+        let cpus = aya::util::nr_cpus().map_err(|(path, e)| LoaderError::Cpus(path, e))? as u32;
+        let (events, payloads) = ring_sizes(cpus);
+        let mut config = opts.config;
+        config.event_slots_log2 =
+            if opts.event_slots_log2 == 0 { events } else { opts.event_slots_log2 };
+        config.payload_slots_log2 =
+            if opts.payload_slots_log2 == 0 { payloads } else { opts.payload_slots_log2 };
         let mut ebpf = EbpfLoader::new()
-            .override_global(CONFIG_SYMBOL, &opts.config, true)
+            .override_global(CONFIG_SYMBOL, &config, true)
             .map_max_entries(FLOWS_V4, opts.flow_capacity)
             .map_max_entries(FLOWS_V6, opts.flow_capacity_v6)
-            .map_max_entries("EVENTS", opts.ringbuf_bytes)
+            .map_max_entries(EVENT_SLOTS, RingPos::map_entries(cpus, config.event_slots_log2))
+            .map_max_entries(PAYLOAD_SLOTS, RingPos::map_entries(cpus, config.payload_slots_log2))
+            .map_max_entries(RING_POS, cpus * RINGS_PER_CPU)
             .load(OBJECT)
             .map_err(|e| LoaderError::Load(Box::new(e)))?;
         for name in [PROGRAM, EMPTY_PROGRAM, TOUCH_PROGRAM] {
@@ -184,7 +234,7 @@ impl Probe {
                 .load()
                 .map_err(|source| LoaderError::Program { name, source })?;
         }
-        Ok(Self { ebpf, attached: HashMap::new() })
+        Ok(Self { ebpf, attached: HashMap::new(), cpus, config })
     }
 
     /// Loads one more program of the object into the kernel (the benchmark's
@@ -250,10 +300,30 @@ impl Probe {
         Ok((r.return_value, r.duration))
     }
 
-    /// Takes the ring buffer out of the object (once).
-    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoaderError> {
-        let map = self.ebpf.take_map("EVENTS").ok_or(LoaderError::MissingMap("EVENTS"))?;
-        RingBuf::try_from(map).map_err(|source| LoaderError::Map { name: "EVENTS", source })
+    /// The event rings, mapped into this process. There must be one reader: it owns the
+    /// rings' tails.
+    pub fn rings(&self) -> Result<EventRings, LoaderError> {
+        let array = |name: &'static str| match self.ebpf.map(name) {
+            Some(Map::Array(m)) => Ok(m),
+            Some(_) => Err(LoaderError::NotAnArray(name)),
+            None => Err(LoaderError::MissingMap(name)),
+        };
+        let maps: [&MapData; 3] = [array(EVENT_SLOTS)?, array(PAYLOAD_SLOTS)?, array(RING_POS)?];
+        let c = &self.config;
+        Ok(EventRings::new(maps, self.cpus, c.event_slots_log2, c.payload_slots_log2)?)
+    }
+
+    /// Instructions the verifier processed to accept program `name` (its limit is 1 000 000).
+    pub fn verified_instructions(&mut self, name: &'static str) -> Result<u32, LoaderError> {
+        let info = xdp_mut(&mut self.ebpf, name)?
+            .info()
+            .map_err(|source| LoaderError::Program { name, source })?;
+        Ok(info.verified_instruction_count().unwrap_or(0))
+    }
+
+    /// The configuration the program was loaded with, ring sizes included.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Kernel counters summed over CPUs.
@@ -339,7 +409,6 @@ pub fn sum_counters<'a>(slots: impl Iterator<Item = &'a Counters>) -> Counters {
         acc.matched_arp += c.matched_arp;
         acc.events += c.events;
         acc.ringbuf_full += c.ringbuf_full;
-        acc.wakeups += c.wakeups;
         acc.parse_errors += c.parse_errors;
         acc.flows_created += c.flows_created;
         acc.flow_update_errors += c.flow_update_errors;

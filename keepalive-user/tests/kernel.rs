@@ -4,15 +4,15 @@
 
 mod common;
 
-use aya::maps::{MapData, RingBuf};
 use keepalive::{
     fixtures::{self, corpus, Expect},
     loader::{LoadOptions, Probe, PROGRAM},
     record::Record,
+    source::rings::EventRings,
 };
 use keepalive_common::{
     classify::{classify, Outcome},
-    wire::{sccp_msg, Config, Event},
+    wire::{sccp_msg, App, Config, Event},
 };
 
 const XDP_DROP: u32 = 1;
@@ -20,23 +20,25 @@ const XDP_PASS: u32 = 2;
 /// BPF_PROG_TEST_RUN rejects XDP input shorter than an Ethernet header.
 const MIN_TEST_RUN_LEN: usize = 14;
 
-fn load(config: Config) -> (Probe, RingBuf<MapData>) {
-    let mut probe = Probe::load(&LoadOptions {
-        config,
-        flow_capacity: 1024,
-        flow_capacity_v6: 1024,
-        ringbuf_bytes: 1 << 20,
-    })
-    .expect("load the XDP object");
-    let ring = probe.take_ring().expect("ring buffer");
-    (probe, ring)
+fn load(config: Config) -> (Probe, EventRings) {
+    load_with(LoadOptions { config, flow_capacity: 1024, flow_capacity_v6: 1024, ..small_rings() })
 }
 
-fn drain(ring: &mut RingBuf<MapData>) -> Vec<Record> {
+/// Rings of 1 024 events and 64 payloads per CPU.
+fn small_rings() -> LoadOptions {
+    LoadOptions { event_slots_log2: 10, payload_slots_log2: 6, ..LoadOptions::default() }
+}
+
+fn load_with(opts: LoadOptions) -> (Probe, EventRings) {
+    let probe = Probe::load(&opts).expect("load the XDP object");
+    let rings = probe.rings().expect("map the event rings");
+    (probe, rings)
+}
+
+fn drain(rings: &mut EventRings) -> Vec<Record> {
     let mut out = Vec::new();
-    while let Some(item) = ring.next() {
-        out.push(Record::decode(&item).expect("well-formed record"));
-    }
+    rings.drain(&mut out, usize::MAX);
+    assert_eq!(rings.bad_records, 0, "well-formed records");
     out
 }
 
@@ -48,7 +50,7 @@ fn host(frame: &[u8]) -> (Outcome, Event) {
 
 /// Runs `frame` once in the kernel; returns the verdict and the records it emitted, with the
 /// run-specific fields (time, interface) zeroed.
-fn kernel(probe: &mut Probe, ring: &mut RingBuf<MapData>, frame: &[u8]) -> (u32, Vec<Record>) {
+fn kernel(probe: &mut Probe, ring: &mut EventRings, frame: &[u8]) -> (u32, Vec<Record>) {
     probe.clear_flows().expect("clear flows");
     let (verdict, _) = probe.test_run(PROGRAM, frame, 1).expect("test run");
     let mut recs = drain(ring);
@@ -60,7 +62,7 @@ fn kernel(probe: &mut Probe, ring: &mut RingBuf<MapData>, frame: &[u8]) -> (u32,
     (verdict, recs)
 }
 
-fn assert_same(name: &str, frame: &[u8], probe: &mut Probe, ring: &mut RingBuf<MapData>) {
+fn assert_same(name: &str, frame: &[u8], probe: &mut Probe, ring: &mut EventRings) {
     let (o, ev) = host(frame);
     let (verdict, recs) = kernel(probe, ring, frame);
     assert_eq!(verdict, XDP_PASS, "{name}: verdict");
@@ -177,30 +179,75 @@ fn flow_state_resumes_sccp_and_counts_retransmissions() {
 }
 
 #[test]
-fn a_full_ring_buffer_is_counted() {
-    if !common::have_root("a_full_ring_buffer_is_counted") {
+fn a_full_ring_refuses_events_counts_them_and_takes_them_again_once_read() {
+    if !common::have_root("a_full_ring_refuses_events") {
         return;
     }
-    // The smallest ring (one page) holds a couple of SIP records; the rest must be counted.
-    let mut probe = Probe::load(&LoadOptions {
-        config: Config::DEFAULT,
+    // Two slots per CPU in each ring: the test run stays on one CPU, so two events fit.
+    let (mut probe, mut rings) = load_with(LoadOptions {
         flow_capacity: 64,
         flow_capacity_v6: 64,
-        ringbuf_bytes: 4096,
-    })
-    .unwrap();
-    let reg = corpus().into_iter().find(|f| f.name == "sip-register").unwrap().frame;
+        event_slots_log2: 1,
+        payload_slots_log2: 1,
+        ..LoadOptions::default()
+    });
+    let frame = |name| corpus().into_iter().find(|f| f.name == name).unwrap().frame;
+    let (reg, ka) = (frame("sip-register"), frame("sccp-keepalive"));
     probe.test_run(PROGRAM, &reg, 100).unwrap();
+    probe.test_run(PROGRAM, &ka, 100).unwrap();
     let c = probe.counters().unwrap();
-    assert_eq!(c.matched_tcp, 100);
-    assert!(c.ringbuf_full > 90, "lost events are counted: {c:?}");
-    assert_eq!(c.events + c.ringbuf_full, 100);
-    // Events without a ring record are still built (in the scratch slot), so the flow state
-    // the next segment depends on (SCCP resume, retransmissions) stays right.
+    assert_eq!(c.matched_tcp, 200);
+    assert_eq!((c.events, c.ringbuf_full), (4, 196), "lost events are counted: {c:?}");
+    // Events without a slot are still built (in the scratch slot), so the flow state the next
+    // segment depends on (SCCP resume, retransmissions) stays right.
     let (_, ev) = host(&reg);
     let flow = probe.flow(&ev.flow_key()).unwrap().expect("flow entry");
     assert_eq!(flow.packets, 100, "every segment updated its flow: {flow:?}");
     assert_eq!(flow.keepalives, 100);
+
+    // The first two of each are in the rings; reading them hands the slots back.
+    let got = drain(&mut rings);
+    let apps: Vec<_> = got.iter().map(|r| r.event.app).collect();
+    assert_eq!(apps, [App::Sip as u8, App::Sip as u8, App::Sccp as u8, App::Sccp as u8]);
+    assert!(got.iter().take(2).all(|r| r.payload.len() == usize::from(r.event.copy_len)));
+    assert!(drain(&mut rings).is_empty(), "each event is read once");
+    probe.test_run(PROGRAM, &ka, 3).unwrap();
+    assert_eq!(drain(&mut rings).len(), 2);
+    assert_eq!(probe.counters().unwrap().ringbuf_full, 197);
+}
+
+/// The rings wrap: many times their size goes through them in order, in pieces, each event
+/// once; events of the two rings (payload and not) come out in time order.
+#[test]
+fn the_rings_wrap_and_events_of_both_rings_come_out_in_time_order() {
+    if !common::have_root("the_rings_wrap") {
+        return;
+    }
+    let (mut probe, mut rings) = load(Config::DEFAULT);
+    let frame = |name| corpus().into_iter().find(|f| f.name == name).unwrap().frame;
+    let (reg, ka) = (frame("sip-register"), frame("sccp-keepalive"));
+    let mut total = 0;
+    for _ in 0..10 {
+        // 1 000 of the 1 024 event slots, then 50 of the 64 payload slots, and read.
+        probe.test_run(PROGRAM, &ka, 1000).unwrap();
+        probe.test_run(PROGRAM, &reg, 50).unwrap();
+        let got = drain(&mut rings);
+        assert_eq!(got.len(), 1050);
+        assert!(got.windows(2).all(|w| w[0].event.ts_ns <= w[1].event.ts_ns), "time order");
+        assert!(got[..1000].iter().all(|r| r.event.app == App::Sccp as u8));
+        assert!(got[1000..].iter().all(|r| r.event.app == App::Sip as u8 && r.event.copy_len > 0));
+        total += got.len();
+    }
+    assert_eq!(total, 10_500);
+    let c = probe.counters().unwrap();
+    assert_eq!((c.events, c.ringbuf_full), (10_500, 0));
+    // Alternating rings, one event at a time: still in the order they were recorded.
+    for f in [&reg, &ka, &reg, &ka] {
+        probe.test_run(PROGRAM, f, 1).unwrap();
+    }
+    let apps: Vec<_> = drain(&mut rings).iter().map(|r| r.event.app).collect();
+    let (sip, sccp) = (App::Sip as u8, App::Sccp as u8);
+    assert_eq!(apps, [sip, sccp, sip, sccp]);
 }
 
 #[test]
@@ -271,47 +318,55 @@ fn kernel_records_of_whole_scenarios_give_the_same_report_as_analyze() {
     }
 }
 
-/// The program wakes the ring's reader at most every few milliseconds per CPU, not for every
-/// event; the agent's reader drains on a timer too, so an event submitted without a wakeup
-/// still arrives.
+/// The rings never wake the agent; its reader polls them. An event recorded while the reader
+/// waits arrives within a few polls, and a backlog comes in batches.
 #[test]
-fn events_are_batched_between_wakeups_and_still_delivered_without_one() {
-    use keepalive::source::live::{LiveSource, DRAIN_EVERY};
-    if !common::have_root("events_are_batched_between_wakeups") {
+fn the_live_source_polls_the_rings_and_takes_a_backlog_in_batches() {
+    use keepalive::source::live::{LiveSource, MAX_BATCH, POLL_EVERY};
+    if !common::have_root("the_live_source_polls_the_rings") {
         return;
     }
-    let (mut probe, ring) = load(Config::DEFAULT);
+    let (mut probe, rings) = load_with(LoadOptions { event_slots_log2: 14, ..small_rings() });
     let ka = corpus().into_iter().find(|f| f.name == "sccp-keepalive").unwrap().frame;
-
-    // 5 000 events (the 1 MiB ring holds 6 900) in one run of well under a millisecond: one
-    // wakeup or two, not one each.
-    probe.test_run(PROGRAM, &ka, 5_000).unwrap();
-    let c = probe.counters().unwrap();
-    assert_eq!(c.events, 5_000);
-    assert!((1..=5).contains(&c.wakeups), "wakeups for 5 000 events: {}", c.wakeups);
-
+    probe.test_run(PROGRAM, &ka, 10_000).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let mut source = LiveSource::new(ring).unwrap();
+        let mut source = LiveSource::new(rings);
         let mut batch = Vec::new();
-        let mut got = 0;
-        while got < 5_000 {
-            got += source.next_batch(&mut batch).await.unwrap();
+        let mut sizes = Vec::new();
+        while batch.len() < 10_000 {
+            sizes.push(source.next_batch(&mut batch).await);
         }
-        // Now one event right after the last wakeup: submitted without one (retried when the
-        // test-run call itself took longer than the wakeup spacing).
-        for attempt in 0.. {
-            assert!(attempt < 20, "every single event forced a wakeup");
-            let before = probe.counters().unwrap().wakeups;
-            probe.test_run(PROGRAM, &ka, 1).unwrap();
-            let woke = probe.counters().unwrap().wakeups > before;
-            batch.clear();
-            let next = source.next_batch(&mut batch);
-            let n = tokio::time::timeout(DRAIN_EVERY * 10, next).await;
-            assert_eq!(n.ok().map(Result::unwrap), Some(1), "the event arrives (woken: {woke})");
-            if !woke {
-                break;
-            }
-        }
+        assert_eq!(sizes, [MAX_BATCH, MAX_BATCH, 10_000 - 2 * MAX_BATCH]);
+        // Wall-clock times: the kernel's monotonic time plus the boot's offset.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let age = now.as_nanos() as i128 - i128::from(batch[0].event.ts_ns);
+        assert!((0..60_000_000_000).contains(&age), "event time is wall-clock time: {age} ns ago");
+
+        // One event while the reader waits: the next poll brings it.
+        let waiting = tokio::spawn(async move {
+            let mut one = Vec::new();
+            let n = source.next_batch(&mut one).await;
+            (n, one)
+        });
+        tokio::time::sleep(POLL_EVERY * 3).await;
+        assert!(!waiting.is_finished(), "nothing to read yet");
+        probe.test_run(PROGRAM, &ka, 1).unwrap();
+        let (n, one) = tokio::time::timeout(POLL_EVERY * 20, waiting).await.unwrap().unwrap();
+        assert_eq!((n, one.len()), (1, 1));
     });
+}
+
+/// The verifier walks every path of the program and gives up after a million instructions. A
+/// change that makes two paths' states differ (a second scratch map, once) can multiply the
+/// walk without changing what the program does; this keeps the margin in view.
+#[test]
+fn the_verifier_accepts_the_program_with_room_to_spare() {
+    if !common::have_root("the_verifier_accepts_the_program_with_room_to_spare") {
+        return;
+    }
+    let (mut probe, _rings) = load(Config::DEFAULT);
+    let walked = probe.verified_instructions(PROGRAM).unwrap();
+    assert!(walked > 0, "the kernel reports the verifier's count");
+    assert!(walked < 750_000, "the verifier walked {walked} of its 1 000 000 instructions");
 }

@@ -14,11 +14,10 @@ use std::{
 };
 
 use anyhow::Context as _;
-use aya::maps::{MapData, RingBuf};
 use keepalive::{
     fixtures::corpus,
     loader::{LoadOptions, Probe, EMPTY_PROGRAM, FLOOR_PROGRAMS, PROGRAM},
-    source::live::LiveSource,
+    source::{live::LiveSource, rings::EventRings},
 };
 use keepalive_common::wire::{Config, Event, EventWithPayload};
 use serde::Serialize;
@@ -59,7 +58,9 @@ pub struct Args {
     pub scale_pps: u32,
 }
 
-const RING_BYTES: u32 = 1 << 31;
+/// Memory for the event rings of the class table, over all CPUs: each trial's runs take fresh
+/// slots (a real reservation and write each), as many as fit.
+const RING_BUDGET: u64 = 2 << 30;
 
 /// Packet classes and the corpus fixture that stands for each.
 const CLASSES: &[(&str, &str, bool)] = &[
@@ -98,8 +99,8 @@ struct FloorResult {
 /// What each floor program does.
 const FLOOR: [&str; 4] = [
     "bpf_ktime_get_ns (the event's time)",
-    "ring record, 64 bytes (one line)",
-    "ring record, 152 bytes (an event)",
+    "event in a BPF ring buffer record",
+    "event in an event-ring slot (used)",
     "IPv4 flow lookup + update",
 ];
 
@@ -113,7 +114,6 @@ struct ReaderResult {
     keepalive_ns: f64,
     overhead_ns: f64,
     events: u64,
-    wakeups: u64,
     ringbuf_full: u64,
 }
 
@@ -123,6 +123,8 @@ struct Report {
     repeat: u32,
     trials: usize,
     method: &'static str,
+    /// Instructions the verifier walked to accept the program (its limit: 1 000 000).
+    verified_instructions: u32,
     results: Vec<ClassResult>,
     floor: Vec<FloorResult>,
     with_reader_method: &'static str,
@@ -203,8 +205,8 @@ fn live(a: &Args) -> anyhow::Result<()> {
     let s = &l.scale;
     println!(
         "agent at scale: {} phones ({} frames replayed at {} k/s): {} pairs, {} events at {:.0} k events/s, \
-         ringbuf_full {}; agent private memory {:.0} MiB + the {} MiB ring (VmRSS {:.0} MiB, which \
-         counts the ring twice); peak {:.0} MiB while answering stats, {:.0} MiB after; \
+         ringbuf_full {}; agent private memory {:.0} MiB + the {:.1} MiB event rings (VmRSS {:.0} \
+         MiB); peak {:.0} MiB while answering stats, {:.0} MiB after; \
          `keepalive stats --format json` {:.0} ms for {:.1} MB, one phone (--phone) {:.0} ms for \
          {:.1} kB",
         s.phones,
@@ -215,7 +217,7 @@ fn live(a: &Args) -> anyhow::Result<()> {
         s.events_per_s / 1e3,
         s.ringbuf_full,
         s.anon_mib,
-        l.ring.ring_bytes >> 20,
+        l.ring.ring_bytes as f64 / f64::from(1 << 20),
         s.rss_mib,
         s.peak_rss_mib,
         s.after_stats_rss_mib,
@@ -226,8 +228,9 @@ fn live(a: &Args) -> anyhow::Result<()> {
     );
     let r = &l.ring;
     println!(
-        "ring buffer ({} MiB), agent stopped: {} matched = {} delivered + {} counted in ringbuf_full{}",
-        r.ring_bytes >> 20,
+        "event rings ({} events per CPU), agent stopped: {} matched = {} delivered + {} counted in \
+         ringbuf_full{}",
+        r.event_slots_per_cpu,
         r.matched,
         r.events,
         r.ringbuf_full,
@@ -247,25 +250,31 @@ fn live(a: &Args) -> anyhow::Result<()> {
 
 /// XDP cost per packet class; prints it and writes `--out`.
 fn xdp(a: &Args) -> anyhow::Result<()> {
-    // One trial of the largest record (event + 1536 bytes, 8-byte header) must fit the ring.
-    anyhow::ensure!(
-        u64::from(a.repeat) * 1700 < u64::from(RING_BYTES),
-        "--repeat too large for the ring"
-    );
-    // A ring large enough for one trial of the largest record (SIP: event + 1536 bytes), so
-    // every matched run pays for a real reserve + write + submit; drained between trials.
+    // Rings as large as the budget allows, so a trial's runs each take a fresh slot; a trial
+    // runs at most as many times as its ring has slots, and the rings are read between trials.
+    let cpus = aya::util::nr_cpus().map_err(|(p, e)| anyhow::anyhow!("{p}: {e}"))? as u64;
+    let log2 = |share: u64, each: usize, max: u8| {
+        ((RING_BUDGET / 2 * share / 4 / cpus / each as u64).max(1).ilog2() as u8).min(max)
+    };
+    let (event_log2, payload_log2) =
+        (log2(3, size_of::<Event>(), 20), log2(1, size_of::<EventWithPayload>(), 18));
     let mut probe = Probe::load(&LoadOptions {
         config: Config::DEFAULT,
-        ringbuf_bytes: RING_BYTES,
+        event_slots_log2: event_log2,
+        payload_slots_log2: payload_log2,
         ..LoadOptions::default()
     })
     .context("loading the XDP object (run as root)")?;
-    let mut ring = probe.take_ring()?;
+    let mut ring = probe.rings()?;
+    let runs = |name: &str| {
+        let slots = 1u32 << if name.starts_with("sip") { payload_log2 } else { event_log2 };
+        a.repeat.min(slots)
+    };
     let fixtures = corpus();
     let mut results = Vec::new();
     for &(class, name, matched) in CLASSES {
         let frame = &fixtures.iter().find(|f| f.name == name).context("fixture")?.frame;
-        let (mut ka, mut empty) = trials(a, &mut probe, &mut ring, PROGRAM, frame)?;
+        let (mut ka, mut empty) = trials(a, &mut probe, &mut ring, PROGRAM, frame, runs(name))?;
         let (tk, te) = (ka.clone(), empty.clone());
         let (k, e) = (median(&mut ka), median(&mut empty));
         results.push(ClassResult {
@@ -286,12 +295,13 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
     let mut floor = Vec::new();
     for (program, piece) in FLOOR_PROGRAMS.into_iter().zip(FLOOR) {
         probe.load_program(program)?;
-        let (mut p, mut empty) = trials(a, &mut probe, &mut ring, program, frame)?;
+        let (mut p, mut empty) = trials(a, &mut probe, &mut ring, program, frame, runs(""))?;
         let (p, e) = (median(&mut p), median(&mut empty));
         floor.push(FloorResult { program, piece, empty_ns: e, piece_ns: p, overhead_ns: p - e });
     }
     let c = probe.counters()?;
-    anyhow::ensure!(c.ringbuf_full == 0, "ring buffer filled during the bench: {c:?}");
+    anyhow::ensure!(c.ringbuf_full == 0, "an event ring filled during the bench: {c:?}");
+    let verified_instructions = probe.verified_instructions(PROGRAM)?;
     drop((ring, probe));
     println!(
         "XDP cost per packet, BPF_PROG_TEST_RUN, repeat {} x {} interleaved trials (median)",
@@ -342,15 +352,17 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
             .to_string(),
         repeat: a.repeat,
         trials: a.trials,
-        method: "BPF_PROG_TEST_RUN average ns per run; a 2 GiB ring buffer drained between \
-                 trials, so every matched run reserves, writes and submits a real record",
+        method: "BPF_PROG_TEST_RUN average ns per run; event rings of up to 2 GiB read \
+                 between trials, so every matched run writes and publishes a fresh slot (runs \
+                 per call: --repeat, or the ring's slots per CPU when fewer)",
+        verified_instructions,
         results,
         floor,
-        with_reader_method: "the matched classes again, on the agent's default 16 MiB ring \
-                             read concurrently by the agent's own reader (LiveSource, epoll plus \
-                             its drain timer) on another thread; each BPF_PROG_TEST_RUN call \
-                             writes at most half the ring, and the next starts once the reader \
-                             has taken every record",
+        with_reader_method: "the matched classes again, on rings of 65 536 events and 8 192 \
+                             payloads per CPU read concurrently by the agent's own reader \
+                             (LiveSource, polling every 10 ms) on another thread; each \
+                             BPF_PROG_TEST_RUN call fills at most half a ring, and the next \
+                             starts once the reader has taken every event",
         with_reader: with_reader(a)?,
     };
     if let Some(dir) = a.out.parent() {
@@ -361,43 +373,49 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--trials` runs of `program` and of the empty program on `frame`, interleaved so that drift
-/// hits both alike, the ring drained after each pair: the kernel's average ns per run, each.
+/// `--trials` calls of `repeat` runs of `program` and of the empty program on `frame`,
+/// interleaved so that drift hits both alike, the rings read after each pair: the kernel's
+/// average ns per run, each.
 fn trials(
     a: &Args,
     probe: &mut Probe,
-    ring: &mut RingBuf<MapData>,
+    rings: &mut EventRings,
     program: &'static str,
     frame: &[u8],
+    repeat: u32,
 ) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let (mut p, mut empty) = (Vec::new(), Vec::new());
+    let mut taken = Vec::new();
     for _ in 0..a.trials {
-        empty.push(probe.test_run(EMPTY_PROGRAM, frame, a.repeat)?.1.as_nanos() as f64);
-        p.push(probe.test_run(program, frame, a.repeat)?.1.as_nanos() as f64);
-        while ring.next().is_some() {}
+        empty.push(probe.test_run(EMPTY_PROGRAM, frame, repeat)?.1.as_nanos() as f64);
+        p.push(probe.test_run(program, frame, repeat)?.1.as_nanos() as f64);
+        while rings.drain(&mut taken, 1 << 16) > 0 {
+            taken.clear();
+        }
     }
     Ok((p, empty))
 }
 
-/// The matched classes with the ring read as the agent reads it, while the program runs: the
-/// ring memory is reused rather than fresh, and the program's wakeups of the reader (an
-/// inter-processor interrupt each) are paid inside the runs that make them.
+/// The matched classes with the rings read as the agent reads them, while the program runs:
+/// the slots are reused rather than fresh, and their cache lines go back and forth between the
+/// program's CPU and the reader's.
 fn with_reader(a: &Args) -> anyhow::Result<Vec<ReaderResult>> {
-    let opts = LoadOptions::default();
+    let opts =
+        LoadOptions { event_slots_log2: 16, payload_slots_log2: 13, ..LoadOptions::default() };
     let mut probe = Probe::load(&opts).context("loading the XDP object")?;
-    let ring = probe.take_ring()?;
+    let ring = probe.rings()?;
     let (stop, read) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let reader = {
         let (stop, read) = (stop.clone(), read.clone());
         std::thread::spawn(move || -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async {
-                let mut source = LiveSource::new(ring)?;
+                let mut source = LiveSource::new(ring);
                 let mut batch = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let next = source.next_batch(&mut batch);
                     if let Ok(n) = tokio::time::timeout(Duration::from_millis(100), next).await {
-                        read.fetch_add(n? as u64, Ordering::Relaxed);
+                        read.fetch_add(n as u64, Ordering::Relaxed);
                         batch.clear();
                     }
                 }
@@ -422,12 +440,9 @@ fn with_reader(a: &Args) -> anyhow::Result<Vec<ReaderResult>> {
             continue;
         }
         let frame = &fixtures.iter().find(|f| f.name == name).context("fixture")?.frame;
-        let record = if name.starts_with("sip") {
-            size_of::<EventWithPayload>()
-        } else {
-            size_of::<Event>()
-        } + 8;
-        let runs = (opts.ringbuf_bytes as usize / 2 / record).min(a.repeat as usize) as u32;
+        let log2 =
+            if name.starts_with("sip") { opts.payload_slots_log2 } else { opts.event_slots_log2 };
+        let runs = (1u32 << (log2 - 1)).min(a.repeat);
         let calls = a.repeat.div_ceil(runs);
         let before = probe.counters()?;
         let (mut ka, mut empty) = (Vec::new(), Vec::new());
@@ -451,7 +466,6 @@ fn with_reader(a: &Args) -> anyhow::Result<Vec<ReaderResult>> {
             keepalive_ns: k,
             overhead_ns: k - e,
             events: after.events - before.events,
-            wakeups: after.wakeups - before.wakeups,
             ringbuf_full: after.ringbuf_full - before.ringbuf_full,
         });
     }
@@ -459,23 +473,22 @@ fn with_reader(a: &Args) -> anyhow::Result<Vec<ReaderResult>> {
     reader.join().map_err(|_| anyhow::anyhow!("the reader thread panicked"))??;
     let total_read = read.load(Ordering::Relaxed);
     println!(
-        "matched, with the agent's reader draining its 16 MiB ring concurrently (median of {})",
+        "matched, with the agent's reader draining the rings concurrently (median of {})",
         a.trials
     );
     println!(
-        "{:<28} {:>8} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6}",
-        "class", "runs", "empty ns", "keepalive", "overhead", "events", "wakeups", "lost"
+        "{:<28} {:>8} {:>10} {:>10} {:>10} {:>10} {:>6}",
+        "class", "runs", "empty ns", "keepalive", "overhead", "events", "lost"
     );
     for r in &out {
         println!(
-            "{:<28} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>10} {:>8} {:>6}",
+            "{:<28} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>10} {:>6}",
             r.class,
             r.runs_per_call,
             r.empty_ns,
             r.keepalive_ns,
             r.overhead_ns,
             r.events,
-            r.wakeups,
             r.ringbuf_full
         );
     }

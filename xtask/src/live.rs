@@ -29,9 +29,10 @@ use keepalive::{
         scenario::{self, Rng},
     },
     lab::ip,
-    loader::{EMPTY_PROGRAM, PROGRAM, TOUCH_PROGRAM},
+    loader::{ring_sizes, EMPTY_PROGRAM, PROGRAM, TOUCH_PROGRAM},
     tracker::pair::HISTORY,
 };
+use keepalive_common::wire::{Event, EventWithPayload, RingPos};
 use pcap_file::{
     pcap::{PcapHeader, PcapPacket, PcapWriter},
     DataLink,
@@ -346,8 +347,7 @@ pub struct Scale {
     pub events_per_s: f64,
     /// The replay's rate (frames per second).
     pub replay_pps: u32,
-    /// Agent VmRSS after the replay (MiB). It counts the ring buffer's pages twice: the kernel
-    /// maps the data area twice in a row so records can wrap.
+    /// Agent VmRSS after the replay (MiB), with the event rings' pages the agent has read.
     pub rss_mib: f64,
     /// Agent's private memory (RssAnon) after the replay (MiB): what grows with phones.
     pub anon_mib: f64,
@@ -374,8 +374,10 @@ pub struct RingLoss {
     pub events: u64,
     /// Events refused by the full ring.
     pub ringbuf_full: u64,
-    /// Ring size (bytes).
+    /// The event rings' size over all CPUs, event and payload slots (bytes).
     pub ring_bytes: u64,
+    /// Event slots per CPU.
+    pub event_slots_per_cpu: u64,
     /// With the agent running: (offered events per second, share lost) per step.
     pub ladder: Vec<(f64, f64)>,
 }
@@ -466,8 +468,8 @@ fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
 }
 
 fn ring_loss(dir: &Path) -> anyhow::Result<RingLoss> {
-    // SCCP KeepAlives only (one event each): 400 000 events of 152 bytes in the stopped case,
-    // far more than the 16 MiB ring holds.
+    // SCCP KeepAlives only (one event each): 400 000 events in the stopped case, far more than
+    // a CPU's event ring holds.
     let path = dir.join("keepalives.pcap");
     let c = corpus();
     let ka = c.iter().find(|f| f.name == "sccp-keepalive").context("corpus fixture")?;
@@ -501,9 +503,22 @@ fn ring_loss(dir: &Path) -> anyhow::Result<RingLoss> {
         matched: d("matched_tcp") + d("matched_arp"),
         events: d("events"),
         ringbuf_full: d("ringbuf_full"),
-        ring_bytes: 16 << 20,
+        ring_bytes: ring_bytes()?,
+        event_slots_per_cpu: 1 << ring_sizes(cpus()?).0,
         ladder,
     })
+}
+
+fn cpus() -> anyhow::Result<u32> {
+    Ok(aya::util::nr_cpus().map_err(|(p, e)| anyhow::anyhow!("{p}: {e}"))? as u32)
+}
+
+/// The agent's event rings over all CPUs, at the loader's default sizes (bytes).
+pub fn ring_bytes() -> anyhow::Result<u64> {
+    let cpus = cpus()?;
+    let (e, p) = ring_sizes(cpus);
+    let map = |log2: u8, each: usize| u64::from(RingPos::map_entries(cpus, log2)) * each as u64;
+    Ok(map(e, size_of::<Event>()) + map(p, size_of::<EventWithPayload>()))
 }
 
 /// Runs the live part (root).

@@ -116,12 +116,6 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, per_phone: bool) -> String {
     );
     counter(
         &mut reg,
-        "kernel_ring_wakeups",
-        "Wakeups of the agent forced by the XDP program (events are batched between them)",
-        k.wakeups,
-    );
-    counter(
-        &mut reg,
         "kernel_parse_errors",
         "Malformed frames of followed protocols",
         k.parse_errors,

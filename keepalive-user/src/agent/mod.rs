@@ -204,7 +204,6 @@ fn kernel_stats(probe: &Probe, flows: &mut FlowCount) -> Result<KernelStats, Loa
         matched_arp: c.matched_arp,
         events: c.events,
         ringbuf_full: c.ringbuf_full,
-        wakeups: c.wakeups,
         parse_errors: c.parse_errors,
         flows_created: c.flows_created,
         flows_live: live,
@@ -227,7 +226,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         log("info", "attached", &[("iface", iface), ("mode", &format!("{mode:?}").to_lowercase())]);
         interfaces.push(Interface { name: iface.clone(), mode });
     }
-    let mut source = LiveSource::new(probe.take_ring()?)?;
+    let mut source = LiveSource::new(probe.rings()?);
     let metrics_listener = match opts.metrics {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -277,8 +276,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let mut total: u64 = 0;
     let reason = loop {
         tokio::select! {
-            r = source.next_batch(&mut batch) => {
-                r?;
+            _ = source.next_batch(&mut batch) => {
                 let mut st = lock(&state);
                 let mut out = std::io::stdout().lock();
                 for rec in batch.drain(..) {
@@ -290,7 +288,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                     total += 1;
                 }
                 out.flush()?;
-                st.bad_records = source.bad_records;
+                st.bad_records = source.bad_records();
                 if opts.count.is_some_and(|n| total >= n) {
                     break "count reached";
                 }
@@ -342,7 +340,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             ("events", &k.events),
             ("ringbuf_full", &k.ringbuf_full),
             ("parse_errors", &k.parse_errors),
-            ("bad_records", &source.bad_records),
+            ("bad_records", &source.bad_records()),
         ],
     );
     // Dropping the probe detaches the program from every interface; the guard removes the socket.

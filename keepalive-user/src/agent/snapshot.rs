@@ -20,10 +20,8 @@ pub struct KernelStats {
     pub matched_arp: u64,
     /// Events written to the ring buffer.
     pub events: u64,
-    /// Events lost because the ring buffer was full.
+    /// Events lost because a CPU's event ring was full (the agent fell behind).
     pub ringbuf_full: u64,
-    /// Wakeups of this agent forced by the program (events are batched between them).
-    pub wakeups: u64,
     /// Malformed frames of followed protocols.
     pub parse_errors: u64,
     /// Flow-map entries created.

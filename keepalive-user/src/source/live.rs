@@ -1,105 +1,64 @@
-//! The live source: records from the XDP program's ring buffer, read with tokio's `AsyncFd`
-//! (the ring buffer's fd becomes readable when the kernel has submitted records; Linux 5.8).
+//! The live source: records from the XDP program's per-CPU event rings ([`EventRings`]),
+//! polled every [`POLL_EVERY`] on a tokio timer.
+//!
+//! The rings never wake the agent: a wakeup from XDP is an inter-processor interrupt paid by
+//! the packet that makes it (6.5 µs per event with the kernel's BPF ring buffer, whose default
+//! wakes a reader that has caught up for every event; BENCHMARKS.md). Polling the rings'
+//! positions costs a few cache lines per CPU, 100 times a second.
 
-use std::os::fd::AsRawFd;
+use std::time::Duration;
 
-use aya::maps::{MapData, RingBuf};
-use tokio::io::{unix::AsyncFd, Interest};
+use tokio::time::{interval, Interval, MissedTickBehavior};
 
-use crate::record::{Record, RecordError};
+use crate::{record::Record, source::rings::EventRings};
 
 /// Async reader of decoded records.
+#[derive(Debug)]
 pub struct LiveSource {
-    fd: AsyncFd<RingBuf<MapData>>,
-    /// Records that did not decode (counted, never fatal).
-    pub bad_records: u64,
+    rings: EventRings,
+    tick: Interval,
     clock_offset_ns: i128,
 }
 
-impl std::fmt::Debug for LiveSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveSource").field("fd", &self.raw_fd()).finish_non_exhaustive()
-    }
-}
+/// How often the rings are drained. Each CPU's event ring holds at least 1 024 events
+/// (`loader::ring_sizes`), so one CPU may record 100 000 events a second before one is lost.
+pub const POLL_EVERY: Duration = Duration::from_millis(10);
 
-impl LiveSource {
-    /// Wraps a ring buffer taken from the loaded program.
-    pub fn new(ring: RingBuf<MapData>) -> std::io::Result<Self> {
-        Ok(Self {
-            // SAFETY: the RingBuf owns its map fd and keeps it open while the AsyncFd owns it.
-            fd: unsafe {
-                AsyncFd::register_with_interest(ring, Interest::READABLE)
-                    .map_err(|e| e.into_parts().1)?
-            },
-            bad_records: 0,
-            clock_offset_ns: realtime_minus_monotonic_ns(),
-        })
-    }
-
-    /// Waits for the next batch and appends its records to `out` (event times are converted
-    /// from CLOCK_MONOTONIC to nanoseconds since the epoch). Returns how many were appended.
-    /// At most [`MAX_BATCH`] records are taken at a time: a full 16 MiB ring holds 110 000, and
-    /// taking them all at once kept 18 MiB of batch buffer and held the tracker's lock for as
-    /// long as ingesting them took.
-    ///
-    /// The program wakes this reader at most every few milliseconds per CPU, not for every
-    /// event (keepalive-ebpf `submit_flags`), so the ring is also drained every [`DRAIN_EVERY`]
-    /// without a wakeup: the events of a burst that came after its last wakeup.
-    pub async fn next_batch(&mut self, out: &mut Vec<Record>) -> std::io::Result<usize> {
-        loop {
-            let before = out.len();
-            match tokio::time::timeout(DRAIN_EVERY, self.fd.readable_mut()).await {
-                Ok(guard) => {
-                    let mut guard = guard?;
-                    let ring = guard.get_inner_mut();
-                    if drain(ring, out, &mut self.bad_records, self.clock_offset_ns) {
-                        // Drained: wait for the next wakeup. (With records left, the readiness
-                        // is kept and the next call continues at once.)
-                        guard.clear_ready();
-                    }
-                }
-                Err(_) => {
-                    drain(self.fd.get_mut(), out, &mut self.bad_records, self.clock_offset_ns);
-                }
-            }
-            if out.len() > before {
-                return Ok(out.len() - before);
-            }
-        }
-    }
-
-    /// Raw fd of the ring buffer (for diagnostics).
-    pub fn raw_fd(&self) -> i32 {
-        self.fd.get_ref().as_raw_fd()
-    }
-}
-
-/// Records taken from the ring per batch.
+/// Records taken from the rings per batch: the tracker's lock is held while a batch is
+/// ingested, so a backlog is taken in pieces.
 pub const MAX_BATCH: usize = 4096;
 
-/// How often the ring is drained without a wakeup.
-pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+impl LiveSource {
+    /// Reads `rings` (from [`Probe::rings`](crate::loader::Probe::rings)). Needs a tokio
+    /// runtime with the time driver.
+    pub fn new(rings: EventRings) -> Self {
+        let mut tick = interval(POLL_EVERY);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self { rings, tick, clock_offset_ns: realtime_minus_monotonic_ns() }
+    }
 
-/// Takes up to [`MAX_BATCH`] records; `true` when the ring is empty.
-fn drain(
-    ring: &mut RingBuf<MapData>,
-    out: &mut Vec<Record>,
-    bad_records: &mut u64,
-    clock_offset_ns: i128,
-) -> bool {
-    for _ in 0..MAX_BATCH {
-        let Some(item) = ring.next() else {
-            return true;
-        };
-        match Record::decode(&item) {
-            Ok(mut rec) => {
-                rec.event.ts_ns = (i128::from(rec.event.ts_ns) + clock_offset_ns).max(0) as u64;
-                out.push(rec);
+    /// Waits for the next batch and appends its records to `out` in time order (event times
+    /// are converted from CLOCK_MONOTONIC to nanoseconds since the epoch). Returns how many
+    /// were appended, at most [`MAX_BATCH`]; when more were waiting, the next call returns at
+    /// once with them.
+    pub async fn next_batch(&mut self, out: &mut Vec<Record>) -> usize {
+        loop {
+            let start = out.len();
+            let n = self.rings.drain(out, MAX_BATCH);
+            for r in &mut out[start..] {
+                r.event.ts_ns = (i128::from(r.event.ts_ns) + self.clock_offset_ns).max(0) as u64;
             }
-            Err(RecordError { .. }) => *bad_records += 1,
+            if n > 0 {
+                return n;
+            }
+            self.tick.tick().await;
         }
     }
-    false
+
+    /// Records that did not decode (counted, never fatal).
+    pub fn bad_records(&self) -> u64 {
+        self.rings.bad_records
+    }
 }
 
 /// CLOCK_REALTIME − CLOCK_MONOTONIC, in ns: added to `bpf_ktime_get_ns()` to get wall time.

@@ -3,8 +3,10 @@
 //!
 //! * [`capture`]: pcap/pcapng files, normalised to Ethernet frames.
 //! * [`offline`]: the userspace twin of the XDP program, classifying those frames.
-//! * [`live`]: the XDP program's ring buffer, read with tokio.
+//! * [`rings`]: the XDP program's per-CPU event rings, mapped into this process.
+//! * [`live`]: those rings polled on a tokio timer, times converted to wall-clock time.
 
 pub mod capture;
 pub mod live;
 pub mod offline;
+pub mod rings;
