@@ -23,6 +23,7 @@ pub mod analyze;
 pub mod cli;
 pub mod findings;
 pub mod fixtures;
+pub mod flow_count;
 pub mod lab;
 pub mod loader;
 pub mod record;

@@ -4,7 +4,7 @@
 //! The object is built by `build.rs` (aya-build) and embedded in the binary, so `keepalive`
 //! is a single file to deploy.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, os::fd::AsFd};
 
 use aya::{
     maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray},
@@ -35,6 +35,8 @@ const CONFIG_SYMBOL: &str = "KEEPALIVE_CONFIG";
 /// The flow maps: IPv4 connections (12-byte key) and IPv6 ones (36-byte key).
 const FLOWS_V4: &str = "FLOWS";
 const FLOWS_V6: &str = "FLOWS6";
+/// Flow-map entries read per `BPF_MAP_LOOKUP_BATCH` syscall (68 bytes each).
+const FLOW_COUNT_BATCH: u32 = 8192;
 
 /// Errors of loading and attaching, each with what the operator should do.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,9 @@ pub enum LoaderError {
     /// A map is missing from the object.
     #[error("map `{0}` is missing from the XDP object (object and binary out of step?)")]
     MissingMap(&'static str),
+    /// A flow map is not a hash map.
+    #[error("map `{0}` is not a hash map (object and binary out of step?)")]
+    NotAHash(&'static str),
     /// A map the agent maps into memory is not an array.
     #[error("map `{0}` is not an array map (object and binary out of step?)")]
     NotAnArray(&'static str),
@@ -338,11 +343,42 @@ impl Probe {
         Ok(sum_counters(per_cpu.iter()))
     }
 
-    /// Number of live entries in the flow maps (IPv4 and IPv6), one syscall per entry.
+    /// Number of live entries in the flow maps (IPv4 and IPv6): 8 192 entries a syscall
+    /// ([`flow_count`](crate::flow_count)), or one a syscall on kernels without batch lookups.
     pub fn flow_count(&self) -> Result<usize, LoaderError> {
+        match self.flow_count_by(FLOW_COUNT_BATCH)? {
+            Some(n) => Ok(n),
+            None => self.flow_count_by_keys(),
+        }
+    }
+
+    /// The flow maps' entries read `batch` a syscall; `None` when the kernel has no batch
+    /// lookup for them (before Linux 5.6).
+    pub fn flow_count_by(&self, batch: u32) -> Result<Option<usize>, LoaderError> {
+        let v4 = self.count_map::<FlowKeyV4>(FLOWS_V4, batch)?;
+        let v6 = self.count_map::<FlowKey>(FLOWS_V6, batch)?;
+        Ok(v4.zip(v6).map(|(a, b)| a + b))
+    }
+
+    /// Number of live entries in the flow maps, one `BPF_MAP_GET_NEXT_KEY` syscall per entry.
+    pub fn flow_count_by_keys(&self) -> Result<usize, LoaderError> {
         let v4 = self.flows_map::<FlowKeyV4>(FLOWS_V4)?.keys().filter(Result::is_ok).count();
         let v6 = self.flows_map::<FlowKey>(FLOWS_V6)?.keys().filter(Result::is_ok).count();
         Ok(v4 + v6)
+    }
+
+    fn count_map<K: aya::Pod>(
+        &self,
+        name: &'static str,
+        batch: u32,
+    ) -> Result<Option<usize>, LoaderError> {
+        let data: &MapData = match self.ebpf.map(name) {
+            Some(Map::LruHashMap(m) | Map::HashMap(m)) => m,
+            Some(_) => return Err(LoaderError::NotAHash(name)),
+            None => return Err(LoaderError::MissingMap(name)),
+        };
+        crate::flow_count::count(data.fd().as_fd(), size_of::<K>(), size_of::<FlowStats>(), batch)
+            .map_err(|e| LoaderError::Map { name, source: aya::maps::MapError::IoError(e) })
     }
 
     /// One flow's kernel state: in the IPv4 map when both addresses are IPv4-mapped, else (or

@@ -370,3 +370,27 @@ fn the_verifier_accepts_the_program_with_room_to_spare() {
     assert!(walked > 0, "the kernel reports the verifier's count");
     assert!(walked < 750_000, "the verifier walked {walked} of its 1 000 000 instructions");
 }
+
+/// The flow count the agent reports reads the maps in batches; it must count what walking the
+/// keys counts, whatever the batch size (a bucket larger than a batch is retried larger).
+#[test]
+fn flow_maps_are_counted_in_batches_as_walking_their_keys_counts_them() {
+    if !common::have_root("flow_maps_are_counted_in_batches") {
+        return;
+    }
+    let (mut probe, _rings) = load(Config::DEFAULT);
+    let ka = corpus().into_iter().find(|f| f.name == "sccp-keepalive").unwrap().frame;
+    // Ethernet, IPv4 without options: the TCP source port is at 34.
+    let (_, ev) = host(&ka);
+    assert_eq!(u16::from_be_bytes([ka[34], ka[35]]), ev.src_port, "fixture layout");
+    for port in 0..300u16 {
+        let mut f = ka.clone();
+        f[34..36].copy_from_slice(&(20_000 + port).to_be_bytes());
+        probe.test_run(PROGRAM, &f, 1).unwrap();
+    }
+    assert_eq!(probe.flow_count_by_keys().unwrap(), 300);
+    for batch in [1, 7, 64, 8192] {
+        assert_eq!(probe.flow_count_by(batch).unwrap(), Some(300), "batch of {batch}");
+    }
+    assert_eq!(probe.flow_count().unwrap(), 300);
+}
