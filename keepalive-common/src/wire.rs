@@ -60,21 +60,37 @@ pub enum SipKind {
 }
 
 /// SCCP message ids named by the design (Wireshark's SKINNY dissector uses the same values).
+///
+/// On the wire an id is 32 bits; every id SKINNY defines fits in 16, and events carry 16 (an
+/// event of 128 bytes, two cache lines, instead of 144). A larger id is carried as
+/// [`OTHER`](sccp_msg::OTHER).
 pub mod sccp_msg {
+    /// Any id of more than 16 bits (none is defined).
+    pub const OTHER: u16 = 0xFFFF;
+
+    /// The id an event carries for the 32-bit id on the wire.
+    #[inline(always)]
+    pub const fn from_wire(id: u32) -> u16 {
+        if id > 0xFFFF {
+            OTHER
+        } else {
+            id as u16
+        }
+    }
     /// `KeepAliveMessage`, phone → CUCM.
-    pub const KEEPALIVE: u32 = 0x0000;
+    pub const KEEPALIVE: u16 = 0x0000;
     /// `RegisterMessage`, phone → CUCM.
-    pub const REGISTER: u32 = 0x0001;
+    pub const REGISTER: u16 = 0x0001;
     /// `UnregisterMessage`, phone → CUCM.
-    pub const UNREGISTER: u32 = 0x0027;
+    pub const UNREGISTER: u16 = 0x0027;
     /// `RegisterAckMessage`, CUCM → phone.
-    pub const REGISTER_ACK: u32 = 0x0081;
+    pub const REGISTER_ACK: u16 = 0x0081;
     /// `RegisterRejectMessage`, CUCM → phone.
-    pub const REGISTER_REJECT: u32 = 0x009D;
+    pub const REGISTER_REJECT: u16 = 0x009D;
     /// `KeepAliveAckMessage`, CUCM → phone.
-    pub const KEEPALIVE_ACK: u32 = 0x0100;
+    pub const KEEPALIVE_ACK: u16 = 0x0100;
     /// `UnregisterAckMessage`, CUCM → phone.
-    pub const UNREGISTER_ACK: u32 = 0x0118;
+    pub const UNREGISTER_ACK: u16 = 0x0118;
 }
 
 /// TCP flag bits as they appear in byte 13 of the TCP header.
@@ -146,8 +162,8 @@ pub struct Event {
     pub tcp_flags: u8,
     /// Number of valid entries in `sccp_ids`.
     pub sccp_count: u8,
-    /// SCCP message ids of the PDUs that start in this segment, in order.
-    pub sccp_ids: [u32; SCCP_MAX_IDS],
+    /// SCCP message ids of the PDUs that start in this segment, in order ([`sccp_msg`]).
+    pub sccp_ids: [u16; SCCP_MAX_IDS],
     /// Bytes of the last SCCP PDU that lie beyond this segment (it continues in the next one).
     pub sccp_spill: u32,
     /// [`SipKind`] as a byte.
@@ -242,7 +258,7 @@ impl Event {
     const WORDS: usize = core::mem::size_of::<Self>() / 8;
 
     /// The SCCP message ids found in this segment.
-    pub fn sccp_ids(&self) -> &[u32] {
+    pub fn sccp_ids(&self) -> &[u16] {
         let n = (self.sccp_count as usize).min(SCCP_MAX_IDS);
         &self.sccp_ids[..n]
     }
@@ -529,9 +545,9 @@ mod tests {
     fn layouts_have_no_hidden_padding() {
         // Sum of the field sizes; a mismatch means the compiler inserted padding, which would
         // leak uninitialised kernel stack bytes and break byte-wise comparison.
-        let fields = 8 + 4 + 4 + 4 + 4 + 12 + 32 + 8 + 4 + 32 + 4 + 4 + 4 + 12 + 6 + 2;
+        let fields = 8 + 4 + 4 + 4 + 4 + 12 + 32 + 8 + 4 + 16 + 4 + 4 + 4 + 12 + 6 + 2;
         assert_eq!(size_of::<Event>(), fields);
-        assert_eq!(size_of::<Event>() % 8, 0);
+        assert_eq!(size_of::<Event>(), 128, "two cache lines");
         assert_eq!(align_of::<Event>(), 8);
         assert_eq!(size_of::<FlowKey>(), 36);
         assert_eq!(size_of::<FlowKeyV4>(), 12);

@@ -1,13 +1,14 @@
 //! The event rings: for every CPU, a ring of [`Event`] slots and a ring of [`EventWithPayload`]
 //! slots, in memory-mappable array maps the agent reads in place (`keepalive_user::source::rings`).
 //!
-//! Why not the kernel's BPF ring buffer: `bpf_ringbuf_reserve` and `bpf_ringbuf_submit` take
-//! the ring's spinlock with interrupts disabled and end in an atomic exchange, ~36 ns per record
-//! on the benchmark machine; writing an event into a slot of this CPU's ring and publishing it
-//! costs ~6 (BENCHMARKS.md, "the floor"). A CPU's ring has one writer: XDP runs in softirq
-//! (or `BPF_PROG_TEST_RUN`) with preemption disabled, and softirqs do not nest on a CPU, so no
-//! lock is needed. The ring also never wakes the agent (a wakeup is an inter-processor
-//! interrupt paid inside this program): the agent polls the positions on a short timer.
+//! Why not the kernel's BPF ring buffer: `bpf_ringbuf_reserve` and `bpf_ringbuf_commit` take
+//! one spinlock shared by every CPU, with interrupts disabled, and end in an atomic exchange:
+//! 10 ns per record on the benchmark machine even when the ring stays in the cache
+//! (BENCHMARKS.md, "the floor"), and its wakeups are inter-processor interrupts paid inside
+//! this program. A CPU's ring here has one writer: XDP runs in softirq (or
+//! `BPF_PROG_TEST_RUN`) with preemption disabled, and softirqs do not nest on a CPU, so no lock
+//! is needed, and the ring never wakes the agent: the agent polls the positions on a short
+//! timer. A slot is written where it will be read: no copy.
 //!
 //! The protocol is [`RingPos`]'s: a full ring refuses the event (counted), a reservation that is
 //! dropped without [`Slot::publish`] is simply not published.

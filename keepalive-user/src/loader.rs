@@ -171,9 +171,9 @@ pub struct LoadOptions {
     pub payload_slots_log2: u8,
 }
 
-/// The rings' default share of memory, over all CPUs: event slots (144 bytes each).
+/// The rings' default share of memory, over all CPUs: event slots (128 bytes each).
 pub const EVENT_RING_BUDGET: u64 = 16 << 20;
-/// The same for payload slots (1 680 bytes each).
+/// The same for payload slots (1 664 bytes each).
 pub const PAYLOAD_RING_BUDGET: u64 = 16 << 20;
 
 /// Default ring sizes for `cpus` CPUs, as powers of two: the budgets above split over the

@@ -58,7 +58,7 @@ pub fn addr(a: [u8; 16], ip_version: u8) -> IpAddr {
 }
 
 /// Wireshark's name of an SCCP message id, for the ids the tracker follows.
-pub fn sccp_name(id: u32) -> &'static str {
+pub fn sccp_name(id: u16) -> &'static str {
     match id {
         sccp_msg::KEEPALIVE => "KeepAlive",
         sccp_msg::REGISTER => "Register",

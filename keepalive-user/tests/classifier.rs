@@ -57,6 +57,19 @@ fn sccp_keepalive_is_the_real_twelve_bytes() {
     assert_eq!(ack.sccp_ids(), &[sccp_msg::KEEPALIVE_ACK]);
 }
 
+/// Events carry 16-bit message ids: an id of more than 16 bits is `OTHER`, never the id its
+/// low half would alias (0x0001_0000 is not a KeepAlive).
+#[test]
+fn sccp_ids_beyond_sixteen_bits_are_other_not_aliases() {
+    let mut f = by_name("sccp-keepalive");
+    let id_at = f.len() - 4;
+    assert_eq!(f[id_at..], [0, 0, 0, 0], "the KeepAlive's id ends the frame");
+    f[id_at..].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+    let (_, ev) = run(&f);
+    assert_eq!(ev.sccp_ids(), &[sccp_msg::OTHER]);
+    assert_eq!(keepalive::record::sccp_name(ev.sccp_ids()[0]), "other");
+}
+
 #[test]
 fn two_pdus_in_one_segment_are_both_reported() {
     let (_, ev) = run(&by_name("sccp-two-pdus"));
@@ -82,7 +95,7 @@ fn a_pdu_spilling_into_the_next_segment_is_resumed() {
         &[reg[20..].to_vec(), fixtures::sccp_keepalive()].concat(),
     );
     let (_, cold) = run(&seg2);
-    assert_eq!(cold.sccp_ids(), &[] as &[u32]);
+    assert_eq!(cold.sccp_ids(), &[] as &[u16]);
     let d = decide(seg2.as_slice(), &Config::DEFAULT);
     let Decision::Tcp(m) = d else { panic!("not tcp") };
     let mut ev2 = Event::ZERO;

@@ -43,7 +43,7 @@ pub(super) fn parse<R: Reader + ?Sized>(r: &R, m: &TcpMatch, skip: u32, ev: &mut
         if !(4..=MAX_PDU_LEN).contains(&len) || version > MAX_HEADER_VERSION {
             break;
         }
-        let id = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        let id = sccp_msg::from_wire(u32::from_le_bytes([h[8], h[9], h[10], h[11]]));
         ev.sccp_ids[i] = id;
         if id == sccp_msg::REGISTER {
             // The Register body starts with the device name (`SEP…`): copy the segment, as

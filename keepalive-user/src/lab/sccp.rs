@@ -28,7 +28,7 @@ use crate::fixtures::{sccp_keepalive, sccp_keepalive_ack, sccp_pdu, sccp_registe
 const POLL: Duration = Duration::from_millis(50);
 
 /// Reads one SCCP PDU: (message id, whole PDU length). `None` on EOF, timeout or garbage.
-fn read_pdu(s: &mut TcpStream) -> Option<(u32, usize)> {
+fn read_pdu(s: &mut TcpStream) -> Option<(u16, usize)> {
     let mut head = [0u8; 8];
     s.read_exact(&mut head).ok()?;
     let len = u32::from_le_bytes(head[..4].try_into().ok()?) as usize;
@@ -37,7 +37,7 @@ fn read_pdu(s: &mut TcpStream) -> Option<(u32, usize)> {
     }
     let mut rest = vec![0u8; len];
     s.read_exact(&mut rest).ok()?;
-    Some((u32::from_le_bytes(rest[..4].try_into().ok()?), len + 8))
+    Some((sccp_msg::from_wire(u32::from_le_bytes(rest[..4].try_into().ok()?)), len + 8))
 }
 
 /// Sleeps `d` in steps, returning early (false) when `stop` is set.

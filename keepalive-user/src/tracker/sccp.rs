@@ -55,7 +55,7 @@ pub fn register_device(payload: &[u8]) -> Option<String> {
     let mut off = 0;
     while let Some(h) = payload.get(off..off + 12) {
         let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let id = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        let id = sccp_msg::from_wire(u32::from_le_bytes([h[8], h[9], h[10], h[11]]));
         if id == sccp_msg::REGISTER {
             let body = payload.get(off + 12..off + 12 + 16)?;
             let name: Vec<u8> = body.iter().copied().take_while(|b| *b != 0).collect();
