@@ -77,6 +77,7 @@ pub mod sccp_msg {
             id as u16
         }
     }
+
     /// `KeepAliveMessage`, phone → CUCM.
     pub const KEEPALIVE: u16 = 0x0000;
     /// `RegisterMessage`, phone → CUCM.

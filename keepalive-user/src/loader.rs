@@ -74,12 +74,9 @@ pub enum LoaderError {
     /// A map is missing from the object.
     #[error("map `{0}` is missing from the XDP object (object and binary out of step?)")]
     MissingMap(&'static str),
-    /// A flow map is not a hash map.
-    #[error("map `{0}` is not a hash map (object and binary out of step?)")]
-    NotAHash(&'static str),
-    /// A map the agent maps into memory is not an array.
-    #[error("map `{0}` is not an array map (object and binary out of step?)")]
-    NotAnArray(&'static str),
+    /// A map has another type than the loader expects.
+    #[error("map `{0}` has an unexpected type (object and binary out of step?)")]
+    MapType(&'static str),
     /// The number of possible CPUs (the event rings are per CPU) could not be read.
     #[error("could not read the possible CPUs from {0}: {1}")]
     Cpus(&'static str, #[source] std::io::Error),
@@ -312,7 +309,7 @@ impl Probe {
     pub fn rings(&self) -> Result<EventRings, LoaderError> {
         let array = |name: &'static str| match self.ebpf.map(name) {
             Some(Map::Array(m)) => Ok(m),
-            Some(_) => Err(LoaderError::NotAnArray(name)),
+            Some(_) => Err(LoaderError::MapType(name)),
             None => Err(LoaderError::MissingMap(name)),
         };
         let maps: [&MapData; 3] = [array(EVENT_SLOTS)?, array(PAYLOAD_SLOTS)?, array(RING_POS)?];
@@ -346,39 +343,47 @@ impl Probe {
     /// Number of live entries in the flow maps (IPv4 and IPv6): 8 192 entries a syscall
     /// ([`flow_count`](crate::flow_count)), or one a syscall on kernels without batch lookups.
     pub fn flow_count(&self) -> Result<usize, LoaderError> {
-        match self.flow_count_by(FLOW_COUNT_BATCH)? {
-            Some(n) => Ok(n),
-            None => self.flow_count_by_keys(),
-        }
+        count_flows(self.map(FLOWS_V4)?, self.map(FLOWS_V6)?)
     }
 
     /// The flow maps' entries read `batch` a syscall; `None` when the kernel has no batch
     /// lookup for them (before Linux 5.6).
     pub fn flow_count_by(&self, batch: u32) -> Result<Option<usize>, LoaderError> {
-        let v4 = self.count_map::<FlowKeyV4>(FLOWS_V4, batch)?;
-        let v6 = self.count_map::<FlowKey>(FLOWS_V6, batch)?;
+        let v4 = count_batched::<FlowKeyV4>(self.map(FLOWS_V4)?, FLOWS_V4, batch)?;
+        let v6 = count_batched::<FlowKey>(self.map(FLOWS_V6)?, FLOWS_V6, batch)?;
         Ok(v4.zip(v6).map(|(a, b)| a + b))
     }
 
     /// Number of live entries in the flow maps, one `BPF_MAP_GET_NEXT_KEY` syscall per entry.
     pub fn flow_count_by_keys(&self) -> Result<usize, LoaderError> {
-        let v4 = self.flows_map::<FlowKeyV4>(FLOWS_V4)?.keys().filter(Result::is_ok).count();
-        let v6 = self.flows_map::<FlowKey>(FLOWS_V6)?.keys().filter(Result::is_ok).count();
-        Ok(v4 + v6)
+        Ok(walk_keys::<FlowKeyV4>(self.map(FLOWS_V4)?, FLOWS_V4)?
+            + walk_keys::<FlowKey>(self.map(FLOWS_V6)?, FLOWS_V6)?)
     }
 
-    fn count_map<K: aya::Pod>(
-        &self,
-        name: &'static str,
-        batch: u32,
-    ) -> Result<Option<usize>, LoaderError> {
-        let data: &MapData = match self.ebpf.map(name) {
-            Some(Map::LruHashMap(m) | Map::HashMap(m)) => m,
-            Some(_) => return Err(LoaderError::NotAHash(name)),
-            None => return Err(LoaderError::MissingMap(name)),
+    /// The flow maps and the counters opened again (new file descriptors), for a thread of
+    /// their own: the agent counts flows away from its event loop.
+    pub fn flow_maps(&self) -> Result<FlowMaps, LoaderError> {
+        let reopen = |name: &'static str| -> Result<MapData, LoaderError> {
+            let data: &MapData = match self.map(name)? {
+                Map::LruHashMap(m) | Map::PerCpuArray(m) => m,
+                _ => return Err(LoaderError::MapType(name)),
+            };
+            let fd = data
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| LoaderError::Map { name, source: aya::maps::MapError::IoError(e) })?;
+            MapData::from_fd(fd).map_err(|source| LoaderError::Map { name, source })
         };
-        crate::flow_count::count(data.fd().as_fd(), size_of::<K>(), size_of::<FlowStats>(), batch)
-            .map_err(|e| LoaderError::Map { name, source: aya::maps::MapError::IoError(e) })
+        Ok(FlowMaps {
+            v4: Map::LruHashMap(reopen(FLOWS_V4)?),
+            v6: Map::LruHashMap(reopen(FLOWS_V6)?),
+            counters: Map::PerCpuArray(reopen("COUNTERS")?),
+        })
+    }
+
+    fn map(&self, name: &'static str) -> Result<&Map, LoaderError> {
+        self.ebpf.map(name).ok_or(LoaderError::MissingMap(name))
     }
 
     /// One flow's kernel state: in the IPv4 map when both addresses are IPv4-mapped, else (or
@@ -418,6 +423,61 @@ impl Probe {
         let map = self.ebpf.map(name).ok_or(LoaderError::MissingMap(name))?;
         BpfHashMap::try_from(map).map_err(|source| LoaderError::Map { name, source })
     }
+}
+
+/// The flow maps and the counters of a loaded program, on file descriptors of their own
+/// ([`Probe::flow_maps`]), so a thread can count flows while the agent reads the rings.
+#[derive(Debug)]
+pub struct FlowMaps {
+    v4: Map,
+    v6: Map,
+    counters: Map,
+}
+
+impl FlowMaps {
+    /// `(live flow entries, flows_created)`. The counters are read first, so flows created
+    /// during the count can only make the evictions derived from the two (`created − live`)
+    /// smaller, never larger.
+    pub fn count(&self) -> Result<(u64, u64), LoaderError> {
+        let per_cpu = PerCpuArray::<_, Counters>::try_from(&self.counters)
+            .and_then(|counters| counters.get(&0, 0))
+            .map_err(|source| LoaderError::Map { name: "COUNTERS", source })?;
+        let created = sum_counters(per_cpu.iter()).flows_created;
+        Ok((count_flows(&self.v4, &self.v6)? as u64, created))
+    }
+}
+
+/// Live entries of both flow maps: in batches where the kernel has them, else key by key.
+fn count_flows(v4: &Map, v6: &Map) -> Result<usize, LoaderError> {
+    let v4 = match count_batched::<FlowKeyV4>(v4, FLOWS_V4, FLOW_COUNT_BATCH)? {
+        Some(n) => n,
+        None => walk_keys::<FlowKeyV4>(v4, FLOWS_V4)?,
+    };
+    let v6 = match count_batched::<FlowKey>(v6, FLOWS_V6, FLOW_COUNT_BATCH)? {
+        Some(n) => n,
+        None => walk_keys::<FlowKey>(v6, FLOWS_V6)?,
+    };
+    Ok(v4 + v6)
+}
+
+/// Entries of hash map `map` with keys `K`, `batch` a syscall; `None` without batch lookups.
+fn count_batched<K: aya::Pod>(
+    map: &Map,
+    name: &'static str,
+    batch: u32,
+) -> Result<Option<usize>, LoaderError> {
+    let (Map::LruHashMap(data) | Map::HashMap(data)) = map else {
+        return Err(LoaderError::MapType(name));
+    };
+    crate::flow_count::count(data.fd().as_fd(), size_of::<K>(), size_of::<FlowStats>(), batch)
+        .map_err(|e| LoaderError::Map { name, source: aya::maps::MapError::IoError(e) })
+}
+
+/// Entries of hash map `map` with keys `K`, one syscall each.
+fn walk_keys<K: aya::Pod>(map: &Map, name: &'static str) -> Result<usize, LoaderError> {
+    let flows = BpfHashMap::<_, K, FlowStats>::try_from(map)
+        .map_err(|source| LoaderError::Map { name, source })?;
+    Ok(flows.keys().filter(Result::is_ok).count())
 }
 
 /// A map lookup's answer, with "no such key" as `None`.

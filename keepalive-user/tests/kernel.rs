@@ -371,6 +371,15 @@ fn the_verifier_accepts_the_program_with_room_to_spare() {
     assert!(walked < 750_000, "the verifier walked {walked} of its 1 000 000 instructions");
 }
 
+/// Runs an SCCP KeepAlive from phone port `port`: a flow of its own.
+fn new_flow(probe: &mut Probe, port: u16) {
+    let mut f = corpus().into_iter().find(|f| f.name == "sccp-keepalive").unwrap().frame;
+    // Ethernet, IPv4 without options: the TCP source port is at 34.
+    assert_eq!(u16::from_be_bytes([f[34], f[35]]), host(&f).1.src_port, "fixture layout");
+    f[34..36].copy_from_slice(&port.to_be_bytes());
+    probe.test_run(PROGRAM, &f, 1).unwrap();
+}
+
 /// The flow count the agent reports reads the maps in batches; it must count what walking the
 /// keys counts, whatever the batch size (a bucket larger than a batch is retried larger).
 #[test]
@@ -379,18 +388,38 @@ fn flow_maps_are_counted_in_batches_as_walking_their_keys_counts_them() {
         return;
     }
     let (mut probe, _rings) = load(Config::DEFAULT);
-    let ka = corpus().into_iter().find(|f| f.name == "sccp-keepalive").unwrap().frame;
-    // Ethernet, IPv4 without options: the TCP source port is at 34.
-    let (_, ev) = host(&ka);
-    assert_eq!(u16::from_be_bytes([ka[34], ka[35]]), ev.src_port, "fixture layout");
     for port in 0..300u16 {
-        let mut f = ka.clone();
-        f[34..36].copy_from_slice(&(20_000 + port).to_be_bytes());
-        probe.test_run(PROGRAM, &f, 1).unwrap();
+        new_flow(&mut probe, 20_000 + port);
     }
     assert_eq!(probe.flow_count_by_keys().unwrap(), 300);
     for batch in [1, 7, 64, 8192] {
         assert_eq!(probe.flow_count_by(batch).unwrap(), Some(300), "batch of {batch}");
     }
     assert_eq!(probe.flow_count().unwrap(), 300);
+}
+
+/// The agent counts flows on a thread of its own and reads the latest count: it follows new
+/// flows at the refresh rate while the maps are small, and counts once more when finishing.
+#[test]
+fn the_flow_count_thread_follows_new_flows() {
+    use keepalive::agent::flows::FlowCounter;
+    use std::time::{Duration, Instant};
+    if !common::have_root("the_flow_count_thread_follows_new_flows") {
+        return;
+    }
+    let (mut probe, _rings) = load(Config::DEFAULT);
+    for port in 1..=3 {
+        new_flow(&mut probe, port);
+    }
+    let counter =
+        FlowCounter::start(probe.flow_maps().unwrap(), Duration::from_millis(20)).unwrap();
+    assert_eq!(counter.get(), ((3, 0), None), "counted at start");
+    new_flow(&mut probe, 4);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counter.get().0 .0 != 4 {
+        assert!(Instant::now() < deadline, "the thread never counted the new flow");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    new_flow(&mut probe, 5);
+    assert_eq!(counter.finish().unwrap(), (5, 0), "a last count when finishing");
 }

@@ -7,7 +7,9 @@
 //! * [`socket`]: the stats socket and its client.
 //! * [`metrics`]: the Prometheus exposition.
 //! * [`view`]: the terminal view and the JSON-lines findings.
+//! * [`flows`]: the flow-map count, on a thread of its own.
 
+pub mod flows;
 pub mod metrics;
 pub mod snapshot;
 pub mod socket;
@@ -23,7 +25,10 @@ use std::{
 
 use keepalive_common::wire::Config;
 
-use self::snapshot::{AgentInfo, Interface, KernelStats, State};
+use self::{
+    flows::FlowCounter,
+    snapshot::{AgentInfo, Interface, KernelStats, State},
+};
 use crate::report::Report;
 use crate::{
     loader::{LoadOptions, LoaderError, Mode, Probe},
@@ -118,45 +123,14 @@ fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// How often the live flow entries are counted once there are many: the kernel has no element
-/// count for an LRU hash map, so counting walks it key by key (one syscall per flow: a quarter
-/// of a second at 100 000 phones), far too slow for every refresh. Below
-/// [`FLOW_COUNT_ALWAYS_BELOW`] entries it is counted on every refresh.
-const FLOW_COUNT_EVERY: Duration = Duration::from_secs(30);
-/// See [`FLOW_COUNT_EVERY`].
-const FLOW_COUNT_ALWAYS_BELOW: u64 = 10_000;
+/// How often freed heap is given back to the system (rows built on refreshes, expired pairs).
+const RELEASE_MEMORY_EVERY: Duration = Duration::from_secs(30);
 
 /// Pairs evaluated on a refresh in `--json` mode: those that saw traffic since the last
 /// refresh, plus a slice of all pairs so that each is looked at within this period (for
 /// findings that come from silence, such as `missed-keepalive`). A whole report per refresh
 /// took 0.3 s of the ingest loop at 100 000 phones while the ring buffer filled.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
-
-/// The live flow count and the kernel's `flows_created` at the same moment (so the evictions
-/// derived from them are consistent), recounted as [`FLOW_COUNT_EVERY`] says.
-struct FlowCount {
-    live: u64,
-    created: u64,
-    at: Option<std::time::Instant>,
-}
-
-impl FlowCount {
-    /// `(live, evicted)` as of the latest count.
-    fn get(&mut self, probe: &Probe, created: u64) -> Result<(u64, u64), LoaderError> {
-        let slow_due = self.at.is_none_or(|t| t.elapsed() >= FLOW_COUNT_EVERY);
-        if slow_due || self.live < FLOW_COUNT_ALWAYS_BELOW {
-            self.live = probe.flow_count()? as u64;
-            self.created = created;
-        }
-        if slow_due {
-            self.at = Some(std::time::Instant::now());
-            // The same slow cadence suits giving freed heap back (rows built on refreshes,
-            // expired pairs).
-            socket::release_memory();
-        }
-        Ok((self.live, self.created.saturating_sub(self.live)))
-    }
-}
 
 /// Which pairs a refresh in `--json` mode evaluates.
 struct Sweep {
@@ -195,9 +169,8 @@ impl Sweep {
     }
 }
 
-fn kernel_stats(probe: &Probe, flows: &mut FlowCount) -> Result<KernelStats, LoaderError> {
+fn kernel_stats(probe: &Probe, (live, evicted): (u64, u64)) -> Result<KernelStats, LoaderError> {
     let c = probe.counters()?;
-    let (live, evicted) = flows.get(probe, c.flows_created)?;
     Ok(KernelStats {
         seen: c.seen,
         matched_tcp: c.matched_tcp,
@@ -270,7 +243,8 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let mut tick = tokio::time::interval(opts.refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut printed: HashSet<u64> = HashSet::new();
-    let mut flows = FlowCount { live: 0, created: 0, at: None };
+    let flows = FlowCounter::start(probe.flow_maps()?, opts.refresh)?;
+    let mut released = std::time::Instant::now();
     let mut sweep = Sweep { since_ns: 0, next: 0 };
     let mut batch = Vec::new();
     let mut total: u64 = 0;
@@ -294,7 +268,15 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                 }
             }
             _ = tick.tick() => {
-                let kernel = kernel_stats(&probe, &mut flows)?;
+                let (counted, error) = flows.get();
+                if let Some(e) = error {
+                    log("warn", "counting the flow maps failed", &[("error", &e)]);
+                }
+                let kernel = kernel_stats(&probe, counted)?;
+                if released.elapsed() >= RELEASE_MEMORY_EVERY {
+                    socket::release_memory();
+                    released = std::time::Instant::now();
+                }
                 let mut st = lock(&state);
                 st.kernel = kernel;
                 st.tracker.advance(now_ns());
@@ -319,8 +301,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     if let Some(t) = metrics_task {
         t.abort();
     }
-    flows.at = None;
-    let kernel = kernel_stats(&probe, &mut flows)?;
+    let kernel = kernel_stats(&probe, flows.finish()?)?;
     {
         let mut st = lock(&state);
         st.kernel = kernel;
