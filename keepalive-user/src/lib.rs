@@ -2,15 +2,15 @@
 //! which phones are about to unregister, and why.
 //!
 //! Data flows one way: a [`source`] yields [`record::Record`]s (from a capture file through the
-//! host classifier, or from the XDP program's ring buffer), the [`tracker`] keeps per
+//! host classifier, or from the XDP program's event rings), the [`tracker`] keeps per
 //! phone↔server state, the [`findings`] rules read that state, and a [`report`] shows it.
 //!
 //! * [`cli`]: argument parsing and validation (no work).
 //! * [`agent`]: `keepalive run`, the live agent (view, stats socket, metrics).
 //! * [`analyze`]: `keepalive analyze`, a capture file into a report.
-//! * [`source`]: capture files, the host classifier, the live ring buffer.
+//! * [`source`]: capture files, the host classifier, the live event rings.
 //! * [`loader`]: loads the XDP program, attaches it, reads its maps.
-//! * [`record`]: decodes ring-buffer records into [`record::Record`]s and renders them as JSON.
+//! * [`record`]: decodes event-ring records into [`record::Record`]s and renders them as JSON.
 //! * [`tracker`]: per-pair state (keepalives, answers, retransmissions, reconnects, ARP).
 //! * [`findings`]: one rule per finding kind.
 //! * [`report`]: the JSON document and the table.

@@ -1,4 +1,4 @@
-//! Ring-buffer records: the fixed [`Event`] and, for SIP segments, the payload bytes copied after
+//! Event-ring records: the fixed [`Event`] and, for SIP segments, the payload bytes copied after
 //! it. Decoding checks sizes, so a short or corrupt record is an error, never a panic.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -18,14 +18,14 @@ pub struct Record {
 
 /// A record whose size does not match the wire contract.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("ring-buffer record of {len} bytes is shorter than its event ({need} bytes)")]
+#[error("event-ring record of {len} bytes is shorter than its event ({need} bytes)")]
 pub struct RecordError {
     len: usize,
     need: usize,
 }
 
 impl Record {
-    /// Decodes one ring-buffer record.
+    /// Decodes one event-ring record (an event slot, or a payload slot).
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
         let need = std::mem::size_of::<Event>();
         if bytes.len() < need {

@@ -46,7 +46,7 @@ pub struct Args {
     /// Skip the offline comparison.
     #[arg(long, conflicts_with = "offline_only")]
     pub no_offline: bool,
-    /// Skip the live part (veth, agent at scale, ring buffer).
+    /// Skip the live part (veth, agent at scale, event rings).
     #[arg(long)]
     pub no_live: bool,
     /// Phones replayed into the agent in the scale part.
@@ -161,7 +161,7 @@ fn offline(a: &Args) -> anyhow::Result<()> {
 /// Runs the benchmarks and prints/writes them.
 pub fn run(a: &Args) -> anyhow::Result<()> {
     // Offline first: a child's peak RSS (wait4) counts what it inherited at fork, and the XDP
-    // part maps a 2 GiB ring buffer into this process.
+    // part maps up to 2 GiB of event rings into this process.
     if !a.no_offline {
         offline(a)?;
     }

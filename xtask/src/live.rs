@@ -11,7 +11,7 @@
 //! * scale: a capture of `--scale-phones` phones (half SCCP, half SIP, each with a full
 //!   keepalive history) replayed into the agent: its resident memory (VmRSS, VmHWM), the
 //!   events per second it took in without loss, and `keepalive stats` latency over the socket;
-//! * ring buffer: the agent stopped (SIGSTOP) while more events arrive than the ring holds:
+//! * event rings: the agent stopped (SIGSTOP) while more events arrive than a ring holds:
 //!   every event is either delivered or counted in `ringbuf_full`, none vanishes.
 
 use std::{

@@ -3,7 +3,7 @@
 //! * `bench`: `keepalive analyze` against tshark on a generated capture of about a million
 //!   packets (`offline`), XDP cost per packet class against an empty XDP_PASS program
 //!   (BPF_PROG_TEST_RUN, `bench`), then the program on a veth, the agent at 100 000 phones and
-//!   the ring buffer's loss accounting (`live`).
+//!   the event rings' loss accounting (`live`).
 //! * `demo`: the lab (phones, a switch running keepalive, two CUCMs, an ASA) with a staged fault.
 
 mod bench;

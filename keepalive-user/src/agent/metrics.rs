@@ -107,13 +107,8 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, per_phone: bool) -> String {
     counter(&mut reg, "kernel_packets_seen", "Frames the XDP program ran on", k.seen);
     counter(&mut reg, "kernel_matched_tcp", "TCP segments on tracked ports", k.matched_tcp);
     counter(&mut reg, "kernel_matched_arp", "ARP frames", k.matched_arp);
-    counter(&mut reg, "kernel_events", "Events written to the ring buffer", k.events);
-    counter(
-        &mut reg,
-        "events_lost",
-        "Events lost because the ring buffer was full",
-        k.ringbuf_full,
-    );
+    counter(&mut reg, "kernel_events", "Events published in the event rings", k.events);
+    counter(&mut reg, "events_lost", "Events lost because an event ring was full", k.ringbuf_full);
     counter(
         &mut reg,
         "kernel_parse_errors",
@@ -130,7 +125,7 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, per_phone: bool) -> String {
     counter(
         &mut reg,
         "records_bad",
-        "Ring-buffer records that did not decode",
+        "Event-ring records that did not decode",
         snap.userspace.bad_records,
     );
     gauge(

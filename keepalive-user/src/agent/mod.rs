@@ -1,4 +1,4 @@
-//! The live agent (`keepalive run`): loads and attaches the XDP program, feeds the ring buffer
+//! The live agent (`keepalive run`): loads and attaches the XDP program, feeds the event rings
 //! into the same [`Tracker`] `analyze` uses, and shows the result: a refreshed view on a
 //! terminal, JSON lines of new findings otherwise, the stats socket ([`socket`]) and Prometheus
 //! metrics ([`metrics`]).
@@ -129,7 +129,8 @@ const RELEASE_MEMORY_EVERY: Duration = Duration::from_secs(30);
 /// Pairs evaluated on a refresh in `--json` mode: those that saw traffic since the last
 /// refresh, plus a slice of all pairs so that each is looked at within this period (for
 /// findings that come from silence, such as `missed-keepalive`). A whole report per refresh
-/// took 0.3 s of the ingest loop at 100 000 phones while the ring buffer filled.
+/// took 0.3 s of the ingest loop at 100 000 phones while the ring buffer (before the event
+/// rings) filled.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Which pairs a refresh in `--json` mode evaluates.

@@ -18,7 +18,7 @@ pub struct KernelStats {
     pub matched_tcp: u64,
     /// ARP frames.
     pub matched_arp: u64,
-    /// Events written to the ring buffer.
+    /// Events published in the event rings.
     pub events: u64,
     /// Events lost because a CPU's event ring was full (the agent fell behind).
     pub ringbuf_full: u64,
@@ -65,7 +65,7 @@ pub struct AgentInfo {
 /// Userspace counters.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct UserStats {
-    /// Records read from the ring buffer.
+    /// Records read from the event rings.
     pub records: u64,
     /// Records that did not decode.
     pub bad_records: u64,
@@ -78,7 +78,7 @@ pub struct UserStats {
 /// Everything the agent knows.
 #[derive(Debug)]
 pub struct State {
-    /// The tracker fed by the ring buffer.
+    /// The tracker fed by the event rings.
     pub tracker: Tracker,
     /// Latest kernel counters.
     pub kernel: KernelStats,

@@ -204,7 +204,7 @@ fn table(snap: &super::snapshot::Snapshot, out: &mut Vec<u8>) -> std::io::Result
     writeln!(
         out,
         "keepalive agent pid {} on {}; kernel: seen {} matched {} tcp / {} arp, events {}, \
-         ring buffer full {}, parse errors {}, flows {} live / {} LRU-evicted",
+         event ring full {}, parse errors {}, flows {} live / {} LRU-evicted",
         snap.agent.pid,
         ifaces.join(", "),
         k.seen,

@@ -4,7 +4,7 @@
 //!
 //! One difference, on purpose: where the kernel copies payload (SIP, SCCP Register) the record
 //! carries the whole TCP payload present in the capture, not only the first [`SIP_COPY_MAX`](keepalive_common::wire::SIP_COPY_MAX) bytes
-//! the ring buffer has room for (captures taken on a host often hold 64 KiB TSO segments).
+//! a payload slot has room for (captures taken on a host often hold 64 KiB TSO segments).
 
 use std::collections::HashMap;
 
