@@ -474,9 +474,11 @@ pub struct Config {
     pub ports: [PortRule; MAX_PORT_RULES],
     /// [`Config::FLAG_MIRROR`] and friends.
     pub flags: u32,
-    /// Each CPU's event ring holds `1 << event_slots_log2` [`Event`]s (see [`RingPos`]).
+    /// Each CPU's event ring holds `1 << event_slots_log2` [`Event`]s (see [`RingPos`]). Set
+    /// by the loader, which sizes the rings' maps to match.
     pub event_slots_log2: u8,
-    /// Each CPU's payload ring holds `1 << payload_slots_log2` [`EventWithPayload`]s.
+    /// Each CPU's payload ring holds `1 << payload_slots_log2` [`EventWithPayload`]s. Set by
+    /// the loader.
     pub payload_slots_log2: u8,
     /// Reserved, zero.
     pub _pad: u16,
@@ -493,7 +495,7 @@ impl Config {
         ports[1] = PortRule { port: 2443, app: App::SccpTls as u8, _pad: 0 };
         ports[2] = PortRule { port: 5060, app: App::Sip as u8, _pad: 0 };
         ports[3] = PortRule { port: 5061, app: App::SipTls as u8, _pad: 0 };
-        Self { ports, flags: 0, event_slots_log2: 14, payload_slots_log2: 10, _pad: 0 }
+        Self { ports, flags: 0, event_slots_log2: 0, payload_slots_log2: 0, _pad: 0 }
     };
 
     /// Whether mirror mode (drop after recording) is on.

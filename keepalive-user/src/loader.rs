@@ -77,6 +77,9 @@ pub enum LoaderError {
     /// A map has another type than the loader expects.
     #[error("map `{0}` has an unexpected type (object and binary out of step?)")]
     MapType(&'static str),
+    /// A ring size beyond what the loader allows.
+    #[error("a ring of 2^{0} slots per CPU: at most 2^{max} are allowed", max = MAX_SLOTS_LOG2)]
+    RingSize(u8),
     /// The number of possible CPUs (the event rings are per CPU) could not be read.
     #[error("could not read the possible CPUs from {0}: {1}")]
     Cpus(&'static str, #[source] std::io::Error),
@@ -168,6 +171,9 @@ pub struct LoadOptions {
     pub payload_slots_log2: u8,
 }
 
+/// Largest ring, as a power of two of slots per CPU (the slot maps' indices are 32 bits).
+pub const MAX_SLOTS_LOG2: u8 = 24;
+
 /// The rings' default share of memory, over all CPUs: event slots (128 bytes each).
 pub const EVENT_RING_BUDGET: u64 = 16 << 20;
 /// The same for payload slots (1 664 bytes each).
@@ -224,6 +230,11 @@ impl Probe {
             if opts.event_slots_log2 == 0 { events } else { opts.event_slots_log2 };
         config.payload_slots_log2 =
             if opts.payload_slots_log2 == 0 { payloads } else { opts.payload_slots_log2 };
+        for log2 in [config.event_slots_log2, config.payload_slots_log2] {
+            if log2 > MAX_SLOTS_LOG2 {
+                return Err(LoaderError::RingSize(log2));
+            }
+        }
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_SYMBOL, &config, true)
             .map_max_entries(FLOWS_V4, opts.flow_capacity)

@@ -423,3 +423,11 @@ fn the_flow_count_thread_follows_new_flows() {
     new_flow(&mut probe, 5);
     assert_eq!(counter.finish().unwrap(), (5, 0), "a last count when finishing");
 }
+
+#[test]
+fn an_oversized_ring_is_refused_with_its_size() {
+    // Refused before anything reaches the kernel, so no root is needed.
+    let opts = LoadOptions { event_slots_log2: 30, ..LoadOptions::default() };
+    let err = Probe::load(&opts).unwrap_err().to_string();
+    assert!(err.contains("2^30 slots per CPU: at most 2^24"), "{err}");
+}
