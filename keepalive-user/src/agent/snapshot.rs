@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::{
+    findings::Finding,
     loader::Attached,
     report::{PhoneRow, Report, SourceTotals},
     tracker::Tracker,
@@ -109,13 +110,27 @@ impl State {
 
     /// The state with only the phone rows `keep` accepts (the summary counts every pair).
     pub fn snapshot_of(&self, keep: impl Fn(&PhoneRow) -> bool) -> Snapshot {
-        let totals = SourceTotals {
+        self.with_report(Report::build_filtered(&self.tracker, &self.totals(), keep))
+    }
+
+    /// The state with only the first `rows` phone rows (worst first), and the `newest` most
+    /// recent findings ([`Report::build_top`]): the terminal view.
+    pub fn top(&self, rows: usize, newest: usize) -> (Snapshot, Vec<(String, Finding)>) {
+        let (report, recent) = Report::build_top(&self.tracker, &self.totals(), rows, newest);
+        (self.with_report(report), recent)
+    }
+
+    fn totals(&self) -> SourceTotals {
+        SourceTotals {
             packets: self.kernel.seen,
             matched: self.kernel.matched_tcp + self.kernel.matched_arp,
             parse_errors: self.kernel.parse_errors,
             unsupported_link: 0,
             truncated: None,
-        };
+        }
+    }
+
+    fn with_report(&self, report: Report) -> Snapshot {
         Snapshot {
             agent: self.agent.clone(),
             kernel: self.kernel,
@@ -125,7 +140,7 @@ impl State {
                 streams: self.tracker.stream_count(),
                 expired_pairs: self.tracker.stats.expired_pairs,
             },
-            report: Report::build_filtered(&self.tracker, &totals, keep),
+            report,
         }
     }
 }

@@ -17,8 +17,16 @@ const VIEW_ROWS: usize = 25;
 /// Finding sentences under it.
 const VIEW_FINDINGS: usize = 10;
 
-/// Redraws the terminal view.
-pub fn draw(snap: &Snapshot) -> std::io::Result<()> {
+/// Rows and findings the terminal view needs from the state.
+pub const fn view_size() -> (usize, usize) {
+    (VIEW_ROWS, VIEW_FINDINGS)
+}
+
+/// Redraws the terminal view from a snapshot holding its first rows ([`State::top`]) and the
+/// newest findings.
+///
+/// [`State::top`]: super::snapshot::State::top
+pub fn draw(snap: &Snapshot, recent: &[(String, Finding)]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     // Home the cursor and clear the screen (ECMA-48 CUP and ED).
     write!(out, "\x1b[H\x1b[2J")?;
@@ -42,18 +50,10 @@ pub fn draw(snap: &Snapshot) -> std::io::Result<()> {
     if !snap.report.phones.is_empty() {
         writeln!(out, "{}", phones_table(&snap.report, VIEW_ROWS))?;
     }
-    if snap.report.phones.len() > VIEW_ROWS {
-        writeln!(out, "… {} more pairs (keepalive stats)", snap.report.phones.len() - VIEW_ROWS)?;
+    if s.phones > snap.report.phones.len() {
+        writeln!(out, "… {} more pairs (keepalive stats)", s.phones - snap.report.phones.len())?;
     }
-    let mut all: Vec<(String, &Finding)> = snap
-        .report
-        .phones
-        .iter()
-        .flat_map(|p| p.findings.iter().map(move |f| (format!("{} → {}", p.phone, p.server), f)))
-        .chain(snap.report.findings.iter().map(|f| ("network".to_owned(), f)))
-        .collect();
-    all.sort_by(|a, b| b.1.time.total_cmp(&a.1.time));
-    for (who, f) in all.iter().take(VIEW_FINDINGS) {
+    for (who, f) in recent.iter().take(VIEW_FINDINGS) {
         writeln!(
             out,
             "{} {:<8} {who} {}: {}",

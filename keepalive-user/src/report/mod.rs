@@ -182,6 +182,21 @@ fn interval(pair: &Pair) -> Option<Interval> {
     Some(Interval { median: round(median, 3), min: round(v[0], 3), max: round(v[v.len() - 1], 3) })
 }
 
+/// The order of [`Report::build_top`]'s findings: newest first; equal times by whom and kind,
+/// so the cut never depends on the order the rows came in.
+fn newest_first(a: &(String, Finding), b: &(String, Finding)) -> std::cmp::Ordering {
+    b.1.time.total_cmp(&a.1.time).then_with(|| a.0.cmp(&b.0)).then(a.1.kind.cmp(b.1.kind))
+}
+
+/// The order of the phone rows: worst first, then most findings, then by address.
+fn row_order(a: &PhoneRow, b: &PhoneRow) -> std::cmp::Ordering {
+    b.worst()
+        .cmp(&a.worst())
+        .then_with(|| b.findings.len().cmp(&a.findings.len()))
+        .then_with(|| a.phone.cmp(&b.phone))
+        .then_with(|| a.server.cmp(&b.server))
+}
+
 fn row(pair: &Pair, ctx: &Context<'_>) -> PhoneRow {
     let (sum, n, _) = pair.ack_latency;
     PhoneRow {
@@ -249,6 +264,53 @@ impl Report {
         totals: &SourceTotals,
         keep: impl Fn(&PhoneRow) -> bool,
     ) -> Self {
+        Self::build_with(tracker, totals, |r, phones| {
+            if keep(&r) {
+                phones.push(r);
+            }
+        })
+    }
+
+    /// The report with only its first `rows` phone rows (worst first, as [`Report::build`]
+    /// orders them), and the `newest` most recent findings of every pair and of the network,
+    /// newest first, each with whom it is about (`phone → server`, or `network`). What the
+    /// terminal view shows, without holding a row for each of 100 000 pairs.
+    pub fn build_top(
+        tracker: &Tracker,
+        totals: &SourceTotals,
+        rows: usize,
+        newest: usize,
+    ) -> (Self, Vec<(String, Finding)>) {
+        let mut recent: Vec<(String, Finding)> = Vec::new();
+        let keep_newest = |recent: &mut Vec<(String, Finding)>| {
+            recent.sort_by(newest_first);
+            recent.truncate(newest);
+        };
+        let mut report = Self::build_with(tracker, totals, |r, phones| {
+            for f in &r.findings {
+                recent.push((format!("{} → {}", r.phone, r.server), f.clone()));
+            }
+            if recent.len() > 2 * newest.max(8) {
+                keep_newest(&mut recent);
+            }
+            phones.push(r);
+            if phones.len() > 2 * rows.max(8) {
+                phones.sort_by(row_order);
+                phones.truncate(rows);
+            }
+        });
+        report.phones.truncate(rows);
+        recent.extend(report.findings.iter().map(|f| ("network".to_owned(), f.clone())));
+        keep_newest(&mut recent);
+        (report, recent)
+    }
+
+    /// Builds the report, handing each pair's row to `take` with the list of rows to keep.
+    fn build_with(
+        tracker: &Tracker,
+        totals: &SourceTotals,
+        mut take: impl FnMut(PhoneRow, &mut Vec<PhoneRow>),
+    ) -> Self {
         let ctx =
             Context { settings: &tracker.settings, now_ns: tracker.now_ns, arp: &tracker.arp };
         let findings = findings::global(tracker, &ctx);
@@ -266,18 +328,10 @@ impl Report {
             pairs += 1;
             r.findings.iter().for_each(&mut count);
             with_findings += usize::from(r.worst().is_some_and(|s| s >= Severity::Warning));
-            if keep(&r) {
-                phones.push(r);
-            }
+            take(r, &mut phones);
         }
         let mut addresses: Vec<_> = tracker.pairs.iter().map(|p| p.key.phone).collect();
-        phones.sort_by(|a, b| {
-            b.worst()
-                .cmp(&a.worst())
-                .then_with(|| b.findings.len().cmp(&a.findings.len()))
-                .then_with(|| a.phone.cmp(&b.phone))
-                .then_with(|| a.server.cmp(&b.server))
-        });
+        phones.sort_by(row_order);
         addresses.sort_unstable();
         addresses.dedup();
         let summary = Summary {
@@ -308,5 +362,77 @@ impl Report {
             })
             .collect();
         Self { summary, phones, arp, findings }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        fixtures::scenario::{self, Rng, Vantage},
+        source::{capture::Frame, offline::HostProbe},
+        tracker::Settings,
+    };
+    use keepalive_common::wire::Config;
+
+    /// Pairs with findings (squeezed scale phones, the port-security case) among healthy ones.
+    fn tracker() -> Tracker {
+        let mut tl = scenario::site(30, 8);
+        let mut rng = Rng::new(7);
+        for n in 0..40 {
+            tl.extend(scenario::scale_phone(1_000 + n, 13, &mut rng));
+        }
+        tl.extend(scenario::port_security(Vantage::PhoneSide));
+        let (mut probe, mut tracker) =
+            (HostProbe::new(Config::DEFAULT), Tracker::new(Settings::default(), Config::DEFAULT));
+        for (ts, data) in tl.frames() {
+            if let Some(rec) = probe.process(&Frame { ts_ns: *ts, ifindex: 0, data }) {
+                tracker.ingest(&rec);
+            }
+        }
+        tracker
+    }
+
+    #[test]
+    fn the_top_rows_and_newest_findings_are_those_of_the_whole_report() {
+        let (t, totals) = (tracker(), SourceTotals::default());
+        let whole = Report::build(&t, &totals);
+        assert!(whole.phones.len() > 60, "{} pairs", whole.phones.len());
+        let with_findings = whole.phones.iter().filter(|p| !p.findings.is_empty()).count();
+        assert!(
+            (10..whole.phones.len() - 10).contains(&with_findings),
+            "{with_findings} of {}",
+            whole.phones.len()
+        );
+        let json = |v: &dyn erased::Json| v.json();
+        for (rows, newest) in [(0, 0), (1, 1), (5, 7), (25, 10), (1_000, 1_000)] {
+            let (top, recent) = Report::build_top(&t, &totals, rows, newest);
+            assert_eq!(json(&top.summary), json(&whole.summary), "summary");
+            let n = rows.min(whole.phones.len());
+            assert_eq!(json(&top.phones), json(&whole.phones[..n].to_vec()), "rows {rows}");
+            let mut all: Vec<(String, Finding)> = whole
+                .phones
+                .iter()
+                .flat_map(|p| {
+                    p.findings.iter().map(|f| (format!("{} → {}", p.phone, p.server), f.clone()))
+                })
+                .chain(whole.findings.iter().map(|f| ("network".to_owned(), f.clone())))
+                .collect();
+            all.sort_by(newest_first);
+            all.truncate(newest);
+            assert_eq!(json(&recent), json(&all), "newest {newest}");
+        }
+    }
+
+    /// Comparison through JSON: the report types are not `PartialEq`.
+    mod erased {
+        pub trait Json {
+            fn json(&self) -> String;
+        }
+        impl<T: serde::Serialize> Json for T {
+            fn json(&self) -> String {
+                serde_json::to_string(self).unwrap()
+            }
+        }
     }
 }
