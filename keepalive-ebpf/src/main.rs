@@ -3,9 +3,9 @@
 //! Reads top to bottom: configuration, maps, the programs, then the per-packet steps. All packet
 //! understanding lives in `keepalive_common::classify`, shared with userspace; this file only
 //! adds what needs the kernel: the bounded reader over `XdpContext`, the flow maps, the event
-//! rings (`ring.rs`) and the counters. Nothing on the per-packet path logs: an aya-log call there costs
-//! more than the whole program. `floor.rs` holds the benchmark's programs that each do one
-//! piece of a matched frame's work.
+//! rings (`ring.rs`) and the counters. Nothing on the per-packet path logs: an aya-log call
+//! there costs more than the whole program. `floor.rs` holds the benchmark's programs that each
+//! do one piece of a matched frame's work.
 #![no_std]
 #![no_main]
 

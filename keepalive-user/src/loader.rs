@@ -35,6 +35,8 @@ const CONFIG_SYMBOL: &str = "KEEPALIVE_CONFIG";
 /// The flow maps: IPv4 connections (12-byte key) and IPv6 ones (36-byte key).
 const FLOWS_V4: &str = "FLOWS";
 const FLOWS_V6: &str = "FLOWS6";
+/// The per-CPU counters.
+const COUNTERS: &str = "COUNTERS";
 /// Flow-map entries read per `BPF_MAP_LOOKUP_BATCH` syscall (68 bytes each).
 const FLOW_COUNT_BATCH: u32 = 8192;
 
@@ -184,7 +186,7 @@ pub const PAYLOAD_RING_BUDGET: u64 = 16 << 20;
 /// agent drains every [`POLL_EVERY`](crate::source::live::POLL_EVERY), so 1 024 event slots
 /// absorb 100 000 events a second on one CPU. The scale bench (100 000 phones replayed at
 /// 150 000 frames/s, half of them SIP) lost 16 500 events, counted, with 1 024 payload slots
-/// per CPU and none of its SCCP-only steps lost any with 16 384 event slots.
+/// per CPU; its SCCP-only steps lost none with 16 384 event slots.
 pub fn ring_sizes(cpus: u32) -> (u8, u8) {
     let fit = |budget: u64, each: usize, min: u8, max: u8| {
         let per_cpu = budget / u64::from(cpus.max(1)) / each as u64;
@@ -318,10 +320,9 @@ impl Probe {
     /// The event rings, mapped into this process. There must be one reader: it owns the
     /// rings' tails.
     pub fn rings(&self) -> Result<EventRings, LoaderError> {
-        let array = |name: &'static str| match self.ebpf.map(name) {
-            Some(Map::Array(m)) => Ok(m),
-            Some(_) => Err(LoaderError::MapType(name)),
-            None => Err(LoaderError::MissingMap(name)),
+        let array = |name: &'static str| match self.map(name)? {
+            Map::Array(m) => Ok(m),
+            _ => Err(LoaderError::MapType(name)),
         };
         let maps: [&MapData; 3] = [array(EVENT_SLOTS)?, array(PAYLOAD_SLOTS)?, array(RING_POS)?];
         let c = &self.config;
@@ -336,19 +337,9 @@ impl Probe {
         Ok(info.verified_instruction_count().unwrap_or(0))
     }
 
-    /// The configuration the program was loaded with, ring sizes included.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Kernel counters summed over CPUs.
     pub fn counters(&self) -> Result<Counters, LoaderError> {
-        let map = self.ebpf.map("COUNTERS").ok_or(LoaderError::MissingMap("COUNTERS"))?;
-        let arr = PerCpuArray::<_, Counters>::try_from(map)
-            .map_err(|source| LoaderError::Map { name: "COUNTERS", source })?;
-        let per_cpu =
-            arr.get(&0, 0).map_err(|source| LoaderError::Map { name: "COUNTERS", source })?;
-        Ok(sum_counters(per_cpu.iter()))
+        read_counters(self.map(COUNTERS)?)
     }
 
     /// Number of live entries in the flow maps (IPv4 and IPv6): 8 192 entries a syscall
@@ -389,7 +380,7 @@ impl Probe {
         Ok(FlowMaps {
             v4: Map::LruHashMap(reopen(FLOWS_V4)?),
             v6: Map::LruHashMap(reopen(FLOWS_V6)?),
-            counters: Map::PerCpuArray(reopen("COUNTERS")?),
+            counters: Map::PerCpuArray(reopen(COUNTERS)?),
         })
     }
 
@@ -450,25 +441,30 @@ impl FlowMaps {
     /// during the count can only make the evictions derived from the two (`created − live`)
     /// smaller, never larger.
     pub fn count(&self) -> Result<(u64, u64), LoaderError> {
-        let per_cpu = PerCpuArray::<_, Counters>::try_from(&self.counters)
-            .and_then(|counters| counters.get(&0, 0))
-            .map_err(|source| LoaderError::Map { name: "COUNTERS", source })?;
-        let created = sum_counters(per_cpu.iter()).flows_created;
+        let created = read_counters(&self.counters)?.flows_created;
         Ok((count_flows(&self.v4, &self.v6)? as u64, created))
     }
 }
 
-/// Live entries of both flow maps: in batches where the kernel has them, else key by key.
+/// The per-CPU counters in `map`, summed.
+fn read_counters(map: &Map) -> Result<Counters, LoaderError> {
+    let per_cpu = PerCpuArray::<_, Counters>::try_from(map)
+        .and_then(|counters| counters.get(&0, 0))
+        .map_err(|source| LoaderError::Map { name: COUNTERS, source })?;
+    Ok(sum_counters(per_cpu.iter()))
+}
+
+/// Live entries of both flow maps.
 fn count_flows(v4: &Map, v6: &Map) -> Result<usize, LoaderError> {
-    let v4 = match count_batched::<FlowKeyV4>(v4, FLOWS_V4, FLOW_COUNT_BATCH)? {
-        Some(n) => n,
-        None => walk_keys::<FlowKeyV4>(v4, FLOWS_V4)?,
-    };
-    let v6 = match count_batched::<FlowKey>(v6, FLOWS_V6, FLOW_COUNT_BATCH)? {
-        Some(n) => n,
-        None => walk_keys::<FlowKey>(v6, FLOWS_V6)?,
-    };
-    Ok(v4 + v6)
+    Ok(count_entries::<FlowKeyV4>(v4, FLOWS_V4)? + count_entries::<FlowKey>(v6, FLOWS_V6)?)
+}
+
+/// Live entries of flow map `map`: in batches where the kernel has them, else key by key.
+fn count_entries<K: aya::Pod>(map: &Map, name: &'static str) -> Result<usize, LoaderError> {
+    match count_batched::<K>(map, name, FLOW_COUNT_BATCH)? {
+        Some(n) => Ok(n),
+        None => walk_keys::<K>(map, name),
+    }
 }
 
 /// Entries of hash map `map` with keys `K`, `batch` a syscall; `None` without batch lookups.

@@ -284,11 +284,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                 st.tracker.expire(opts.expire.as_nanos() as u64);
                 st.tracker.expire_streams();
                 match opts.output {
-                    Output::View => {
-                        let (rows, newest) = view::view_size();
-                        let (snap, recent) = st.top(rows, newest);
-                        view::draw(&snap, &recent)?;
-                    }
+                    Output::View => view::draw(&st)?,
                     Output::Findings => {
                         let picked = sweep.pick(&st.tracker, opts.refresh);
                         let (rows, global) = Report::rows_for(&st.tracker, picked.into_iter());

@@ -6,7 +6,7 @@ use std::{collections::HashSet, io::Write};
 
 use serde::Serialize;
 
-use super::snapshot::Snapshot;
+use super::snapshot::{Snapshot, State};
 use crate::{
     findings::{clock, Finding},
     report::{table::phones_table, PhoneRow},
@@ -17,16 +17,10 @@ const VIEW_ROWS: usize = 25;
 /// Finding sentences under it.
 const VIEW_FINDINGS: usize = 10;
 
-/// Rows and findings the terminal view needs from the state.
-pub const fn view_size() -> (usize, usize) {
-    (VIEW_ROWS, VIEW_FINDINGS)
-}
-
-/// Redraws the terminal view from a snapshot holding its first rows ([`State::top`]) and the
-/// newest findings.
-///
-/// [`State::top`]: super::snapshot::State::top
-pub fn draw(snap: &Snapshot, recent: &[(String, Finding)]) -> std::io::Result<()> {
+/// Redraws the terminal view: the summary of every pair, the first rows and the newest
+/// findings ([`State::top`], which builds no row for the pairs it does not show).
+pub fn draw(state: &State) -> std::io::Result<()> {
+    let (snap, recent) = state.top(VIEW_ROWS, VIEW_FINDINGS);
     let mut out = std::io::stdout().lock();
     // Home the cursor and clear the screen (ECMA-48 CUP and ED).
     write!(out, "\x1b[H\x1b[2J")?;
