@@ -30,3 +30,22 @@ pub mod record;
 pub mod report;
 pub mod source;
 pub mod tracker;
+
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+/// Sleeps `d` in steps of at most 50 ms, returning early (`false`) as soon as `stop` is set:
+/// the threads of the lab's simulators and the agent's flow counter stop within a step.
+pub(crate) fn nap(d: Duration, stop: &AtomicBool) -> bool {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+    false
+}

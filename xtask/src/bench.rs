@@ -267,7 +267,7 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
     .context("loading the XDP object (run as root)")?;
     let mut ring = probe.rings()?;
     let runs = |name: &str| {
-        let slots = 1u32 << if name.starts_with("sip") { payload_log2 } else { event_log2 };
+        let slots = 1u32 << if payload_ring(name) { payload_log2 } else { event_log2 };
         a.repeat.min(slots)
     };
     let fixtures = corpus();
@@ -295,7 +295,8 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
     let mut floor = Vec::new();
     for (program, piece) in FLOOR_PROGRAMS.into_iter().zip(FLOOR) {
         probe.load_program(program)?;
-        let (mut p, mut empty) = trials(a, &mut probe, &mut ring, program, frame, runs(""))?;
+        let (mut p, mut empty) =
+            trials(a, &mut probe, &mut ring, program, frame, runs("sccp-keepalive"))?;
         let (p, e) = (median(&mut p), median(&mut empty));
         floor.push(FloorResult { program, piece, empty_ns: e, piece_ns: p, overhead_ns: p - e });
     }
@@ -373,6 +374,11 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the class's fixture takes payload slots (SIP with payload) rather than event slots.
+fn payload_ring(fixture: &str) -> bool {
+    fixture.starts_with("sip")
+}
+
 /// `--trials` calls of `repeat` runs of `program` and of the empty program on `frame`,
 /// interleaved so that drift hits both alike, the rings read after each pair: the kernel's
 /// average ns per run, each.
@@ -440,8 +446,7 @@ fn with_reader(a: &Args) -> anyhow::Result<Vec<ReaderResult>> {
             continue;
         }
         let frame = &fixtures.iter().find(|f| f.name == name).context("fixture")?.frame;
-        let log2 =
-            if name.starts_with("sip") { opts.payload_slots_log2 } else { opts.event_slots_log2 };
+        let log2 = if payload_ring(name) { opts.payload_slots_log2 } else { opts.event_slots_log2 };
         let runs = (1u32 << (log2 - 1)).min(a.repeat);
         let calls = a.repeat.div_ceil(runs);
         let before = probe.counters()?;

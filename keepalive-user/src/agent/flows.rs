@@ -13,10 +13,13 @@ use std::{
         Arc, Mutex,
     },
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use crate::loader::{FlowMaps, LoaderError};
+use crate::{
+    loader::{FlowMaps, LoaderError},
+    nap,
+};
 
 /// How often the flows are counted once there are [`SLOW_ABOVE`] or more.
 pub const SLOW_EVERY: Duration = Duration::from_secs(30);
@@ -101,17 +104,4 @@ impl Drop for FlowCounter {
             let _ = t.join();
         }
     }
-}
-
-/// Sleeps `d` in steps of at most 100 ms; `false` as soon as `stop` is set.
-fn nap(d: Duration, stop: &AtomicBool) -> bool {
-    let end = Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return true;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(100)));
-    }
-    false
 }

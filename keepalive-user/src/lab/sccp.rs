@@ -22,7 +22,10 @@ use std::{
 use keepalive_common::wire::sccp_msg;
 
 use super::spawn_in;
-use crate::fixtures::{sccp_keepalive, sccp_keepalive_ack, sccp_pdu, sccp_register};
+use crate::{
+    fixtures::{sccp_keepalive, sccp_keepalive_ack, sccp_pdu, sccp_register},
+    nap,
+};
 
 /// How long blocking calls wait before checking the stop flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -38,18 +41,6 @@ fn read_pdu(s: &mut TcpStream) -> Option<(u16, usize)> {
     let mut rest = vec![0u8; len];
     s.read_exact(&mut rest).ok()?;
     Some((sccp_msg::from_wire(u32::from_le_bytes(rest[..4].try_into().ok()?)), len + 8))
-}
-
-/// Sleeps `d` in steps, returning early (false) when `stop` is set.
-fn nap(d: Duration, stop: &AtomicBool) -> bool {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        std::thread::sleep(POLL.min(end.saturating_duration_since(Instant::now())));
-    }
-    !stop.load(Ordering::Relaxed)
 }
 
 /// A CUCM listening on port 2000 inside a namespace.
