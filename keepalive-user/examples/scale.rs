@@ -62,7 +62,7 @@ fn main() {
         "{phones} phones, {} pairs, {records} records ({keepalives} keepalives each): tracker {:.0} MiB \
          ({:.2} KiB per pair), {:.2} M records/s ingested, report built in {:.0} ms ({} with findings), \
          the terminal view's top 25 in {:.0} ms",
-        tracker.pairs.len(),
+        tracker.phone_count(),
         (after - before) as f64 / 1024.0,
         (after - before) as f64 / f64::from(phones),
         records as f64 / busy.as_secs_f64() / 1e6,

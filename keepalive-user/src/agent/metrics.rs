@@ -62,7 +62,7 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, per_phone: bool) -> String {
         t[0] += p.keepalives;
         t[1] += p.acks;
     }
-    for pair in &tracker.pairs {
+    for pair in tracker.phones() {
         totals.entry(crate::record::app_name(pair.app)).or_default()[2] +=
             pair.retransmission_count;
     }

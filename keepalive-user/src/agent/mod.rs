@@ -145,7 +145,7 @@ impl Sweep {
     /// Indices of the pairs to evaluate now: changed since the last call, or in this
     /// refresh's slice of the round robin.
     fn pick(&mut self, tracker: &Tracker, refresh: Duration) -> Vec<usize> {
-        let n = tracker.pairs.len();
+        let n = tracker.slot_count();
         let per_refresh = refresh.as_secs_f64() / SWEEP_EVERY.as_secs_f64();
         let slice = ((n as f64 * per_refresh).ceil() as usize).clamp(1, n.max(1));
         let start = if self.next >= n { 0 } else { self.next };
@@ -153,9 +153,7 @@ impl Sweep {
         let since = self.since_ns;
         let mut latest = since;
         let picked = tracker
-            .pairs
-            .iter()
-            .enumerate()
+            .phone_slots()
             .filter(|(i, p)| {
                 latest = latest.max(p.last_ns);
                 p.last_ns > since || in_slice(*i)

@@ -68,7 +68,7 @@ pub fn unattached(tracker: &Tracker, ctx: &Context<'_>) -> Vec<Finding> {
     for a in &ctx.arp.anomalies {
         match a.kind {
             AnomalyKind::MultipleResponders => {
-                if !tracker.pairs.iter().any(|p| involves(a, p)) {
+                if !tracker.phones().any(|p| involves(a, p)) {
                     out.push(finding(a));
                 }
             }

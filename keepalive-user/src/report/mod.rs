@@ -239,7 +239,7 @@ fn row(pair: &Pair, ctx: &Context<'_>) -> PhoneRow {
 }
 
 impl Report {
-    /// The rows of the pairs at `indices` (into `tracker.pairs`) and the findings not tied to
+    /// The rows of the phones in the slots `indices` ([`Tracker::phone_slots`]) and the findings not tied to
     /// a pair: what the live agent re-evaluates on a refresh without building a whole report.
     pub fn rows_for(
         tracker: &Tracker,
@@ -247,7 +247,7 @@ impl Report {
     ) -> (Vec<PhoneRow>, Vec<Finding>) {
         let ctx =
             Context { settings: &tracker.settings, now_ns: tracker.now_ns, arp: &tracker.arp };
-        let rows = indices.filter_map(|i| tracker.pairs.get(i)).map(|p| row(p, &ctx)).collect();
+        let rows = indices.filter_map(|i| tracker.phone_at(i)).map(|p| row(p, &ctx)).collect();
         (rows, findings::global(tracker, &ctx))
     }
 
@@ -323,14 +323,14 @@ impl Report {
         findings.iter().for_each(&mut count);
         let (mut pairs, mut with_findings) = (0, 0);
         let mut phones = Vec::new();
-        for pair in &tracker.pairs {
+        for pair in tracker.phones() {
             let r = row(pair, &ctx);
             pairs += 1;
             r.findings.iter().for_each(&mut count);
             with_findings += usize::from(r.worst().is_some_and(|s| s >= Severity::Warning));
             take(r, &mut phones);
         }
-        let mut addresses: Vec<_> = tracker.pairs.iter().map(|p| p.key.phone).collect();
+        let mut addresses: Vec<_> = tracker.phones().map(|p| p.key.phone).collect();
         phones.sort_by(row_order);
         addresses.sort_unstable();
         addresses.dedup();

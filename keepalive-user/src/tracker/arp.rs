@@ -173,6 +173,24 @@ impl ArpTable {
         seen.iter().map(|s| s.mac).collect()
     }
 
+    /// Forgets up to `n` addresses, those answered longest ago first, keeping the addresses
+    /// `keep` accepts while others are left; returns how many were forgotten.
+    pub fn evict_oldest(&mut self, n: usize, keep: impl Fn(Ipv4Addr) -> bool) -> usize {
+        let last = |seen: &[Seen]| seen.iter().map(|s| s.last_ns).max().unwrap_or(0);
+        let mut order: Vec<(bool, u64, Ipv4Addr)> =
+            self.by_ip.iter().map(|(ip, seen)| (keep(*ip), last(seen), *ip)).collect();
+        let n = n.min(order.len());
+        if n == 0 {
+            return 0;
+        }
+        // Unkept addresses first, then the oldest.
+        order.select_nth_unstable(n - 1);
+        for (_, _, ip) in &order[..n] {
+            self.by_ip.remove(ip);
+        }
+        n
+    }
+
     /// Addresses known.
     pub fn len(&self) -> usize {
         self.by_ip.len()

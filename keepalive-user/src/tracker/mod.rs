@@ -7,19 +7,26 @@
 //! * [`sccp`]: SCCP KeepAlive/KeepAliveAck pairing and registration.
 //! * [`sip`]: SIP reassembly, header parsing and REGISTER transactions.
 //! * [`arp`]: who answers ARP for which address.
+//! * [`limits`]: the bounds of all this state, and what was evicted to stay within them.
 
 pub mod arp;
+pub mod limits;
 pub mod pair;
 pub mod sccp;
 pub mod sip;
 pub mod tcp;
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{
+    collections::{HashMap, VecDeque},
+    net::{IpAddr, Ipv4Addr},
+};
 
 use keepalive_common::wire::{tcp_flags, App, Config, Event, EventKind, FlowKey};
 
+use self::limits::CANDIDATE_TIMEOUT_S;
 pub use self::{
     arp::ArpTable,
+    limits::{Evictions, Limits},
     pair::{Pair, PairKey, Role},
 };
 use self::{
@@ -114,16 +121,44 @@ pub struct Expired {
     pub reconnects: u64,
 }
 
-/// Per-pair state and the ARP table, fed one record at a time.
+/// One slot of the pair table. Slots are reused; the generation tells a stream whether the
+/// pair it was made for still holds the slot.
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    /// Not a phone yet (see [`limits`]).
+    candidate: bool,
+    pair: Option<Pair>,
+}
+
+/// Why a pair is removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Removal {
+    Idle,
+    CandidatesFull,
+    CandidateTimeout,
+    PhonesFull,
+}
+
+/// Per-pair state and the ARP table, fed one record at a time, within [`Limits`].
 #[derive(Debug)]
 pub struct Tracker {
     /// Settings in force.
     pub settings: Settings,
     config: Config,
-    /// Pairs, in the order first seen.
-    pub pairs: Vec<Pair>,
+    limits: Limits,
+    /// The pair table: phones and candidates, with free slots in `free`.
+    slots: Vec<Slot>,
+    free: Vec<usize>,
     index: HashMap<PairKey, usize>,
     streams: HashMap<FlowKey, Stream>,
+    /// Candidates in the order they were made, with their first time (entries of candidates
+    /// since promoted or removed are skipped when met).
+    queue: VecDeque<(PairKey, u64)>,
+    phones: usize,
+    candidates: usize,
+    /// Bytes of partial SIP messages held by all streams.
+    sip_bytes: usize,
     /// ARP knowledge.
     pub arp: ArpTable,
     /// Time of the first and latest record.
@@ -132,27 +167,70 @@ pub struct Tracker {
     pub now_ns: u64,
     /// Counts.
     pub stats: TrackerStats,
+    /// What was forgotten to stay within the limits, by reason.
+    pub evictions: Evictions,
     /// Totals of forgotten pairs, per protocol.
     pub expired: HashMap<App, Expired>,
     sip_out: Vec<sip::Parsed>,
 }
 
+/// The two directions' flow keys of the connection from `phone_port` on the pair `pk`.
+fn flow_keys(pk: &PairKey, phone_port: u16) -> [FlowKey; 2] {
+    let octets = |a: IpAddr| match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    let (phone, server) = (octets(pk.phone), octets(pk.server));
+    [
+        FlowKey {
+            src_addr: phone,
+            dst_addr: server,
+            src_port: phone_port,
+            dst_port: pk.server_port,
+        },
+        FlowKey {
+            src_addr: server,
+            dst_addr: phone,
+            src_port: pk.server_port,
+            dst_port: phone_port,
+        },
+    ]
+}
+
 impl Tracker {
-    /// A tracker for traffic classified with `config` (it names the server ports).
+    /// A tracker for traffic classified with `config` (it names the server ports), within the
+    /// default [`Limits`].
     pub fn new(settings: Settings, config: Config) -> Self {
+        Self::with_limits(settings, config, Limits::default())
+    }
+
+    /// The same within `limits`.
+    pub fn with_limits(settings: Settings, config: Config, limits: Limits) -> Self {
         Self {
             settings,
             config,
-            pairs: Vec::new(),
+            limits,
+            slots: Vec::new(),
+            free: Vec::new(),
             index: HashMap::new(),
             streams: HashMap::new(),
+            queue: VecDeque::new(),
+            phones: 0,
+            candidates: 0,
+            sip_bytes: 0,
             arp: ArpTable::default(),
             first_ns: None,
             now_ns: 0,
             stats: TrackerStats::default(),
+            evictions: Evictions::default(),
             expired: HashMap::new(),
             sip_out: Vec::new(),
         }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Feeds one record.
@@ -179,6 +257,9 @@ impl Tracker {
                     ev.arp_tha,
                     window,
                 );
+                if self.arp.len() > self.limits.arp_addresses {
+                    self.evict_arp();
+                }
             }
             _ => {}
         }
@@ -191,41 +272,50 @@ impl Tracker {
     }
 
     /// Forgets pairs not heard from for `idle_ns` (with their streams), so a long-running agent
-    /// holds only phones that are alive. Their counts move to [`Tracker::expired`].
+    /// holds only phones that are alive, and candidates older than [`CANDIDATE_TIMEOUT_S`].
+    /// The counts of forgotten phones move to [`Tracker::expired`].
     pub fn expire(&mut self, idle_ns: u64) {
         let now = self.now_ns;
-        if self.pairs.iter().all(|p| now.saturating_sub(p.last_ns) <= idle_ns) {
-            return;
-        }
-        let mut remap = vec![usize::MAX; self.pairs.len()];
-        let mut kept = Vec::with_capacity(self.pairs.len());
-        for (i, p) in std::mem::take(&mut self.pairs).into_iter().enumerate() {
-            if now.saturating_sub(p.last_ns) <= idle_ns {
-                remap[i] = kept.len();
-                kept.push(p);
-            } else {
-                let e = self.expired.entry(p.app).or_default();
-                e.keepalives += p.keepalives;
-                e.acks += p.acks;
-                e.retransmissions += p.retransmission_count;
-                e.reconnects += p.reconnect_count;
-                self.stats.expired_pairs += 1;
+        let timeout = (self.settings.wall_s(CANDIDATE_TIMEOUT_S) * 1e9) as u64;
+        while let Some(&(key, first_ns)) = self.queue.front() {
+            if now.saturating_sub(first_ns) <= timeout {
+                break;
+            }
+            self.queue.pop_front();
+            if let Some(i) = self.candidate_slot(&key, first_ns) {
+                self.remove(i, Removal::CandidateTimeout);
             }
         }
-        self.pairs = kept;
-        self.index = self.pairs.iter().enumerate().map(|(i, p)| (p.key, i)).collect();
-        self.streams.retain(|_, s| remap[s.pair] != usize::MAX);
-        for s in self.streams.values_mut() {
-            s.pair = remap[s.pair];
+        for i in 0..self.slots.len() {
+            let idle = self.slots[i]
+                .pair
+                .as_ref()
+                .is_some_and(|p| now.saturating_sub(p.last_ns) > idle_ns);
+            if idle {
+                self.remove(i, Removal::Idle);
+            }
         }
     }
 
-    /// Forgets streams idle for longer than the setting (pairs and their history stay).
+    /// Forgets streams idle for longer than the setting (pairs and their history stay), and
+    /// any left behind by a removed pair.
     pub fn expire_streams(&mut self) {
         let idle = (self.settings.idle_stream_s * 1e9) as u64;
         let now = self.now_ns;
-        let pairs = &self.pairs;
-        self.streams.retain(|_, s| now.saturating_sub(pairs[s.pair].last_ns) <= idle);
+        let slots = &self.slots;
+        let mut freed = 0;
+        self.streams.retain(|_, s| {
+            let keep = slots
+                .get(s.pair)
+                .filter(|slot| slot.generation == s.generation)
+                .and_then(|slot| slot.pair.as_ref())
+                .is_some_and(|p| now.saturating_sub(p.last_ns) <= idle);
+            if !keep {
+                freed += s.sip_buffered();
+            }
+            keep
+        });
+        self.sip_bytes = self.sip_bytes.saturating_sub(freed);
     }
 
     /// Streams (connection directions) held.
@@ -233,9 +323,179 @@ impl Tracker {
         self.streams.len()
     }
 
-    /// The pair with this key.
+    /// Phones held (pairs that have carried a keepalive).
+    pub fn phone_count(&self) -> usize {
+        self.phones
+    }
+
+    /// Candidates held (pairs that have not, yet).
+    pub fn candidate_count(&self) -> usize {
+        self.candidates
+    }
+
+    /// Bytes of partial SIP messages held.
+    pub fn sip_buffered(&self) -> usize {
+        self.sip_bytes
+    }
+
+    /// The phones: every pair that has carried a keepalive (candidates are not listed).
+    pub fn phones(&self) -> impl Iterator<Item = &Pair> {
+        self.phone_slots().map(|(_, p)| p)
+    }
+
+    /// The phones with their slot numbers (stable while the phone is held; see
+    /// [`Tracker::phone_at`]).
+    pub fn phone_slots(&self) -> impl Iterator<Item = (usize, &Pair)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.candidate)
+            .filter_map(|(i, s)| s.pair.as_ref().map(|p| (i, p)))
+    }
+
+    /// The phone in slot `i`, if one is.
+    pub fn phone_at(&self, i: usize) -> Option<&Pair> {
+        self.slots.get(i).filter(|s| !s.candidate).and_then(|s| s.pair.as_ref())
+    }
+
+    /// Slots in the pair table (phones, candidates and free slots).
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The phone with this key.
     pub fn pair(&self, key: &PairKey) -> Option<&Pair> {
-        self.index.get(key).map(|&i| &self.pairs[i])
+        self.index.get(key).and_then(|&i| self.phone_at(i))
+    }
+
+    /// The slot of the candidate `key` made at `first_ns`, if it is still one.
+    fn candidate_slot(&self, key: &PairKey, first_ns: u64) -> Option<usize> {
+        let &i = self.index.get(key)?;
+        let slot = &self.slots[i];
+        (slot.candidate && slot.pair.as_ref().is_some_and(|p| p.first_ns == first_ns)).then_some(i)
+    }
+
+    /// A new pair, as a candidate; the oldest candidate makes room when the table is full.
+    fn create(&mut self, pk: PairKey, app: App, ts_ns: u64) -> usize {
+        while self.candidates >= self.limits.candidates {
+            let Some((key, first_ns)) = self.queue.pop_front() else {
+                break;
+            };
+            if let Some(i) = self.candidate_slot(&key, first_ns) {
+                self.remove(i, Removal::CandidatesFull);
+            }
+        }
+        // Entries of promoted candidates are skipped only when met: compact now and then.
+        if self.queue.len() > 2 * self.limits.candidates + 1024 {
+            let (index, slots) = (&self.index, &self.slots);
+            self.queue.retain(|(k, first)| {
+                index.get(k).is_some_and(|&i| {
+                    slots[i].candidate
+                        && slots[i].pair.as_ref().is_some_and(|p| p.first_ns == *first)
+                })
+            });
+        }
+        let pair = Some(Pair::new(pk, app, ts_ns));
+        let i = match self.free.pop() {
+            Some(i) => {
+                let slot = &mut self.slots[i];
+                (slot.candidate, slot.pair) = (true, pair);
+                i
+            }
+            None => {
+                self.slots.push(Slot { generation: 0, candidate: true, pair });
+                self.slots.len() - 1
+            }
+        };
+        self.index.insert(pk, i);
+        self.queue.push_back((pk, ts_ns));
+        self.candidates += 1;
+        self.evictions.candidates_created += 1;
+        i
+    }
+
+    /// A candidate that has carried a keepalive becomes a phone; the longest-idle phones make
+    /// room when the table is full.
+    fn promote(&mut self, i: usize) {
+        if self.phones >= self.limits.phones {
+            self.evict_idle_phones(i);
+        }
+        self.slots[i].candidate = false;
+        self.candidates -= 1;
+        self.phones += 1;
+        self.evictions.promoted += 1;
+    }
+
+    /// Removes a batch of the longest-idle phones (never slot `keep`).
+    fn evict_idle_phones(&mut self, keep: usize) {
+        let mut idle: Vec<(u64, usize)> =
+            self.phone_slots().filter(|(i, _)| *i != keep).map(|(i, p)| (p.last_ns, i)).collect();
+        let n = self.limits.phone_batch().min(idle.len());
+        if n == 0 {
+            return;
+        }
+        idle.select_nth_unstable(n - 1);
+        for &(_, i) in &idle[..n] {
+            self.remove(i, Removal::PhonesFull);
+        }
+    }
+
+    /// Removes the pair in slot `i` with its streams, counting why.
+    fn remove(&mut self, i: usize, why: Removal) {
+        let slot = &mut self.slots[i];
+        let Some(p) = slot.pair.take() else {
+            return;
+        };
+        // Streams still pointing here are now stale (see `Stream::generation`).
+        slot.generation = slot.generation.wrapping_add(1);
+        let was_candidate = std::mem::replace(&mut slot.candidate, false);
+        self.free.push(i);
+        self.index.remove(&p.key);
+        for port in p.ports() {
+            self.forget_connection(&p.key, port);
+        }
+        if was_candidate {
+            self.candidates -= 1;
+        } else {
+            self.phones -= 1;
+            let e = self.expired.entry(p.app).or_default();
+            e.keepalives += p.keepalives;
+            e.acks += p.acks;
+            e.retransmissions += p.retransmission_count;
+            e.reconnects += p.reconnect_count;
+        }
+        match why {
+            Removal::Idle => self.stats.expired_pairs += 1,
+            Removal::CandidatesFull => self.evictions.candidates_full += 1,
+            Removal::CandidateTimeout => self.evictions.candidate_timeout += 1,
+            Removal::PhonesFull => self.evictions.phones_full += 1,
+        }
+    }
+
+    /// Forgets both streams of one connection.
+    fn forget_connection(&mut self, pk: &PairKey, phone_port: u16) {
+        for key in flow_keys(pk, phone_port) {
+            if let Some(s) = self.streams.remove(&key) {
+                self.sip_bytes = self.sip_bytes.saturating_sub(s.sip_buffered());
+            }
+        }
+    }
+
+    /// Removes a batch of the ARP addresses heard from longest ago, keeping those of tracked
+    /// phones and servers while others are left.
+    fn evict_arp(&mut self) {
+        let tracked: std::collections::HashSet<Ipv4Addr> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.pair.as_ref())
+            .flat_map(|p| [p.key.phone, p.key.server])
+            .filter_map(|a| match a {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let n = self.arp.evict_oldest(self.limits.arp_batch(), |ip| tracked.contains(&ip));
+        self.evictions.arp_full += n as u64;
     }
 
     /// Which end of a new direction is the phone: the end not on a tracked port; when both
@@ -254,12 +514,23 @@ impl Tracker {
         }
     }
 
+    /// Whether `s` still belongs to the pair it was made for.
+    fn current(&self, s: &Stream) -> bool {
+        self.slots.get(s.pair).is_some_and(|slot| slot.generation == s.generation)
+    }
+
     /// The stream of this segment's direction, created (with its pair) on first sight; `None`
     /// for a copy seen on another interface than the direction's first.
     fn stream_for(&mut self, ev: &Event) -> Option<FlowKey> {
         let key = ev.flow_key();
-        if let Some(s) = self.streams.get(&key) {
-            return (s.ifindex == ev.ifindex).then_some(key);
+        match self.streams.get(&key) {
+            Some(s) if self.current(s) => return (s.ifindex == ev.ifindex).then_some(key),
+            Some(_) => {
+                if let Some(s) = self.streams.remove(&key) {
+                    self.sip_bytes = self.sip_bytes.saturating_sub(s.sip_buffered());
+                }
+            }
+            None => {}
         }
         let rkey = FlowKey {
             src_addr: key.dst_addr,
@@ -267,23 +538,27 @@ impl Tracker {
             src_port: key.dst_port,
             dst_port: key.src_port,
         };
-        let from_phone = self.phone_is_src(ev, self.streams.get(&rkey));
+        let reverse = self.streams.get(&rkey).filter(|r| self.current(r));
+        let from_phone = self.phone_is_src(ev, reverse);
         let src = addr(ev.src_addr, ev.ip_version);
         let dst = addr(ev.dst_addr, ev.ip_version);
-        let pk = if from_phone {
-            PairKey { phone: src, server: dst, server_port: ev.dst_port }
+        let (pk, phone_port) = if from_phone {
+            (PairKey { phone: src, server: dst, server_port: ev.dst_port }, ev.src_port)
         } else {
-            PairKey { phone: dst, server: src, server_port: ev.src_port }
+            (PairKey { phone: dst, server: src, server_port: ev.src_port }, ev.dst_port)
         };
-        let pair = match self.index.get(&pk) {
+        let i = match self.index.get(&pk) {
             Some(&i) => i,
-            None => {
-                self.pairs.push(Pair::new(pk, App::from_u8(ev.app), ev.ts_ns));
-                self.index.insert(pk, self.pairs.len() - 1);
-                self.pairs.len() - 1
-            }
+            None => self.create(pk, App::from_u8(ev.app), ev.ts_ns),
         };
-        self.streams.insert(key, Stream::new(pair, from_phone, ev.ifindex));
+        let replaced = self.slots[i].pair.as_mut().and_then(|p| p.note_port(phone_port));
+        if let Some(old) = replaced {
+            self.forget_connection(&pk, old);
+            self.evictions.old_connections += 1;
+        }
+        let mut stream = Stream::new(i, from_phone, ev.ifindex);
+        stream.generation = self.slots[i].generation;
+        self.streams.insert(key, stream);
         Some(key)
     }
 
@@ -292,9 +567,14 @@ impl Tracker {
             self.stats.other_interface += 1;
             return;
         };
-        let stream = self.streams.get_mut(&key).expect("stream_for inserted it");
+        let Some(stream) = self.streams.get_mut(&key) else {
+            return;
+        };
         let from_phone = stream.from_phone;
-        let pair = &mut self.pairs[stream.pair];
+        let slot_index = stream.pair;
+        let Some(pair) = self.slots[slot_index].pair.as_mut() else {
+            return;
+        };
         pair.last_ns = ev.ts_ns;
         let phone_port = if from_phone { ev.src_port } else { ev.dst_port };
         if from_phone {
@@ -322,7 +602,17 @@ impl Tracker {
                     App::Sccp => sccp::segment(pair, stream, ev, payload, from_phone),
                     App::Sip => {
                         let mut out = std::mem::take(&mut self.sip_out);
-                        stream.feed_sip(ev.ts_ns, ev.seq, ev.payload_len, payload, &mut out);
+                        let before = stream.sip_buffered();
+                        let oversized =
+                            stream.feed_sip(ev.ts_ns, ev.seq, ev.payload_len, payload, &mut out);
+                        let after = stream.sip_buffered();
+                        self.evictions.sip_oversized += u64::from(oversized);
+                        self.sip_bytes = (self.sip_bytes + after).saturating_sub(before);
+                        if self.sip_bytes > self.limits.sip_buffer_bytes {
+                            stream.drop_sip();
+                            self.sip_bytes = self.sip_bytes.saturating_sub(after);
+                            self.evictions.sip_budget += 1;
+                        }
                         self.stats.sip_messages += out.len() as u64;
                         for m in out.drain(..) {
                             sip::message(pair, stream, ev, from_phone, m, &self.settings);
@@ -338,6 +628,10 @@ impl Tracker {
         }
         if !from_phone && ev.tcp_flags & tcp_flags::ACK != 0 {
             tcp_ack(pair, ev.ack, ev.ts_ns);
+        }
+        let is_phone = pair.is_phone();
+        if is_phone && self.slots[slot_index].candidate {
+            self.promote(slot_index);
         }
     }
 }

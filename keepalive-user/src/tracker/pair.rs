@@ -6,6 +6,8 @@ use std::{collections::VecDeque, net::IpAddr};
 
 use keepalive_common::wire::App;
 
+use super::limits::PORTS_KEPT;
+
 /// Keepalives remembered per pair: 6 minutes of SCCP, 23 of SIP. The findings look at recent
 /// behaviour (the last 10 keepalives; `intermittent-loss` all 12), and the tracker's memory at
 /// 100 000 phones is dominated by this history (12 was 16 until the agent had to fit 100 000
@@ -335,6 +337,8 @@ pub struct Pair {
     pub last_ok_ns: Option<u64>,
     /// SIP: the phone sends `Expires: 0` / `cisco-keep-alive` REGISTERs (a backup keepalive).
     pub sip_backup_keepalives: u64,
+    /// SCCP: a Register seen from the phone.
+    pub sccp_register_seen: bool,
     /// SCCP: RegisterAck seen.
     pub sccp_registered: bool,
     /// SCCP: RegisterReject seen.
@@ -359,6 +363,10 @@ pub struct Pair {
     pub last_ns: u64,
     /// Next keepalive serial.
     pub next_id: u64,
+    /// Phone ports of the connections whose streams the tracker keeps, a ring written at
+    /// `ports_next` (0: none).
+    ports: [u16; PORTS_KEPT],
+    ports_next: u8,
 }
 
 impl Pair {
@@ -382,6 +390,7 @@ impl Pair {
             expires_granted: None,
             last_ok_ns: None,
             sip_backup_keepalives: 0,
+            sccp_register_seen: false,
             sccp_registered: false,
             sccp_rejected: false,
             retransmissions: Recent::default(),
@@ -394,7 +403,32 @@ impl Pair {
             first_ns: ts_ns,
             last_ns: ts_ns,
             next_id: 0,
+            ports: [0; PORTS_KEPT],
+            ports_next: 0,
         }
+    }
+
+    /// The pair has carried a keepalive or an SCCP Register: a phone, not a candidate (see
+    /// [`super::limits`]).
+    pub fn is_phone(&self) -> bool {
+        self.keepalives > 0 || self.sccp_register_seen
+    }
+
+    /// Notes a connection from `phone_port`; returns the port of the oldest connection kept
+    /// when this one replaces it, whose streams the tracker then forgets.
+    pub fn note_port(&mut self, phone_port: u16) -> Option<u16> {
+        if self.ports.contains(&phone_port) {
+            return None;
+        }
+        let i = usize::from(self.ports_next);
+        let old = std::mem::replace(&mut self.ports[i], phone_port);
+        self.ports_next = ((i + 1) % PORTS_KEPT) as u8;
+        (old != 0).then_some(old)
+    }
+
+    /// Phone ports of the connections kept.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ports.iter().copied().filter(|p| *p != 0)
     }
 
     /// The role, from what the server answers.

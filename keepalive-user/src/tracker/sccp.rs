@@ -26,6 +26,7 @@ pub fn segment(pair: &mut Pair, stream: &mut Stream, ev: &Event, payload: &[u8],
                 stream.tag(ev.seq, id);
             }
             (true, sccp_msg::REGISTER) => {
+                pair.sccp_register_seen = true;
                 pair.sccp_registered = false;
                 pair.sccp_rejected = false;
                 if let Some(name) = register_device(payload) {

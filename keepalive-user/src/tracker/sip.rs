@@ -10,6 +10,8 @@
 /// The largest message buffered before it is given up on (a REGISTER is a few hundred bytes).
 const MAX_MESSAGE: usize = 64 * 1024;
 
+use super::limits::MAX_SIP_HEAD;
+
 /// The headers of one SIP message the tracker cares about.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Message {
@@ -172,9 +174,23 @@ impl Assembler {
         self.buf.is_empty()
     }
 
+    /// Bytes of the partial message held.
+    pub fn buffered(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Feeds a new (not retransmitted) segment: `payload` holds the first bytes of a segment of
-    /// `len` payload bytes starting at `seq`. Complete messages are appended to `out`.
-    pub fn feed(&mut self, ts_ns: u64, seq: u32, len: u16, payload: &[u8], out: &mut Vec<Parsed>) {
+    /// `len` payload bytes starting at `seq`. Complete messages are appended to `out`. Returns
+    /// `true` when a partial message was given up on for its size: headers without their blank
+    /// line beyond [`MAX_SIP_HEAD`], or a message beyond [`MAX_MESSAGE`].
+    pub fn feed(
+        &mut self,
+        ts_ns: u64,
+        seq: u32,
+        len: u16,
+        payload: &[u8],
+        out: &mut Vec<Parsed>,
+    ) -> bool {
         if self.next != Some(seq) {
             // A gap (or the first segment): whatever was buffered cannot be completed.
             self.reset();
@@ -185,22 +201,26 @@ impl Assembler {
             // tail of a message whose start we missed are skipped.
             let trimmed = payload.iter().position(|b| !matches!(b, b'\r' | b'\n'));
             let Some(first) = trimmed else {
-                return;
+                return false;
             };
             if !looks_like_start_line(&payload[first..]) {
-                return;
+                return false;
             }
             self.start = Some((ts_ns, seq));
             self.buf.extend_from_slice(&payload[first..]);
         } else {
             self.buf.extend_from_slice(payload);
         }
-        self.drain(out);
-        if payload.len() < usize::from(len) || self.buf.len() > MAX_MESSAGE {
-            // The source copied only the first bytes of this segment: the rest is a gap.
+        let headless = self.drain(out);
+        let oversized = self.buf.len() > MAX_MESSAGE || (headless && self.buf.len() > MAX_SIP_HEAD);
+        if payload.len() < usize::from(len) || oversized {
+            // The source copied only the first bytes of this segment: the rest is a gap. An
+            // oversized message is dropped the same way, and the direction resynchronises on
+            // the next segment that starts with a start line.
             self.reset();
             self.next = Some(seq.wrapping_add(u32::from(len)));
         }
+        oversized
     }
 
     fn reset(&mut self) {
@@ -208,16 +228,18 @@ impl Assembler {
         self.start = None;
     }
 
-    fn drain(&mut self, out: &mut Vec<Parsed>) {
+    /// Takes every complete message out of the buffer; `true` when what is left has not
+    /// reached the end of its headers.
+    fn drain(&mut self, out: &mut Vec<Parsed>) -> bool {
         loop {
             let Some(head_end) = find_head_end(&self.buf) else {
-                return;
+                return !self.buf.is_empty();
             };
             let head = &self.buf[..head_end.0];
             let body_len = content_length(head).unwrap_or(0);
             let total = head_end.1 + body_len;
             if self.buf.len() < total {
-                return;
+                return false;
             }
             let (ts_ns, seq) = self.start.unwrap_or((0, 0));
             if let Some(message) = Message::parse(head) {
@@ -231,12 +253,12 @@ impl Assembler {
                 // Most of the time a direction holds no partial message: give the memory back
                 // (a tracker holds two of these per phone).
                 self.buf = Vec::new();
-                return;
+                return false;
             }
             // The next message starts inside the same segment; its time is this segment's.
             if !looks_like_start_line(&self.buf) {
                 self.reset();
-                return;
+                return false;
             }
         }
     }

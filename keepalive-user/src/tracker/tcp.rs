@@ -50,8 +50,11 @@ pub enum Verdict {
 /// Sequence state of one direction.
 #[derive(Debug)]
 pub struct Stream {
-    /// The pair this direction belongs to.
+    /// The tracker slot of the pair this direction belongs to.
     pub pair: usize,
+    /// The slot's generation when the stream was made: a slot reused by another pair has
+    /// another, so a stream left behind never feeds the wrong pair.
+    pub generation: u32,
     /// Sent by the phone.
     pub from_phone: bool,
     /// The interface this direction was first seen on; copies seen on another interface (a
@@ -79,6 +82,7 @@ impl Stream {
     pub fn new(pair: usize, from_phone: bool, ifindex: u32) -> Self {
         Self {
             pair,
+            generation: 0,
             from_phone,
             ifindex,
             isn: None,
@@ -91,7 +95,8 @@ impl Stream {
     }
 
     /// Feeds a new SIP segment to this direction's reassembly (see
-    /// [`super::sip::Assembler::feed`]).
+    /// [`super::sip::Assembler::feed`]); `true` when a partial message was given up on for
+    /// its size.
     pub fn feed_sip(
         &mut self,
         ts_ns: u64,
@@ -99,12 +104,24 @@ impl Stream {
         len: u16,
         payload: &[u8],
         out: &mut Vec<super::sip::Parsed>,
-    ) {
+    ) -> bool {
         let a = self.sip.get_or_insert_with(Box::default);
-        a.feed(ts_ns, seq, len, payload, out);
+        let oversized = a.feed(ts_ns, seq, len, payload, out);
         if a.is_idle() {
             self.sip = None;
         }
+        oversized
+    }
+
+    /// Bytes of a partial SIP message held by this direction.
+    pub fn sip_buffered(&self) -> usize {
+        self.sip.as_ref().map_or(0, |a| a.buffered())
+    }
+
+    /// Drops the partial SIP message (the reassembly budget is spent); the direction
+    /// resynchronises on its next start line.
+    pub fn drop_sip(&mut self) {
+        self.sip = None;
     }
 
     /// Classifies a segment and updates the state.
