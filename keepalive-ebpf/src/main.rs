@@ -188,15 +188,23 @@ fn stamp(ctx: &XdpContext, ev: &mut Event) {
 
 /// A tracked TCP segment: update its flow and finish classification with the flow's SCCP
 /// resume state.
+///
+/// Only a segment that carries payload creates a flow entry: the entry exists for the SCCP
+/// resume state and the per-flow counters of data. A SYN flood from spoofed sources (every
+/// segment a new flow) would otherwise fill the LRU map and evict the flows of real phones;
+/// segments without payload update a flow that exists and leave no trace otherwise.
 #[inline(always)]
 fn on_tcp(r: &XdpReader, m: &TcpMatch, ev: &mut Event, counters: &mut Counters) {
+    let create = ev.payload_len > 0;
     let flow = if ev.ip_version == 4 {
-        flow_in(&FLOWS, &ev.flow_key_v4(), ev.ts_ns, counters)
+        flow_in(&FLOWS, &ev.flow_key_v4(), ev.ts_ns, create, counters)
     } else {
-        flow_in(&FLOWS6, &ev.flow_key(), ev.ts_ns, counters)
+        flow_in(&FLOWS6, &ev.flow_key(), ev.ts_ns, create, counters)
     };
     let Some(flow) = flow else {
-        counters.flow_update_errors += 1;
+        if create {
+            counters.flow_update_errors += 1;
+        }
         classify_app(r, m, 0, ev);
         return;
     };
@@ -213,16 +221,20 @@ fn on_tcp(r: &XdpReader, m: &TcpMatch, ev: &mut Event, counters: &mut Counters) 
     update_flow(flow, ev);
 }
 
-/// The flow's state in `map`, created on its first segment.
+/// The flow's state in `map`, created on its first segment when `create`.
 #[inline(always)]
 fn flow_in<K>(
     map: &LruHashMap<K, FlowStats>,
     key: &K,
     now: u64,
+    create: bool,
     counters: &mut Counters,
 ) -> Option<*mut FlowStats> {
     if let Some(f) = map.get_ptr_mut(key) {
         return Some(f);
+    }
+    if !create {
+        return None;
     }
     let fresh = FlowStats { first_ns: now, ..FlowStats::default() };
     // BPF_NOEXIST: another CPU may have created it meanwhile; either way look it up.

@@ -43,6 +43,14 @@ pub struct StatsArgs {
     /// List only this phone's pairs: its address or its device name.
     #[arg(long, value_name = "ADDR|NAME", value_parser = phone_filter)]
     pub phone: Option<String>,
+    /// List at most this many phone rows, worst first (the summary and counters count every
+    /// pair; the answer says how many rows were left out).
+    #[arg(long, value_name = "N", default_value_t = crate::agent::socket::DEFAULT_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::agent::socket::MAX_LIMIT)))]
+    pub limit: u32,
+    /// Skip this many rows first (the next page: `--offset 1000`).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub offset: u32,
 }
 
 /// A phone filter is one word of at most 64 printable characters (it travels in the request
@@ -102,6 +110,17 @@ pub struct TimerArgs {
     pub time_scale: f64,
 }
 
+/// The largest number of seconds a timer option takes (a day: CUCM's timers are minutes).
+pub const MAX_TIMER_S: f64 = 86_400.0;
+/// The largest time-scale factor.
+pub const MAX_SCALE: f64 = 10_000.0;
+/// The longest duration option (`--expire`, `--duration`): a year.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+/// The shortest refresh (`--refresh`): the agent's per-refresh work is milliseconds.
+pub const MIN_REFRESH: Duration = Duration::from_millis(100);
+/// The longest refresh: counters and findings older than this are of little use.
+pub const MAX_REFRESH: Duration = Duration::from_secs(3_600);
+
 impl TimerArgs {
     /// The tracker settings these options give.
     pub fn settings(&self) -> crate::tracker::Settings {
@@ -124,21 +143,33 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
     Ok(m)
 }
 
-/// A positive time-scale factor.
+/// A positive time-scale factor, at most [`MAX_SCALE`].
 pub fn parse_scale(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("`{s}`: expected a positive factor, e.g. 10")),
+        Ok(v) if (1.0 / MAX_SCALE..=MAX_SCALE).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}`: expected a factor between 0.0001 and {MAX_SCALE}, e.g. 10")),
     }
 }
 
-/// A non-negative number of seconds.
+/// A non-negative number of seconds, at most [`MAX_TIMER_S`].
 pub fn parse_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s.trim().parse().map_err(|_| format!("`{s}`: expected seconds, e.g. 15"))?;
     if !v.is_finite() || v < 0.0 {
         return Err(format!("`{s}`: must be a non-negative number of seconds"));
     }
+    if v > MAX_TIMER_S {
+        return Err(format!("`{s}`: at most {MAX_TIMER_S} seconds (a day)"));
+    }
     Ok(v)
+}
+
+/// A number of phones for `--max-phones`: 1 to [`MAX_MAX_PHONES`](crate::tracker::limits::MAX_MAX_PHONES).
+pub fn parse_max_phones(s: &str) -> Result<usize, String> {
+    use crate::tracker::limits::MAX_MAX_PHONES;
+    match s.trim().replace('_', "").parse::<usize>() {
+        Ok(n) if (1..=MAX_MAX_PHONES).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}`: expected a number of phones from 1 to {MAX_MAX_PHONES}")),
+    }
 }
 
 /// The default configuration with `ports` replacing the default ports when given.
@@ -191,9 +222,14 @@ pub struct RunArgs {
     /// Forget phones not heard from for this long.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub expire: Duration,
-    /// How often the view, the counters and the expiry run.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    /// How often the view, the counters and the expiry run (100ms to 1h).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_refresh)]
     pub refresh: Duration,
+    /// Phone↔server pairs the agent holds; the candidate, stream, ARP and SIP-buffer limits
+    /// follow from it, and the state at this limit is stated in README.
+    #[arg(long, value_name = "N", default_value_t = crate::tracker::limits::DEFAULT_MAX_PHONES,
+          value_parser = parse_max_phones)]
+    pub max_phones: usize,
     /// The timers the tracker judges keepalives by.
     #[command(flatten)]
     pub timers: TimerArgs,
@@ -234,7 +270,16 @@ pub fn parse_port_rule(s: &str) -> Result<PortRule, String> {
     Ok(PortRule { port, app: app as u8, _pad: 0 })
 }
 
-/// Parses `90`, `90s`, `5m`, `2h`, `250ms`.
+/// A refresh period: a duration from [`MIN_REFRESH`] to [`MAX_REFRESH`].
+pub fn parse_refresh(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if !(MIN_REFRESH..=MAX_REFRESH).contains(&d) {
+        return Err(format!("`{s}`: the refresh must be between 100ms and 1h"));
+    }
+    Ok(d)
+}
+
+/// Parses `90`, `90s`, `5m`, `2h`, `250ms`, up to [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) =
@@ -250,7 +295,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("`{s}`: not a valid duration"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!("`{s}`: at most a year (8784h)"));
+    }
+    // In range, so this cannot panic (`from_secs_f64` does beyond u64::MAX seconds).
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}`: not a valid duration"))
 }
 
 #[cfg(test)]
@@ -283,6 +332,50 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    /// Every numeric option either parses or is refused with a sentence; none panics.
+    #[test]
+    fn out_of_range_options_are_refused_with_a_sentence() {
+        let run = |extra: &[&str]| {
+            let mut argv = vec!["keepalive", "run", "--iface", "eth0"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|_| ()).map_err(|e| e.to_string())
+        };
+        for (flag, bad, says) in [
+            ("--expire", "9999999999999999h", "at most a year"),
+            ("--expire", "1e400s", "unit must be"),
+            ("--expire", "99999999999999999999999999999999999999s", "at most a year"),
+            ("--expire=-5m", "", "expected a duration"),
+            ("--duration", "NaNs", "expected a duration"),
+            ("--refresh", "0", "between 100ms and 1h"),
+            ("--refresh", "2h", "between 100ms and 1h"),
+            ("--grace", "1e300", "at most 86400 seconds"),
+            ("--grace", "inf", "non-negative"),
+            ("--delta=-1", "", "non-negative"),
+            ("--time-scale", "0", "between 0.0001"),
+            ("--time-scale", "1e9", "between 0.0001"),
+            ("--max-phones", "0", "from 1 to"),
+            ("--max-phones", "99999999999", "from 1 to"),
+            ("--count=-1", "", "invalid value"),
+            ("--socket-mode", "abc", "octal"),
+            ("--metrics", "99999", "expected PORT"),
+            ("--port", "sip:70000", "not a TCP port"),
+        ] {
+            let argv: &[&str] = if bad.is_empty() { &[flag] } else { &[flag, bad] };
+            let err = run(argv).expect_err(flag);
+            assert!(err.contains(says), "{flag} {bad}: {err}");
+        }
+        assert!(run(&["--expire", "8784h", "--refresh", "100ms", "--max-phones", "1_000"]).is_ok());
+        let stats = |extra: &[&str]| {
+            let mut argv = vec!["keepalive", "stats"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map_err(|e| e.to_string())
+        };
+        assert!(stats(&["--limit", "0"]).unwrap_err().contains("--limit"));
+        assert!(stats(&["--offset=-1"]).is_err());
+        let Command::Stats(a) = stats(&[]).unwrap().command else { panic!("parsed as stats") };
+        assert_eq!((a.limit, a.offset), (crate::agent::socket::DEFAULT_LIMIT, 0));
     }
 
     #[test]

@@ -41,8 +41,9 @@ fn run_options(args: &RunArgs) -> anyhow::Result<agent::Options> {
         metrics: args.metrics,
         metrics_per_phone: args.metrics_per_phone,
         output,
-        refresh: args.refresh.max(std::time::Duration::from_millis(100)),
+        refresh: args.refresh,
         expire: args.expire,
+        limits: keepalive::tracker::Limits::for_phones(args.max_phones),
         count: args.count,
         duration: args.duration,
     })
@@ -53,6 +54,8 @@ fn stats(args: &StatsArgs) -> anyhow::Result<()> {
         table: args.format == Format::Table,
         findings_only: args.findings,
         phone: args.phone.clone(),
+        limit: args.limit,
+        offset: args.offset,
     };
     let body = agent::socket::fetch(&args.socket, &query)?;
     print_or_pipe_closed(|out| out.write_all(body.as_bytes()))

@@ -138,7 +138,43 @@ fn counters_account_for_every_frame() {
     assert_eq!(k.parse_errors, n(Expect::Malformed));
     assert_eq!(k.events, n(Expect::Tcp) + n(Expect::Arp));
     assert_eq!(k.ringbuf_full, 0);
-    assert_eq!(k.flows_created, n(Expect::Tcp), "flows are cleared before each fixture");
+    // Flows are cleared before each fixture, and only a segment with payload creates one.
+    let with_payload =
+        c.iter().filter(|f| f.expect == Expect::Tcp && host(&f.frame).1.payload_len > 0).count();
+    assert!(with_payload > 0 && (with_payload as u64) < n(Expect::Tcp));
+    assert_eq!(k.flows_created, with_payload as u64);
+}
+
+/// A SYN flood from spoofed sources leaves the flow maps alone: a bare SYN creates no flow
+/// entry, so a phone's flow (with its SCCP resume state) is never evicted by one.
+#[test]
+fn a_syn_flood_creates_no_flows_and_evicts_no_phone() {
+    if !common::have_root("a_syn_flood_creates_no_flows_and_evicts_no_phone") {
+        return;
+    }
+    // A map of 1 024 flows (each CPU's LRU list holds a share), against 20 000 SYNs.
+    let (mut probe, _rings) = load(Config::DEFAULT);
+    new_flow(&mut probe, 40_000);
+    let phone = corpus().into_iter().find(|f| f.name == "sccp-keepalive").unwrap().frame;
+    let key = host(&phone).1.flow_key();
+    let key = keepalive_common::wire::FlowKey { src_port: 40_000, ..key };
+    assert!(probe.flow(&key).unwrap().is_some(), "the phone's flow");
+    let syn = corpus().into_iter().find(|f| f.name == "sccp-syn").unwrap().frame;
+    let (_, ev) = host(&syn);
+    assert_eq!((ev.payload_len, &syn[26..30]), (0, &ev.src_addr[12..]), "fixture layout");
+    let before = probe.counters().unwrap();
+    for n in 0..20_000u32 {
+        let mut f = syn.clone();
+        // Ethernet, IPv4 without options: the source address is at 26.
+        f[26..30].copy_from_slice(&(0x0a80_0000 + n).to_be_bytes());
+        probe.test_run(PROGRAM, &f, 1).unwrap();
+    }
+    let after = probe.counters().unwrap();
+    assert_eq!(after.matched_tcp - before.matched_tcp, 20_000, "every SYN was matched");
+    assert_eq!(after.flows_created, before.flows_created, "no flow for a bare SYN");
+    assert_eq!(after.flow_update_errors, before.flow_update_errors);
+    assert_eq!(probe.flow_count().unwrap(), 1);
+    assert!(probe.flow(&key).unwrap().is_some(), "the phone's flow survived the flood");
 }
 
 #[test]
@@ -256,16 +292,23 @@ fn every_tracked_segment_has_its_flow_in_the_map_of_its_ip_version() {
         return;
     }
     let (mut probe, mut ring) = load(Config::DEFAULT);
-    let mut v6 = 0;
+    let (mut v6, mut empty) = (0, 0);
     for f in corpus().iter().filter(|f| f.expect == Expect::Tcp) {
         let (_, recs) = kernel(&mut probe, &mut ring, &f.frame);
         let ev = &recs[0].event;
         v6 += usize::from(ev.ip_version == 6);
         let flow = probe.flow(&ev.flow_key()).unwrap();
+        if ev.payload_len == 0 {
+            // A segment without payload (SYN, pure ACK) creates no flow (see on_tcp).
+            empty += 1;
+            assert_eq!(flow.map(|f| f.packets), None, "{}: no flow", f.name);
+            assert_eq!(probe.flow_count().unwrap(), 0, "{}", f.name);
+            continue;
+        }
         assert_eq!(flow.map(|f| f.packets), Some(1), "{}: its flow (IPv{})", f.name, ev.ip_version);
         assert_eq!(probe.flow_count().unwrap(), 1, "{}", f.name);
     }
-    assert!(v6 >= 3, "IPv6 fixtures ran: {v6}");
+    assert!(v6 >= 3 && empty >= 2, "IPv6 fixtures ran: {v6}; without payload: {empty}");
 }
 
 /// Whole scenario captures, frame by frame in time order with the flow map kept between frames:
@@ -413,15 +456,24 @@ fn the_flow_count_thread_follows_new_flows() {
     }
     let counter =
         FlowCounter::start(probe.flow_maps().unwrap(), Duration::from_millis(20)).unwrap();
-    assert_eq!(counter.get(), ((3, 0), None), "counted at start");
+    let (first, error) = counter.get();
+    assert_eq!((first.live, first.evicted(), error), (3, 0, None), "counted at start");
     new_flow(&mut probe, 4);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while counter.get().0 .0 != 4 {
+    let later = loop {
+        let (c, _) = counter.get();
+        if c.live == 4 {
+            break c;
+        }
         assert!(Instant::now() < deadline, "the thread never counted the new flow");
         std::thread::sleep(Duration::from_millis(10));
-    }
+    };
+    // Live and created come from the same count, stamped with its time.
+    assert_eq!((later.created, later.evicted()), (4, 0));
+    assert!(later.at_ns > first.at_ns, "{later:?} after {first:?}");
     new_flow(&mut probe, 5);
-    assert_eq!(counter.finish().unwrap(), (5, 0), "a last count when finishing");
+    let last = counter.finish().unwrap();
+    assert_eq!((last.live, last.created), (5, 5), "a last count when finishing");
 }
 
 #[test]

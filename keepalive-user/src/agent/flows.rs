@@ -26,11 +26,35 @@ pub const SLOW_EVERY: Duration = Duration::from_secs(30);
 /// Below this many flows they are counted on every refresh.
 pub const SLOW_ABOVE: u64 = 10_000;
 
-/// `(live, created)` of the latest count and the first error, shared with the thread.
+/// One count of the flow maps: the live entries and the `flows_created` counter read with
+/// them, and when. Evictions are `created − live` of the same count, so the three always
+/// agree; a fresh `flows_created` beside an older live count would make up evictions (or
+/// hide them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCount {
+    /// Entries live in the flow maps.
+    pub live: u64,
+    /// Flow entries the program had created when they were counted.
+    pub created: u64,
+    /// When they were counted (ns since the epoch).
+    pub at_ns: u64,
+}
+
+impl FlowCount {
+    fn now((live, created): (u64, u64)) -> Self {
+        Self { live, created, at_ns: super::now_ns() }
+    }
+
+    /// Entries the LRU evicted by the time of the count.
+    pub fn evicted(&self) -> u64 {
+        self.created.saturating_sub(self.live)
+    }
+}
+
+/// The latest count and the first error since it was read, shared with the thread.
 #[derive(Debug, Default)]
 struct Latest {
-    live: u64,
-    created: u64,
+    count: FlowCount,
     error: Option<String>,
 }
 
@@ -46,8 +70,9 @@ impl FlowCounter {
     /// Counts once now (so the first refresh has a figure), then on a thread every `refresh`
     /// (or [`SLOW_EVERY`] once the maps hold [`SLOW_ABOVE`] flows).
     pub fn start(maps: FlowMaps, refresh: Duration) -> Result<Self, LoaderError> {
-        let (live, created) = maps.count()?;
-        let latest = Arc::new(Mutex::new(Latest { live, created, error: None }));
+        let count = FlowCount::now(maps.count()?);
+        let live = count.live;
+        let latest = Arc::new(Mutex::new(Latest { count, error: None }));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (latest, stop) = (latest.clone(), stop.clone());
@@ -63,7 +88,10 @@ impl FlowCounter {
                         let got = maps.count();
                         let mut l = latest.lock().unwrap_or_else(|e| e.into_inner());
                         match got {
-                            Ok((n, created)) => (l.live, l.created, live) = (n, created, n),
+                            Ok(c) => {
+                                l.count = FlowCount::now(c);
+                                live = l.count.live;
+                            }
                             Err(e) => l.error = Some(e.to_string()),
                         }
                     }
@@ -76,24 +104,23 @@ impl FlowCounter {
         Ok(Self { latest, stop, thread: Some(thread) })
     }
 
-    /// `(live, evicted)` as of the latest good count (evictions are the flows created that
-    /// are no longer live), and the latest error the thread met since the last call, if any.
-    pub fn get(&self) -> ((u64, u64), Option<String>) {
+    /// The latest good count, and the latest error the thread met since the last call.
+    pub fn get(&self) -> (FlowCount, Option<String>) {
         let mut l = self.latest.lock().unwrap_or_else(|e| e.into_inner());
         let error = l.error.take();
-        ((l.live, l.created.saturating_sub(l.live)), error)
+        (l.count, error)
     }
 
     /// Stops the thread and counts once more, for the final figures.
-    pub fn finish(mut self) -> Result<(u64, u64), LoaderError> {
+    pub fn finish(mut self) -> Result<FlowCount, LoaderError> {
         self.stop.store(true, Ordering::Relaxed);
         let maps = self.thread.take().and_then(|t| t.join().ok());
-        if let Some((live, created)) = maps.map(|m| m.count()).transpose()? {
+        if let Some(c) = maps.map(|m| m.count()).transpose()? {
             let mut l = self.latest.lock().unwrap_or_else(|e| e.into_inner());
-            (l.live, l.created) = (live, created);
+            l.count = FlowCount::now(c);
         }
         let l = self.latest.lock().unwrap_or_else(|e| e.into_inner());
-        Ok((l.live, l.created.saturating_sub(l.live)))
+        Ok(l.count)
     }
 }
 

@@ -134,6 +134,30 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, per_phone: bool) -> String {
         "Pairs forgotten after being idle",
         snap.userspace.expired_pairs as i64,
     );
+    gauge(
+        &mut reg,
+        "kernel_flows_counted_timestamp_seconds",
+        "When kernel_flows and kernel_lru_evictions were counted (epoch seconds)",
+        k.flows_counted_at as i64,
+    );
+    let u = &snap.userspace;
+    gauge(&mut reg, "tracker_phones", "Pairs that carried a keepalive (phones)", u.phones as i64);
+    gauge(
+        &mut reg,
+        "tracker_candidates",
+        "Pairs that have not carried a keepalive yet (handshakes, SYNs)",
+        u.candidates as i64,
+    );
+    gauge(&mut reg, "tracker_phones_limit", "--max-phones", u.limits.phones as i64);
+    let evictions = Family::<Labels, Counter>::default();
+    for (why, n) in u.evictions.by_reason() {
+        evictions.get_or_create(&labels(&[("reason", why)])).inc_by(n);
+    }
+    reg.register(
+        "tracker_evictions",
+        "State forgotten to stay within the limits, by reason",
+        evictions,
+    );
 
     if per_phone {
         let pk = Family::<Labels, Counter>::default();

@@ -26,7 +26,7 @@ use std::{
 use keepalive_common::wire::Config;
 
 use self::{
-    flows::FlowCounter,
+    flows::{FlowCount, FlowCounter},
     snapshot::{AgentInfo, Interface, KernelStats, State},
 };
 use crate::report::Report;
@@ -34,7 +34,7 @@ use crate::{
     loader::{LoadOptions, LoaderError, Mode, Probe},
     record::EventJson,
     source::live::LiveSource,
-    tracker::{Settings, Tracker},
+    tracker::{Limits, Settings, Tracker},
 };
 
 /// What the agent does, as the command line asked.
@@ -62,6 +62,8 @@ pub struct Options {
     pub refresh: Duration,
     /// Pairs idle this long are forgotten.
     pub expire: Duration,
+    /// Bounds of the tracker's state.
+    pub limits: Limits,
     /// Stop after this many events.
     pub count: Option<u64>,
     /// Stop after this long.
@@ -113,6 +115,35 @@ pub fn log(level: &str, msg: &str, fields: &[(&str, &dyn std::fmt::Display)]) {
         }
     }
     eprintln!("{line}");
+}
+
+/// A log line that is written at most once per period; the lines held back meanwhile are
+/// counted and reported with the next one written (`suppressed=N`).
+#[derive(Debug)]
+pub struct RateLimited {
+    every: Duration,
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RateLimited {
+    /// At most one line per `every`.
+    pub fn new(every: Duration) -> Self {
+        Self { every, last: None, suppressed: 0 }
+    }
+
+    /// Logs this line unless one was written less than the period ago.
+    pub fn log(&mut self, level: &str, msg: &str, fields: &[(&str, &dyn std::fmt::Display)]) {
+        if self.last.is_some_and(|t| t.elapsed() < self.every) {
+            self.suppressed += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut self.suppressed);
+        let mut all: Vec<(&str, &dyn std::fmt::Display)> = fields.to_vec();
+        all.push(("suppressed", &suppressed));
+        log(level, msg, &all);
+        self.last = Some(std::time::Instant::now());
+    }
 }
 
 fn now_s() -> f64 {
@@ -168,7 +199,7 @@ impl Sweep {
     }
 }
 
-fn kernel_stats(probe: &Probe, (live, evicted): (u64, u64)) -> Result<KernelStats, LoaderError> {
+fn kernel_stats(probe: &Probe, flows: FlowCount) -> Result<KernelStats, LoaderError> {
     let c = probe.counters()?;
     Ok(KernelStats {
         seen: c.seen,
@@ -177,9 +208,11 @@ fn kernel_stats(probe: &Probe, (live, evicted): (u64, u64)) -> Result<KernelStat
         events: c.events,
         ringbuf_full: c.ringbuf_full,
         parse_errors: c.parse_errors,
-        flows_created: c.flows_created,
-        flows_live: live,
-        lru_evictions: evicted,
+        // The three flow figures come from one count, with its time (see `FlowCount`).
+        flows_created: flows.created,
+        flows_live: flows.live,
+        lru_evictions: flows.evicted(),
+        flows_counted_at: flows.at_ns as f64 / 1e9,
         flow_update_errors: c.flow_update_errors,
         mirror_drops: c.mirror_drops,
     })
@@ -208,7 +241,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         None => None,
     };
     let state = Arc::new(Mutex::new(State {
-        tracker: Tracker::new(opts.settings, opts.config),
+        tracker: Tracker::with_limits(opts.settings, opts.config, opts.limits),
         kernel: KernelStats::default(),
         agent: AgentInfo {
             pid: std::process::id(),
@@ -247,6 +280,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let mut sweep = Sweep { since_ns: 0, next: 0 };
     let mut batch = Vec::new();
     let mut total: u64 = 0;
+    let mut evicted = EvictionLog::default();
     let reason = loop {
         tokio::select! {
             _ = source.next_batch(&mut batch) => {
@@ -281,6 +315,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                 st.tracker.advance(now_ns());
                 st.tracker.expire(opts.expire.as_nanos() as u64);
                 st.tracker.expire_streams();
+                evicted.report(&st.tracker);
                 match opts.output {
                     Output::View => view::draw(&st)?,
                     Output::Findings => {
@@ -332,6 +367,44 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     match state.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
+    }
+}
+
+/// Logs what the tracker evicted since the last refresh, at most once a minute (a flood would
+/// otherwise log on every refresh).
+#[derive(Debug)]
+struct EvictionLog {
+    seen: crate::tracker::Evictions,
+    limited: RateLimited,
+}
+
+impl Default for EvictionLog {
+    fn default() -> Self {
+        Self { seen: Default::default(), limited: RateLimited::new(Duration::from_secs(60)) }
+    }
+}
+
+impl EvictionLog {
+    fn report(&mut self, tracker: &Tracker) {
+        let now = tracker.evictions;
+        if now.total() == self.seen.total() {
+            return;
+        }
+        let before = self.seen.by_reason();
+        let by_reason: Vec<String> = now
+            .by_reason()
+            .iter()
+            .zip(before)
+            .filter(|((_, n), (_, b))| n > b)
+            .map(|((why, n), _)| format!("{why}:{n}"))
+            .collect();
+        let (phones, candidates) = (tracker.phone_count(), tracker.candidate_count());
+        self.limited.log(
+            "warn",
+            "tracker limits reached: state evicted (totals by reason)",
+            &[("evicted", &by_reason.join(",")), ("phones", &phones), ("candidates", &candidates)],
+        );
+        self.seen = now;
     }
 }
 

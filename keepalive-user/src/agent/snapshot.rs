@@ -7,11 +7,11 @@ use crate::{
     findings::Finding,
     loader::Attached,
     report::{PhoneRow, Report, SourceTotals},
-    tracker::Tracker,
+    tracker::{Evictions, Limits, Tracker},
 };
 
 /// Kernel counters, summed over CPUs, and the flow map's occupancy.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
 pub struct KernelStats {
     /// Frames the program ran on.
     pub seen: u64,
@@ -25,12 +25,15 @@ pub struct KernelStats {
     pub ringbuf_full: u64,
     /// Malformed frames of followed protocols.
     pub parse_errors: u64,
-    /// Flow-map entries created.
+    /// Flow-map entries created, as of `flows_counted_at`.
     pub flows_created: u64,
-    /// Flow-map entries live now.
+    /// Flow-map entries live at `flows_counted_at`.
     pub flows_live: u64,
-    /// Entries the LRU map evicted (created − live).
+    /// Entries the LRU map evicted by `flows_counted_at` (created − live of the same count).
     pub lru_evictions: u64,
+    /// When the flow maps were counted (epoch seconds): every refresh below 10 000 flows,
+    /// every 30 s above (`agent::flows`).
+    pub flows_counted_at: f64,
     /// Flow-map updates that failed.
     pub flow_update_errors: u64,
     /// Frames dropped after recording in mirror mode.
@@ -70,10 +73,35 @@ pub struct UserStats {
     pub records: u64,
     /// Records that did not decode.
     pub bad_records: u64,
+    /// Phones held (pairs that carried a keepalive).
+    pub phones: usize,
+    /// Candidates held (pairs that have not yet: handshakes, SYNs).
+    pub candidates: usize,
     /// Connection directions tracked.
     pub streams: usize,
+    /// ARP addresses held.
+    pub arp_addresses: usize,
+    /// Bytes of partial SIP messages held.
+    pub sip_buffered: usize,
     /// Pairs forgotten after being idle.
     pub expired_pairs: u64,
+    /// State forgotten to stay within the limits, by reason.
+    pub evictions: Evictions,
+    /// The limits in force (`--max-phones`).
+    pub limits: Limits,
+}
+
+/// Which rows an answer lists.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Page {
+    /// Rows skipped.
+    pub offset: usize,
+    /// Rows asked for at most.
+    pub limit: usize,
+    /// Rows listed.
+    pub rows: usize,
+    /// Rows matching the request in all (the summary counts every pair).
+    pub matching: usize,
 }
 
 /// Everything the agent knows.
@@ -98,6 +126,9 @@ pub struct Snapshot {
     pub kernel: KernelStats,
     /// Userspace counters.
     pub userspace: UserStats,
+    /// The rows listed, when the answer is a page of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<Page>,
     /// Phones and findings, as `keepalive analyze` reports them.
     pub report: Report,
 }
@@ -111,6 +142,20 @@ impl State {
     /// The state with only the phone rows `keep` accepts (the summary counts every pair).
     pub fn snapshot_of(&self, keep: impl Fn(&PhoneRow) -> bool) -> Snapshot {
         self.with_report(Report::build_filtered(&self.tracker, &self.totals(), keep))
+    }
+
+    /// The state with the rows `keep` accepts, from `offset` on, at most `limit` of them
+    /// ([`Report::build_page`]): what the stats socket answers.
+    pub fn snapshot_page(
+        &self,
+        keep: impl Fn(&PhoneRow) -> bool,
+        offset: usize,
+        limit: usize,
+    ) -> Snapshot {
+        let (report, matching) =
+            Report::build_page(&self.tracker, &self.totals(), keep, offset, limit);
+        let rows = report.phones.len();
+        Snapshot { page: Some(Page { offset, limit, rows, matching }), ..self.with_report(report) }
     }
 
     /// The state with only the first `rows` phone rows (worst first), and the `newest` most
@@ -137,9 +182,16 @@ impl State {
             userspace: UserStats {
                 records: self.tracker.stats.records,
                 bad_records: self.bad_records,
+                phones: self.tracker.phone_count(),
+                candidates: self.tracker.candidate_count(),
                 streams: self.tracker.stream_count(),
+                arp_addresses: self.tracker.arp.len(),
+                sip_buffered: self.tracker.sip_buffered(),
                 expired_pairs: self.tracker.stats.expired_pairs,
+                evictions: self.tracker.evictions,
+                limits: self.tracker.limits(),
             },
+            page: None,
             report,
         }
     }

@@ -271,6 +271,33 @@ impl Report {
         })
     }
 
+    /// The rows `keep` accepts, worst first, from `offset` on and at most `limit` of them,
+    /// with how many rows `keep` accepted in all. Rows are sorted and cut as they are built,
+    /// so a page holds `offset + limit` rows at most, however many pairs there are.
+    pub fn build_page(
+        tracker: &Tracker,
+        totals: &SourceTotals,
+        keep: impl Fn(&PhoneRow) -> bool,
+        offset: usize,
+        limit: usize,
+    ) -> (Self, usize) {
+        let end = offset.saturating_add(limit);
+        let mut matching = 0;
+        let mut report = Self::build_with(tracker, totals, |r, phones| {
+            if keep(&r) {
+                matching += 1;
+                phones.push(r);
+                if phones.len() > 2 * end.max(8) {
+                    phones.sort_by(row_order);
+                    phones.truncate(end);
+                }
+            }
+        });
+        report.phones.truncate(end);
+        report.phones.drain(..offset.min(report.phones.len()));
+        (report, matching)
+    }
+
     /// The report with only its first `rows` phone rows (worst first, as [`Report::build`]
     /// orders them), and the `newest` most recent findings of every pair and of the network,
     /// newest first, each with whom it is about (`phone → server`, or `network`). What the

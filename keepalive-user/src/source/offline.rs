@@ -66,21 +66,22 @@ impl HostProbe {
                 self.counters.matched_tcp += 1;
                 self.counters.events += 1;
                 let key = ev.flow_key();
-                if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&key) {
-                    self.flows.clear();
-                }
-                let flow = self.flows.entry(key).or_insert_with(|| {
+                // As in the kernel's on_tcp, only a segment with payload creates a flow.
+                if ev.payload_len > 0 && !self.flows.contains_key(&key) {
+                    if self.flows.len() >= MAX_FLOWS {
+                        self.flows.clear();
+                    }
+                    self.flows.insert(key, Resume::default());
                     self.counters.flows_created += 1;
-                    Resume::default()
-                });
+                }
+                let flow = self.flows.get_mut(&key);
                 // Same rule as the kernel's on_tcp: resume only at the expected sequence.
-                let skip = if flow.spill != 0 && flow.seq.wrapping_sub(flow.spill) == ev.seq {
-                    flow.spill
-                } else {
-                    0
+                let skip = match &flow {
+                    Some(f) if f.spill != 0 && f.seq.wrapping_sub(f.spill) == ev.seq => f.spill,
+                    _ => 0,
                 };
                 classify_app(data, &m, skip, &mut ev);
-                if ev.payload_len > 0 {
+                if let Some(flow) = flow.filter(|_| ev.payload_len > 0) {
                     let end = ev.seq.wrapping_add(u32::from(ev.payload_len));
                     *flow = Resume { seq: end.wrapping_add(ev.sccp_spill), spill: ev.sccp_spill };
                 }

@@ -221,7 +221,6 @@ mod tests {
         f.assert_adds_up();
 
         // A minute later (the candidate timeout) the flood is gone; the phones stay.
-        let mut f = f;
         f.tracker.advance(2 * S + 61 * S);
         f.tracker.expire(3600 * S);
         assert_eq!((f.tracker.candidate_count(), f.tracker.phone_count()), (0, 20));
