@@ -449,6 +449,10 @@ pub struct Counters {
     pub flow_update_errors: u64,
     /// Frames dropped in mirror mode after recording.
     pub mirror_drops: u64,
+    /// Events not recorded because this CPU's event ring was three quarters full and they
+    /// carried nothing a phone's state needs (a segment without payload of a flow with no
+    /// data, an ARP frame): the last quarter of the ring is kept for keepalives under a flood.
+    pub shed: u64,
 }
 
 /// One tracked port and its protocol.

@@ -49,6 +49,7 @@ pub struct Slot {
     pos: *mut RingPos,
     head: u64,
     full: bool,
+    crowded: bool,
 }
 
 impl Slot {
@@ -69,6 +70,13 @@ impl Slot {
     #[inline(always)]
     pub fn full(&self) -> bool {
         self.full
+    }
+
+    /// Whether the ring is three quarters full or more: the last quarter is kept for events
+    /// a phone's state needs (see `record` in main.rs).
+    #[inline(always)]
+    pub fn crowded(&self) -> bool {
+        self.crowded
     }
 
     /// Makes the slot visible to the agent (nothing for the spare slot of a full ring).
@@ -102,12 +110,14 @@ fn reserve<T>(slots: &Array<T>, ring: u32, log2: u8) -> Option<Slot> {
     // agent's, read volatile so every reservation sees its latest value.
     let (head, tail) = unsafe { ((*pos).head, core::ptr::read_volatile(&raw const (*pos).tail)) };
     let n = 1u32 << log2;
-    let full = head.wrapping_sub(tail) >= u64::from(n);
+    let used = head.wrapping_sub(tail);
+    let full = used >= u64::from(n);
+    let crowded = used >= u64::from(n - n / 4);
     let index =
         if full { RingPos::spare_index(cpu, log2) } else { RingPos::slot_index(cpu, log2, head) };
     // The index is checked against the map's size by the array lookup itself.
     let slot = slots.get_ptr_mut(index)?.cast();
-    Some(Slot { slot, pos, head, full })
+    Some(Slot { slot, pos, head, full, crowded })
 }
 
 /// Stores `head` so that every store before it (the slot's) is visible first.

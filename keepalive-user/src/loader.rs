@@ -518,6 +518,7 @@ pub fn sum_counters<'a>(slots: impl Iterator<Item = &'a Counters>) -> Counters {
         acc.flows_created += c.flows_created;
         acc.flow_update_errors += c.flow_update_errors;
         acc.mirror_drops += c.mirror_drops;
+        acc.shed += c.shed;
         acc
     })
 }

@@ -146,7 +146,9 @@ fn counters_account_for_every_frame() {
 }
 
 /// A SYN flood from spoofed sources leaves the flow maps alone: a bare SYN creates no flow
-/// entry, so a phone's flow (with its SCCP resume state) is never evicted by one.
+/// entry, so a phone's flow (with its SCCP resume state) is never evicted by one; and when the
+/// agent falls behind, the flood's events are shed before the ring is full, so the phone's
+/// KeepAlive still gets in.
 #[test]
 fn a_syn_flood_creates_no_flows_and_evicts_no_phone() {
     if !common::have_root("a_syn_flood_creates_no_flows_and_evicts_no_phone") {
@@ -175,6 +177,18 @@ fn a_syn_flood_creates_no_flows_and_evicts_no_phone() {
     assert_eq!(after.flow_update_errors, before.flow_update_errors);
     assert_eq!(probe.flow_count().unwrap(), 1);
     assert!(probe.flow(&key).unwrap().is_some(), "the phone's flow survived the flood");
+    // Nobody read the ring: it filled to three quarters, and the rest of the flood was shed
+    // (counted), so the phone's next KeepAlive still has a slot.
+    let shed = after.shed - before.shed;
+    let published = after.events - before.events;
+    assert!(shed > 0 && published > 0, "shed {shed}, published {published}");
+    assert_eq!(published + shed + after.ringbuf_full - before.ringbuf_full, 20_000);
+    assert_eq!(after.ringbuf_full, before.ringbuf_full, "the ring never filled");
+    let mut ka = phone.clone();
+    ka[34..36].copy_from_slice(&40_000u16.to_be_bytes());
+    probe.test_run(PROGRAM, &ka, 1).unwrap();
+    let last = probe.counters().unwrap();
+    assert_eq!((last.events, last.shed), (after.events + 1, after.shed), "the KeepAlive got in");
 }
 
 #[test]

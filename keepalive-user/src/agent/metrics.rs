@@ -111,6 +111,12 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, per_phone: bool) -> String {
     counter(&mut reg, "events_lost", "Events lost because an event ring was full", k.ringbuf_full);
     counter(
         &mut reg,
+        "kernel_events_shed",
+        "Events not recorded because an event ring was 3/4 full and they carried no phone state",
+        k.shed,
+    );
+    counter(
+        &mut reg,
         "kernel_parse_errors",
         "Malformed frames of followed protocols",
         k.parse_errors,

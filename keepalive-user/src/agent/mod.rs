@@ -207,6 +207,7 @@ fn kernel_stats(probe: &Probe, flows: FlowCount) -> Result<KernelStats, LoaderEr
         matched_arp: c.matched_arp,
         events: c.events,
         ringbuf_full: c.ringbuf_full,
+        shed: c.shed,
         parse_errors: c.parse_errors,
         // The three flow figures come from one count, with its time (see `FlowCount`).
         flows_created: flows.created,
@@ -354,6 +355,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             ("matched_arp", &k.matched_arp),
             ("events", &k.events),
             ("ringbuf_full", &k.ringbuf_full),
+            ("shed", &k.shed),
             ("parse_errors", &k.parse_errors),
             ("bad_records", &source.bad_records()),
         ],

@@ -23,6 +23,9 @@ pub struct KernelStats {
     pub events: u64,
     /// Events lost because a CPU's event ring was full (the agent fell behind).
     pub ringbuf_full: u64,
+    /// Events shed because a CPU's event ring was three quarters full and they carried
+    /// nothing a phone's state needs (SYNs and ACKs of flows with no data, ARP).
+    pub shed: u64,
     /// Malformed frames of followed protocols.
     pub parse_errors: u64,
     /// Flow-map entries created, as of `flows_counted_at`.

@@ -265,7 +265,7 @@ fn table(snap: &super::snapshot::Snapshot, out: &mut Vec<u8>) -> std::io::Result
     writeln!(
         out,
         "keepalive agent pid {} on {}; kernel: seen {} matched {} tcp / {} arp, events {}, \
-         event ring full {}, parse errors {}, flows {} live / {} LRU-evicted",
+         event ring full {}, shed {}, parse errors {}, flows {} live / {} LRU-evicted",
         snap.agent.pid,
         ifaces.join(", "),
         k.seen,
@@ -273,6 +273,7 @@ fn table(snap: &super::snapshot::Snapshot, out: &mut Vec<u8>) -> std::io::Result
         k.matched_arp,
         k.events,
         k.ringbuf_full,
+        k.shed,
         k.parse_errors,
         k.flows_live,
         k.lru_evictions

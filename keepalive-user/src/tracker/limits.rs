@@ -57,8 +57,9 @@ impl Limits {
             // An eighth: a whole site reconnecting at once (a CUCM restart) fits 1 in 8 at a
             // time, and a flood is held to ~1 KiB per candidate.
             candidates: (phones / 8).max(256),
-            // Every phone and server once, and as many again of other hosts on the VLAN.
-            arp_addresses: phones.saturating_mul(2).max(1024),
+            // One address a pair: every phone and server, and the other hosts of the VLAN
+            // (ARP matters for the servers' addresses, which are kept first).
+            arp_addresses: phones.max(1024),
             // 64 bytes a phone on average (at least 1 MiB): a site where one phone in thirty
             // has a REGISTER split across segments at the same moment.
             sip_buffer_bytes: phones.saturating_mul(64).max(1 << 20),

@@ -234,6 +234,11 @@ impl Agent {
         Self { child: Some(child), stderr, log, socket }
     }
 
+    /// The agent's process id (`ip netns exec` execs the agent in place).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// SIGTERM, then the agent's output.
     pub fn stop(&mut self) -> (Output, String) {
         let child = self.child.take().unwrap();
