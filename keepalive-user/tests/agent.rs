@@ -375,3 +375,103 @@ fn a_replayed_capture_gives_the_live_agent_what_analyze_gives() {
         offline["arp"].as_array().unwrap().len()
     );
 }
+
+/// CPU seconds (user + system) the process has used so far.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses: utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / hz
+}
+
+/// Out of file descriptors (EMFILE), the stats socket backs off instead of spinning on
+/// `accept`, says so once in the log, and serves again once descriptors are free. The agent
+/// runs under `prlimit` with a few descriptors to spare; idle clients that never send their
+/// request hold them until the request timeout.
+#[test]
+fn out_of_file_descriptors_the_stats_socket_backs_off_and_recovers() {
+    use std::os::unix::net::UnixStream;
+    if !common::have_root("out_of_file_descriptors_the_stats_socket_backs_off") {
+        return;
+    }
+    let net = VethPair::new();
+    // How many descriptors the agent holds once running: maps, rings, sockets, the runtime.
+    let probe = Agent::start(&net.ns_b, &["--iface", &net.if_b, "--json"]);
+    let used = std::fs::read_dir(format!("/proc/{}/fd", probe.pid())).unwrap().count();
+    drop(probe);
+    let limit = (used + 8).to_string();
+    let socket = socket_path();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &net.ns_b, "prlimit", &format!("--nofile={limit}"), BIN, "run"])
+        .args(["--iface", &net.if_b, "--json", "--socket"])
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the agent never served stats");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The probe connection above was accepted too: give it its request timeout.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let pid = child.id();
+    // More idle clients than the agent has descriptors left: the rest wait in the backlog.
+    let idle: Vec<UnixStream> = (0..32).map(|_| UnixStream::connect(&socket).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu_before = cpu_s(pid);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let spent = cpu_s(pid) - cpu_before;
+    assert!(spent < 0.5, "{spent:.2} s of CPU in 1.5 s out of descriptors: accept spins");
+    drop(idle);
+    // Once the idle clients are gone (or timed out), stats are served again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        let out = stats(&socket, "json", false);
+        if out.status.success() {
+            break out;
+        }
+        assert!(std::time::Instant::now() < deadline, "stats never recovered");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let snap: Value = serde_json::from_slice(&answer.stdout).unwrap();
+    assert_eq!(snap["agent"]["pid"], pid);
+    // SAFETY: kill on our child's pid (`ip netns exec` and prlimit exec in place).
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let warned = log.matches("stats socket: accept failed").count();
+    assert!((1..=2).contains(&warned), "logged once (rate-limited), not per retry: {log}");
+    assert!(log.contains("Too many open files") || log.contains("os error 24"), "{log}");
+}
+
+/// Bad requests on the stats socket get one sentence, and `stats` prints it.
+#[test]
+fn bad_stats_requests_get_a_sentence() {
+    use std::os::unix::net::UnixStream;
+    if !common::have_root("bad_stats_requests_get_a_sentence") {
+        return;
+    }
+    let net = VethPair::new();
+    let agent = Agent::start(&net.ns_b, &["--iface", &net.if_b, "--json"]);
+    let ask = |req: &[u8]| {
+        let mut s = UnixStream::connect(&agent.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(req);
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(ask(&[b'j'; 4096]).starts_with("error: request longer than 256 bytes"));
+    assert!(ask(b"json limit=0\n").starts_with("error: limit must be from 1 to"));
+    assert!(ask(b"json \xff\n").starts_with("error: request is not UTF-8"));
+    assert!(ask(b"json limit=1\n").contains("\"page\""));
+    let out = stats_with(&agent.socket, "json", false, &["--limit", "1", "--offset", "5"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["page"]["offset"], 5);
+    assert!(v["report"]["phones"].as_array().unwrap().is_empty());
+}

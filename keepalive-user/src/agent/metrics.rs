@@ -207,9 +207,16 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 
 /// Serves `GET /metrics` until the task is dropped.
 pub async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, per_phone: bool) {
+    let mut failures = super::RateLimited::new(Duration::from_secs(10));
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE/ENFILE/ENOMEM: retrying at once would spin on the same error.
+                failures.log("warn", "metrics: accept failed", &[("error", &e)]);
+                tokio::time::sleep(super::socket::ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         let state = state.clone();
         tokio::spawn(async move {

@@ -121,14 +121,19 @@ pub async fn serve(listener: UnixListener, state: Arc<Mutex<State>>) {
         };
         let state = state.clone();
         tokio::spawn(async move {
-            let (rd, mut wr) = stream.into_split();
-            let body = match read_request(rd).await {
+            let (mut rd, mut wr) = stream.into_split();
+            let body = match read_request(&mut rd).await {
                 Ok(query) => render(&state, &query),
                 Err(why) => format!("error: {why}\n").into_bytes(),
             };
             // A client that went away is not the agent's problem.
             let _ = wr.write_all(&body).await;
             let _ = wr.shutdown().await;
+            // Unread bytes of an oversized request would reset the connection when it closes
+            // (the client could lose the answer): read a little more of them first.
+            let (mut rest, mut sink) = ((&mut rd).take(64 * 1024), tokio::io::sink());
+            let drain = tokio::io::copy(&mut rest, &mut sink);
+            let _ = tokio::time::timeout(Duration::from_millis(200), drain).await;
             drop(body);
             release_memory();
         });
@@ -136,7 +141,7 @@ pub async fn serve(listener: UnixListener, state: Arc<Mutex<State>>) {
 }
 
 /// Reads one request line: at most [`MAX_REQUEST`] bytes within [`REQUEST_TIMEOUT`].
-async fn read_request(rd: impl tokio::io::AsyncRead + Unpin) -> Result<Query, String> {
+async fn read_request(rd: &mut (impl tokio::io::AsyncRead + Unpin)) -> Result<Query, String> {
     let mut line = Vec::new();
     let mut rd = BufReader::new(rd.take(MAX_REQUEST as u64 + 1));
     match tokio::time::timeout(REQUEST_TIMEOUT, rd.read_until(b'\n', &mut line)).await {
@@ -354,14 +359,15 @@ mod tests {
     #[tokio::test]
     async fn oversized_slow_and_garbage_requests_are_refused() {
         let long = format!("json {}\n", "x".repeat(super::MAX_REQUEST));
-        assert!(super::read_request(long.as_bytes()).await.unwrap_err().contains("longer than"));
+        let read = super::read_request;
+        assert!(read(&mut long.as_bytes()).await.unwrap_err().contains("longer than"));
         let garbage: &[u8] = b"json \xff\xfe\n";
-        assert!(super::read_request(garbage).await.unwrap_err().contains("UTF-8"));
-        assert!(super::read_request(&b"table"[..]).await.unwrap().table);
+        assert!(read(&mut &garbage[..]).await.unwrap_err().contains("UTF-8"));
+        assert!(read(&mut &b"table"[..]).await.unwrap().table);
         // A client that connects and says nothing is let go after the timeout.
-        let (_client, server) = tokio::io::duplex(64);
+        let (_client, mut server) = tokio::io::duplex(64);
         let started = std::time::Instant::now();
-        let slow = super::read_request(server).await.unwrap_err();
+        let slow = super::read_request(&mut server).await.unwrap_err();
         assert!(slow.contains("no request line"), "{slow}");
         assert!(started.elapsed() >= super::REQUEST_TIMEOUT);
     }
