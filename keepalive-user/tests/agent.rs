@@ -404,7 +404,7 @@ fn out_of_file_descriptors_the_stats_socket_backs_off_and_recovers() {
     drop(probe);
     let limit = (used + 8).to_string();
     let socket = socket_path();
-    let mut child = Command::new("ip")
+    let child = Command::new("ip")
         .args(["netns", "exec", &net.ns_b, "prlimit", &format!("--nofile={limit}"), BIN, "run"])
         .args(["--iface", &net.if_b, "--json", "--socket"])
         .arg(&socket)
