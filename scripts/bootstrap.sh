@@ -43,6 +43,12 @@ if ! bpf-linker --version 2>/dev/null | grep -q '0.13.0'; then
         --no-default-features --features llvm-22 --locked
 fi
 
+# cargo-fuzz for `cargo xtask fuzz` (CI fuzzes every target for 60 s).
+if ! cargo fuzz --version 2>/dev/null | grep -q '0.13.2'; then
+    log "installing cargo-fuzz 0.13.2"
+    cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+
 # bpffs for pinned maps (the live agent pins its maps for `keepalive stats`).
 if ! mountpoint -q /sys/fs/bpf; then
     mount -t bpf bpf /sys/fs/bpf 2>/dev/null || log "could not mount bpffs at /sys/fs/bpf"

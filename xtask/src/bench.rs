@@ -56,6 +56,19 @@ pub struct Args {
     /// memory figure is of every phone.
     #[arg(long, default_value_t = 150_000)]
     pub scale_pps: u32,
+    /// Run only the soak: a time-scaled day of a site, the case studies and a background
+    /// flood replayed into the agent (writes target/bench/soak.json).
+    #[arg(long, conflicts_with = "flood")]
+    pub soak: bool,
+    /// Run only the flood part (also run after the live part).
+    #[arg(long)]
+    pub flood: bool,
+    /// Nominal hours the soak replays.
+    #[arg(long, default_value_t = 24)]
+    pub soak_hours: u32,
+    /// How many times faster than real time the soak runs (24 h at 288: 5 minutes).
+    #[arg(long, default_value_t = 288)]
+    pub soak_scale: u32,
 }
 
 /// Memory for the event rings of the class table, over all CPUs: each trial's runs take fresh
@@ -160,6 +173,12 @@ fn offline(a: &Args) -> anyhow::Result<()> {
 
 /// Runs the benchmarks and prints/writes them.
 pub fn run(a: &Args) -> anyhow::Result<()> {
+    if a.soak {
+        return soak(a);
+    }
+    if a.flood {
+        return flood();
+    }
     // Offline first: a child's peak RSS (wait4) counts what it inherited at fork, and the XDP
     // part maps up to 2 GiB of event rings into this process.
     if !a.no_offline {
@@ -171,7 +190,70 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     xdp(a)?;
     if !a.no_live {
         live(a)?;
+        flood()?;
     }
+    Ok(())
+}
+
+/// The flood part; prints it and writes `target/bench/flood.json`.
+fn flood() -> anyhow::Result<()> {
+    let f = crate::soak::run_flood()?;
+    println!("flood: 1 000 000 spoofed SYNs after {} real phones:", f.site_phones);
+    for s in &f.steps {
+        println!(
+            "  offered {:.0} k/s (achieved {:.0} k/s): RSS {:.1} → {:.1} (largest) → {:.1} MiB; \
+             events {} shed {} lost {}; flows created {}; phones {} → {}; candidates {} ({} \
+             evicted); stats {:.0} ms ({} bytes)",
+            f64::from(s.offered_pps) / 1e3,
+            s.achieved_pps / 1e3,
+            s.rss_before_mib,
+            s.rss_during_mib,
+            s.rss_after_mib,
+            s.events,
+            s.shed,
+            s.ringbuf_full,
+            s.flows_created,
+            s.phones.0,
+            s.phones.1,
+            s.candidates,
+            s.candidates_full,
+            s.stats_ms,
+            s.stats_bytes,
+        );
+    }
+    fs::create_dir_all("target/bench")?;
+    fs::write("target/bench/flood.json", serde_json::to_string_pretty(&f)?)?;
+    println!("written to target/bench/flood.json");
+    Ok(())
+}
+
+/// The soak; prints it and writes `target/bench/soak.json`.
+fn soak(a: &Args) -> anyhow::Result<()> {
+    let s = crate::soak::run_soak(a.soak_hours, a.soak_scale)?;
+    println!(
+        "soak: {} h at ×{} in {:.0} s, {} frames ({} of them flood): RSS {:.1} → {:.1} MiB, slope \
+         over the second half {:+.2} MiB/h; events {} (shed {}, lost {}); rows {} of {} as \
+         analyze gives them",
+        s.hours,
+        s.scale,
+        s.wall_s,
+        s.frames,
+        s.flood_frames,
+        s.rss.first().map_or(0.0, |r| r.1),
+        s.rss.last().map_or(0.0, |r| r.1),
+        s.slope_mib_per_hour,
+        s.events,
+        s.shed,
+        s.ringbuf_full,
+        s.rows_matching,
+        s.rows,
+    );
+    for d in &s.differences {
+        println!("  differs: {d}");
+    }
+    fs::create_dir_all("target/bench")?;
+    fs::write("target/bench/soak.json", serde_json::to_string_pretty(&s)?)?;
+    println!("written to target/bench/soak.json");
     Ok(())
 }
 

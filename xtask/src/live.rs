@@ -47,10 +47,10 @@ const SOCKET: &str = "/run/keepalive/bench.sock";
 const BIN: &str = "target/release/keepalive";
 
 /// The two namespaces; removed on drop (deleting a namespace destroys its veth end).
-struct Net;
+pub(crate) struct Net;
 
 impl Net {
-    fn up() -> anyhow::Result<Self> {
+    pub(crate) fn up() -> anyhow::Result<Self> {
         Self::down();
         let net = Net;
         ip(&["netns", "add", NS_A])?;
@@ -79,14 +79,20 @@ impl Drop for Net {
 }
 
 /// The agent on `kbench-b`; SIGTERM on drop.
-struct Agent(Child);
+pub(crate) struct Agent(Child);
 
 impl Agent {
-    fn start() -> anyhow::Result<Self> {
+    pub(crate) fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// The agent with more `run` options.
+    pub(crate) fn start_with(extra: &[&str]) -> anyhow::Result<Self> {
         let _ = fs::remove_file(SOCKET);
         let child = Command::new("ip")
             .args(["netns", "exec", NS_B, BIN, "run", "--iface", IF_B, "--json"])
             .args(["--socket", SOCKET, "--refresh", "1s"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -103,7 +109,7 @@ impl Agent {
     }
 
     /// The agent process's pid (the child is `ip netns exec`, which execs the agent).
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.id()
     }
 
@@ -113,7 +119,7 @@ impl Agent {
     }
 
     /// `(VmRSS, VmHWM, RssAnon)` in MiB.
-    fn memory_mib(&self) -> (f64, f64, f64) {
+    pub(crate) fn memory_mib(&self) -> (f64, f64, f64) {
         let s = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         let field = |name: &str| {
             s.lines()
@@ -135,7 +141,7 @@ impl Drop for Agent {
 }
 
 /// `keepalive stats --format json`: the answer's bytes, and how long it took.
-fn stats_raw(more: &[&str]) -> anyhow::Result<(Vec<u8>, Duration)> {
+pub(crate) fn stats_raw(more: &[&str]) -> anyhow::Result<(Vec<u8>, Duration)> {
     let t = Instant::now();
     let out = Command::new(BIN)
         .args(["stats", "--format", "json", "--socket", SOCKET])
@@ -149,7 +155,7 @@ fn stats_raw(more: &[&str]) -> anyhow::Result<(Vec<u8>, Duration)> {
 }
 
 /// `keepalive stats --format json`, parsed.
-fn stats() -> anyhow::Result<serde_json::Value> {
+pub(crate) fn stats() -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_slice(&stats_raw(&[])?.0)?)
 }
 
@@ -158,7 +164,7 @@ fn counter(v: &serde_json::Value, name: &str) -> u64 {
 }
 
 /// Waits until the agent's event count stops moving (it has drained the ring).
-fn settle() -> anyhow::Result<serde_json::Value> {
+pub(crate) fn settle() -> anyhow::Result<serde_json::Value> {
     let mut last = u64::MAX;
     loop {
         std::thread::sleep(Duration::from_millis(1500));
@@ -184,13 +190,18 @@ fn replay(pcap: &Path, loops: u32) -> anyhow::Result<(u64, f64)> {
 }
 
 /// [`replay`] at `pps` packets per second (`None`: top speed).
-fn replay_at(pcap: &Path, loops: u32, pps: Option<u32>) -> anyhow::Result<(u64, f64)> {
+pub(crate) fn replay_at(pcap: &Path, loops: u32, pps: Option<u32>) -> anyhow::Result<(u64, f64)> {
+    let speed = pps.map_or_else(|| "--topspeed".to_owned(), |p| format!("--pps={p}"));
+    replay_with(pcap, &[&speed, &format!("--loop={loops}")])
+}
+
+/// Replays `pcap` from `kbench-a` with tcpreplay options `speed`; returns (packets, seconds).
+pub(crate) fn replay_with(pcap: &Path, speed: &[&str]) -> anyhow::Result<(u64, f64)> {
     let before = rx_packets()?;
     let t = Instant::now();
-    let speed = pps.map_or_else(|| "--topspeed".to_owned(), |p| format!("--pps={p}"));
     let out = Command::new("ip")
-        .args(["netns", "exec", NS_A, "tcpreplay", "-q", &speed])
-        .arg(format!("--loop={loops}"))
+        .args(["netns", "exec", NS_A, "tcpreplay", "-q"])
+        .args(speed)
         .args(["-i", IF_A])
         .arg(pcap)
         .output()

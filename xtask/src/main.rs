@@ -4,12 +4,15 @@
 //!   packets (`offline`), XDP cost per packet class against an empty XDP_PASS program
 //!   (BPF_PROG_TEST_RUN, `bench`), then the program on a veth, the agent at 100 000 phones and
 //!   the event rings' loss accounting (`live`).
+//! * `fuzz`: every cargo-fuzz target for a bounded time from the corpus in `fuzz/corpus`.
 //! * `demo`: the lab (phones, a switch running keepalive, two CUCMs, an ASA) with a staged fault.
 
 mod bench;
 mod demo;
+mod fuzz;
 mod live;
 mod offline;
+mod soak;
 
 use std::process::Command;
 
@@ -29,6 +32,8 @@ enum Cmd {
     Test,
     /// The benchmark suite against its baselines; writes target/bench/*.json (root).
     Bench(bench::Args),
+    /// Run every fuzz target for a bounded time (nightly, cargo-fuzz; CI: 60 s each).
+    Fuzz(fuzz::Args),
     /// Run the lab with a staged fault and the agent's live view (root; Ctrl-C ends).
     Demo(demo::Args),
 }
@@ -38,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test => test(),
         Cmd::Bench(a) => bench::run(&a),
         Cmd::Demo(a) => demo::run(&a),
+        Cmd::Fuzz(a) => fuzz::run(&a),
     }
 }
 

@@ -149,10 +149,16 @@ async fn read_request(rd: &mut (impl tokio::io::AsyncRead + Unpin)) -> Result<Qu
         Ok(Err(e)) => return Err(e.to_string()),
         Ok(Ok(_)) => {}
     }
+    parse_request(&line)
+}
+
+/// The request in `line` (what the agent read of it, at most [`MAX_REQUEST`] + 1 bytes), or
+/// the sentence that refuses it.
+pub fn parse_request(line: &[u8]) -> Result<Query, String> {
     if line.len() > MAX_REQUEST {
         return Err(format!("request longer than {MAX_REQUEST} bytes"));
     }
-    let text = std::str::from_utf8(&line).map_err(|_| "request is not UTF-8".to_owned())?;
+    let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_owned())?;
     Query::parse(text)
 }
 
