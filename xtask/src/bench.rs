@@ -63,6 +63,9 @@ pub struct Args {
     /// Run only the flood part (also run after the live part).
     #[arg(long)]
     pub flood: bool,
+    /// Run only the agent at scale (`--scale-phones`), e.g. at the `--max-phones` limit.
+    #[arg(long, conflicts_with_all = ["soak", "flood"])]
+    pub scale_only: bool,
     /// Nominal hours the soak replays.
     #[arg(long, default_value_t = 24)]
     pub soak_hours: u32,
@@ -179,6 +182,11 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     if a.flood {
         return flood();
     }
+    if a.scale_only {
+        let s = crate::live::run_scale(a.scale_phones, a.scale_pps)?;
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
     // Offline first: a child's peak RSS (wait4) counts what it inherited at fork, and the XDP
     // part maps up to 2 GiB of event rings into this process.
     if !a.no_offline {
@@ -289,8 +297,8 @@ fn live(a: &Args) -> anyhow::Result<()> {
         "agent at scale: {} phones ({} frames replayed at {} k/s): {} pairs, {} events at {:.0} k events/s, \
          ringbuf_full {}; agent private memory {:.0} MiB + the {:.1} MiB event rings (VmRSS {:.0} \
          MiB); peak {:.0} MiB while answering stats, {:.0} MiB after; \
-         `keepalive stats --format json` {:.0} ms for {:.1} MB, one phone (--phone) {:.0} ms for \
-         {:.1} kB",
+         `keepalive stats --format json --limit 100000` {:.0} ms for {:.1} MB, the default page \
+         {:.0} ms for {:.1} MB, one phone (--phone) {:.0} ms for {:.1} kB",
         s.phones,
         s.frames,
         s.replay_pps / 1000,
@@ -305,6 +313,8 @@ fn live(a: &Args) -> anyhow::Result<()> {
         s.after_stats_rss_mib,
         s.stats_ms,
         s.stats_bytes as f64 / 1e6,
+        s.stats_default_ms,
+        s.stats_default_bytes as f64 / 1e6,
         s.stats_phone_ms,
         s.stats_phone_bytes as f64 / 1e3,
     );

@@ -366,10 +366,15 @@ pub struct Scale {
     pub after_stats_rss_mib: f64,
     /// Agent VmHWM, peak RSS including the stats requests (MiB).
     pub peak_rss_mib: f64,
-    /// `keepalive stats --format json` wall time, median of 5 (ms).
+    /// `keepalive stats --format json --limit 100000` (the largest page) wall time, median of
+    /// 5 (ms).
     pub stats_ms: f64,
     /// Size of that answer (bytes).
     pub stats_bytes: usize,
+    /// `keepalive stats --format json` (the default page, 1 000 rows), median of 5 (ms).
+    pub stats_default_ms: f64,
+    /// Size of that answer (bytes).
+    pub stats_default_bytes: usize,
     /// `keepalive stats --format json --phone ADDR` (one phone's pairs), median of 5 (ms).
     pub stats_phone_ms: f64,
     /// Size of that answer (bytes).
@@ -452,7 +457,9 @@ fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
         }
         Ok((crate::bench::median(&mut times), bytes))
     };
-    let (stats_ms, stats_bytes) = timed(&[])?;
+    // The whole state (the largest page), then the default page of 1 000 rows.
+    let (stats_ms, stats_bytes) = timed(&["--limit", "100000"])?;
+    let (stats_default_ms, stats_default_bytes) = timed(&[])?;
     let one = v["report"]["phones"][0]["phone"].as_str().unwrap_or("0.0.0.0").to_string();
     let (stats_phone_ms, stats_phone_bytes) = timed(&["--phone", &one])?;
     let (after_stats_rss_mib, peak_rss_mib, _) = agent.memory_mib();
@@ -462,7 +469,7 @@ fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
     Ok(Scale {
         phones,
         frames,
-        pairs: v["report"]["phones"].as_array().map_or(0, |a| a.len() as u64),
+        pairs: v["report"]["summary"]["phones"].as_u64().unwrap_or(0),
         events,
         ringbuf_full: counter(&v, "ringbuf_full"),
         events_per_s: events as f64 / secs,
@@ -473,6 +480,8 @@ fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
         peak_rss_mib,
         stats_ms,
         stats_bytes,
+        stats_default_ms,
+        stats_default_bytes,
         stats_phone_ms,
         stats_phone_bytes,
     })
@@ -530,6 +539,15 @@ pub fn ring_bytes() -> anyhow::Result<u64> {
     let (e, p) = ring_sizes(cpus);
     let map = |log2: u8, each: usize| u64::from(RingPos::map_entries(cpus, log2)) * each as u64;
     Ok(map(e, size_of::<Event>()) + map(p, size_of::<EventWithPayload>()))
+}
+
+/// Runs only the agent at scale (root): `cargo xtask bench --scale-only`.
+pub fn run_scale(phones: u32, pps: u32) -> anyhow::Result<Scale> {
+    crate::cargo(&["build", "--release", "--quiet", "-p", "keepalive-user"])?;
+    let dir = PathBuf::from("target/bench");
+    fs::create_dir_all(&dir)?;
+    let _net = Net::up()?;
+    scale(&dir, phones, pps)
 }
 
 /// Runs the live part (root).

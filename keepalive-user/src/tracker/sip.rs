@@ -182,7 +182,7 @@ impl Assembler {
     /// Feeds a new (not retransmitted) segment: `payload` holds the first bytes of a segment of
     /// `len` payload bytes starting at `seq`. Complete messages are appended to `out`. Returns
     /// `true` when a partial message was given up on for its size: headers without their blank
-    /// line beyond [`MAX_SIP_HEAD`], or a message beyond [`MAX_MESSAGE`].
+    /// line beyond [`MAX_SIP_HEAD`], or a message beyond 64 KiB.
     pub fn feed(
         &mut self,
         ts_ns: u64,
