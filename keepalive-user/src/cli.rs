@@ -108,6 +108,12 @@ pub struct TimerArgs {
     /// and granted SIP expiries are divided by it.
     #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = parse_scale)]
     pub time_scale: f64,
+    /// The frames are a capture replayed --time-scale times faster (tcpreplay --multiplier), so
+    /// TCP retransmissions and ARP answers are sped up too: the retransmission floor and the ARP
+    /// window are divided by the factor as well, and the lateness floor down to 5 ms. Without
+    /// it they stay in real time, as in a lab whose phones run real kernel TCP.
+    #[arg(long, requires = "time_scale")]
+    pub replay: bool,
 }
 
 /// The largest number of seconds a timer option takes (a day: CUCM's timers are minutes).
@@ -124,12 +130,17 @@ pub const MAX_REFRESH: Duration = Duration::from_secs(3_600);
 impl TimerArgs {
     /// The tracker settings these options give.
     pub fn settings(&self) -> crate::tracker::Settings {
-        crate::tracker::Settings {
+        let settings = crate::tracker::Settings {
             grace_s: self.grace,
             delta_s: self.delta,
             ..crate::tracker::Settings::default()
         }
-        .scaled(self.time_scale)
+        .scaled(self.time_scale);
+        if self.replay {
+            settings.replayed()
+        } else {
+            settings
+        }
     }
 }
 
@@ -429,6 +440,29 @@ mod tests {
         assert!(parse_mode("1777").is_err());
         let s = Cli::try_parse_from(["keepalive", "stats", "--format", "json"]).unwrap();
         assert!(matches!(s.command, Command::Stats(StatsArgs { format: Format::Json, .. })));
+    }
+
+    #[test]
+    fn replay_needs_a_time_scale_and_shrinks_the_floors_with_it() {
+        let run = |extra: &[&str]| {
+            let argv = [&["keepalive", "run", "--iface", "a"], extra].concat();
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Run(a) => a.timers.settings(),
+                _ => panic!("parsed as run"),
+            })
+        };
+        let err = run(&["--replay"]).unwrap_err().to_string();
+        assert!(err.contains("--time-scale"), "{err}");
+        let lab = run(&["--time-scale", "288"]).unwrap();
+        assert_eq!(
+            (lab.late_floor_s, lab.retransmission_floor_s, lab.arp_window_s),
+            (0.05, 0.05, 1.0)
+        );
+        let replay = run(&["--time-scale", "288", "--replay"]).unwrap();
+        assert_eq!(replay.late_floor_s, crate::tracker::REPLAY_JITTER_S);
+        assert!((replay.retransmission_floor_s - 0.05 / 288.0).abs() < 1e-12);
+        assert!((replay.arp_window_s - 1.0 / 288.0).abs() < 1e-12);
+        assert_eq!(replay.grace_s, lab.grace_s);
     }
 
     #[test]

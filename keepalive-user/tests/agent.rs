@@ -304,8 +304,8 @@ fn an_unprivileged_agent_says_what_to_grant() {
 
 /// The same capture through the live path (tcpreplay into a veth, the agent on its far end)
 /// and through `analyze`: the same counts and the same finding kinds. The replay runs 40×
-/// faster than the capture, and the agent is told so (`--time-scale 40`); `analyze` reads the
-/// capture's own timestamps.
+/// faster than the capture, and the agent is told so (`--time-scale 40 --replay`: the capture's
+/// retransmissions are sped up too); `analyze` reads the capture's own timestamps.
 #[test]
 fn a_replayed_capture_gives_the_live_agent_what_analyze_gives() {
     use keepalive::fixtures::scenario::{self, Vantage};
@@ -322,8 +322,10 @@ fn a_replayed_capture_gives_the_live_agent_what_analyze_gives() {
     let net = VethPair::new();
     let pcap = std::env::temp_dir().join(format!("keepalive-replay-{}.pcap", std::process::id()));
     std::fs::write(&pcap, scenario::proxy_arp(Vantage::PhoneSide).to_pcap()).unwrap();
-    let mut agent =
-        Agent::start(&net.ns_b, &["--iface", &net.if_b, "--json", "--time-scale", "40"]);
+    let mut agent = Agent::start(
+        &net.ns_b,
+        &["--iface", &net.if_b, "--json", "--time-scale", "40", "--replay"],
+    );
     let replay = Command::new("ip")
         .args([
             "netns",

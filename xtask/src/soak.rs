@@ -4,10 +4,11 @@
 //!   during (the largest sample, every 50 ms) and after, events shed and lost, and how the
 //!   tracker's tables held;
 //! * `soak` (`cargo xtask bench --soak`): a time-scaled day (a site's phones all day, DOMAIN.md's
-//!   two case studies at 06:00 and 12:00, a background flood of SYNs and ARP replies) replayed
-//!   with tcpreplay's `--multiplier` into an agent told the same `--time-scale`: RSS over the
-//!   day and its slope, events lost, and whether the agent's rows and findings at the end are
-//!   those `keepalive analyze` gives on the same capture.
+//!   two case studies in its last two hours, a background flood of SYNs and ARP replies) replayed
+//!   `scale` times faster, each frame at its own deadline ([`crate::live::replay_paced`]), into
+//!   an agent told the same `--time-scale --replay`, with an `--expire` of two nominal hours:
+//!   RSS over the day and its slope, events lost, and whether the agent's rows and findings at
+//!   the end are those `keepalive analyze` gives on the same capture.
 
 use std::{
     fs,
@@ -26,7 +27,7 @@ use keepalive::fixtures::{
 };
 use serde::Serialize;
 
-use crate::live::{replay_at, replay_with, settle, stats_raw, Agent, Net};
+use crate::live::{replay_at, replay_paced, settle, stats_raw, Agent, Net};
 
 /// The server the floods are sent to (the scenarios' CUCM).
 fn target() -> Target {
@@ -190,8 +191,12 @@ pub struct Soak {
     pub rows_matching: usize,
     /// Rows that differ, as `phone → server: analyze kinds / agent kinds`.
     pub differences: Vec<String>,
+    /// The differing rows themselves, `[analyze, agent]`, to read what differs.
+    pub different_rows: Vec<[serde_json::Value; 2]>,
     /// Evictions by reason at the end.
     pub evictions: serde_json::Value,
+    /// ARP addresses held at the end, and forgotten after being idle over the day.
+    pub arp: [serde_json::Value; 2],
 }
 
 /// Least-squares slope of `y` over `x`.
@@ -212,14 +217,19 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     }
 }
 
-/// The day's capture: `phones` site phones for `hours`, the case studies at 06:00 and 12:00,
-/// and a background flood (per nominal minute 1 000 spoofed SYNs and 100 ARP replies).
+/// Nominal seconds the soak's agent keeps an idle pair or ARP address (`--expire`, divided by
+/// the replay's speed): the day's spoofed sources age out as they would at a site.
+const SOAK_EXPIRE_S: u32 = 2 * 3600;
+
+/// The day's capture: `phones` site phones for `hours`, the two case studies in its last two
+/// hours (so that their rows are still held when the day ends, under [`SOAK_EXPIRE_S`]), and a
+/// background flood (per nominal minute 1 000 spoofed SYNs and 100 ARP replies).
 fn day(hours: u32, phones: u32) -> (Timeline, u64) {
     let minutes = hours * 60;
     let mut tl = scenario::site(phones, minutes);
-    let at = |h: u64| (h * 3600 * S).min(u64::from(minutes).saturating_sub(30) * 60 * S);
-    tl.extend(scenario::proxy_arp(Vantage::PhoneSide).shifted(at(6)));
-    tl.extend(scenario::port_security(Vantage::PhoneSide).shifted(at(12)));
+    let from_end = |m: u32| u64::from(minutes.saturating_sub(m)) * 60 * S;
+    tl.extend(scenario::proxy_arp(Vantage::PhoneSide).shifted(from_end(110)));
+    tl.extend(scenario::port_security(Vantage::PhoneSide).shifted(from_end(50)));
     let syns = minutes * 1_000;
     let arps = minutes * 100;
     let mut f = flood::syn_flood(&target(), 2000, syns, T0, 60 * S / 1_000);
@@ -247,12 +257,13 @@ pub fn soak(dir: &Path, hours: u32, scale: u32) -> anyhow::Result<Soak> {
     fs::write(&pcap, tl.to_pcap())?;
     drop(tl);
     let scale_s = scale.to_string();
-    let agent = Agent::start_with(&["--time-scale", &scale_s])?;
+    let expire = format!("{}ms", u64::from(SOAK_EXPIRE_S) * 1000 / u64::from(scale));
+    let agent = Agent::start_with(&["--time-scale", &scale_s, "--replay", "--expire", &expire])?;
     let stop = Arc::new(AtomicBool::new(false));
     let every = Duration::from_secs_f64((600.0 / f64::from(scale)).max(0.5));
     let samples = sampler(agent.pid(), every, stop.clone());
     let t = Instant::now();
-    replay_with(&pcap, &["--multiplier", &scale_s])?;
+    replay_paced(&pcap, f64::from(scale))?;
     let wall_s = t.elapsed().as_secs_f64();
     let live = stats_all()?;
     stop.store(true, Ordering::Relaxed);
@@ -273,6 +284,7 @@ pub fn soak(dir: &Path, hours: u32, scale: u32) -> anyhow::Result<Soak> {
     let rows = offline["phones"].as_array().cloned().unwrap_or_default();
     let agent_rows = live["report"]["phones"].as_array().cloned().unwrap_or_default();
     let mut differences = Vec::new();
+    let mut different_rows = Vec::new();
     for o in &rows {
         let key = |r: &serde_json::Value| {
             (r["phone"].clone(), r["server"].clone(), r["server_port"].clone())
@@ -295,6 +307,7 @@ pub fn soak(dir: &Path, hours: u32, scale: u32) -> anyhow::Result<Soak> {
                         l["keepalives"],
                         kinds(l)
                     ));
+                    different_rows.push([o.clone(), l.clone()]);
                 }
             }
         }
@@ -315,7 +328,9 @@ pub fn soak(dir: &Path, hours: u32, scale: u32) -> anyhow::Result<Soak> {
         rows_matching: rows.len() - differences.len(),
         rows: rows.len(),
         differences,
+        different_rows,
         evictions: live["userspace"]["evictions"].clone(),
+        arp: [live["userspace"]["arp_addresses"].clone(), live["userspace"]["expired_arp"].clone()],
     })
 }
 

@@ -140,6 +140,12 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, per_phone: bool) -> String {
         "Pairs forgotten after being idle",
         snap.userspace.expired_pairs as i64,
     );
+    counter(
+        &mut reg,
+        "arp_expired",
+        "ARP addresses forgotten after being idle",
+        snap.userspace.expired_arp,
+    );
     gauge(
         &mut reg,
         "kernel_flows_counted_timestamp_seconds",

@@ -88,6 +88,8 @@ pub struct UserStats {
     pub sip_buffered: usize,
     /// Pairs forgotten after being idle.
     pub expired_pairs: u64,
+    /// ARP addresses forgotten after being idle.
+    pub expired_arp: u64,
     /// State forgotten to stay within the limits, by reason.
     pub evictions: Evictions,
     /// The limits in force (`--max-phones`).
@@ -191,6 +193,7 @@ impl State {
                 arp_addresses: self.tracker.arp.len(),
                 sip_buffered: self.tracker.sip_buffered(),
                 expired_pairs: self.tracker.stats.expired_pairs,
+                expired_arp: self.tracker.stats.expired_arp,
                 evictions: self.tracker.evictions,
                 limits: self.tracker.limits(),
             },

@@ -112,7 +112,9 @@ pub fn points(pair: &Pair, settings: &Settings) -> Vec<Point> {
             anchor = Some(ka.first_ns);
         }
         let delay = match (ka.retransmission_delay_s(), lateness_s) {
-            (Some(d), _) if d >= floor => Some((d, Evidence::Retransmission)),
+            (Some(d), _) if d >= settings.retransmission_floor_s => {
+                Some((d, Evidence::Retransmission))
+            }
             (_, Some(l)) if l >= floor => Some((l, Evidence::Lateness)),
             _ => None,
         };

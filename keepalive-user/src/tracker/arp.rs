@@ -191,6 +191,19 @@ impl ArpTable {
         n
     }
 
+    /// Forgets the addresses last answered for more than `idle_ns` before `now_ns`, except those
+    /// `keep` accepts (a tracked phone's or server's: hosts refresh ARP rarely, and the answer
+    /// a phone's keepalives follow matters for as long as the phone is tracked); returns how
+    /// many were forgotten.
+    pub fn expire(&mut self, now_ns: u64, idle_ns: u64, keep: impl Fn(Ipv4Addr) -> bool) -> usize {
+        let before = self.by_ip.len();
+        self.by_ip.retain(|ip, seen| {
+            let last = seen.iter().map(|s| s.last_ns).max().unwrap_or(0);
+            now_ns.saturating_sub(last) <= idle_ns || keep(*ip)
+        });
+        before - self.by_ip.len()
+    }
+
     /// Addresses known.
     pub fn len(&self) -> usize {
         self.by_ip.len()

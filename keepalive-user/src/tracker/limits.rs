@@ -299,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn spoofed_arp_replies_are_bounded_and_the_servers_address_kept() {
+    fn spoofed_arp_replies_are_bounded_expire_and_the_servers_address_is_kept() {
         let limits = Limits { arp_addresses: 1_024, ..Limits::for_phones(100) };
         let mut f = Feed::new(limits);
         f.keepalive(0, Ipv4Addr::new(10, 0, 0, 9), 40_000, 100);
@@ -318,6 +318,16 @@ mod tests {
         assert!(t.arp.len() <= limits.arp_addresses, "{}", t.arp.len());
         assert!(t.evictions.arp_full >= 20_000 - 1_024, "{:?}", t.evictions);
         assert_eq!(t.arp.macs(CUCM), vec![[0, 0x0c, 0x29, 0, 0, 1]], "the CUCM's entry is kept");
+
+        // Two hours on, with the phone still sending: an hour's idle expiry forgets every
+        // spoofed sender but not the CUCM, whose answer is older still.
+        f.keepalive(2 * 3600 * S, Ipv4Addr::new(10, 0, 0, 9), 40_000, 200);
+        let held = f.tracker.arp.len();
+        f.tracker.expire(3600 * S);
+        assert_eq!(f.tracker.arp.len(), 1, "only the CUCM's address is left");
+        assert_eq!(f.tracker.stats.expired_arp, held as u64 - 1);
+        assert_eq!(f.tracker.arp.macs(CUCM), vec![[0, 0x0c, 0x29, 0, 0, 1]]);
+        assert_eq!(f.tracker.phone_count(), 1);
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct Settings {
     /// segment costs at least one minimum RTO (200 ms on Linux, about 100 ms on the phones in
     /// DOMAIN.md), far above scheduling jitter.
     pub late_floor_s: f64,
+    /// A retransmission delay (both copies seen) below this is a duplicate, not a loss (s).
+    /// The same as `late_floor_s` in real time; a replay shrinks it further (see
+    /// [`Settings::replayed`]).
+    pub retransmission_floor_s: f64,
     /// Streams idle longer than this are forgotten (s); pairs stay.
     pub idle_stream_s: f64,
     /// Protocol timers run this many times faster than their nominal values (a lab that scales
@@ -56,6 +60,10 @@ pub struct Settings {
     /// (120 − delta)/scale wall seconds. 1 in real networks.
     pub time_scale: f64,
 }
+
+/// The smallest lateness a sped-up replay can show (s): tcpreplay's pacing and the agent's
+/// ring polling blur a schedule by about a millisecond of real time.
+pub const REPLAY_JITTER_S: f64 = 0.005;
 
 impl Settings {
     /// Settings for protocol timers scaled down by `factor`: grace and delta shrink with them.
@@ -68,6 +76,22 @@ impl Settings {
             grace_s: self.grace_s / f,
             delta_s: self.delta_s / f,
             time_scale: self.time_scale * f,
+            ..self
+        }
+    }
+
+    /// Settings for a capture replayed `time_scale` times faster: everything in it ran faster,
+    /// TCP's retransmission timer and ARP answers included, so the floors and the ARP window
+    /// shrink too. Lateness is measured against a schedule, and a replayer's pacing drifts by
+    /// real microseconds per frame, so the lateness floor stops at [`REPLAY_JITTER_S`]: a replay
+    /// sped up until an RTO is shorter than that shows losses only where both copies are in the
+    /// capture (a retransmission is two copies of the same bytes, whatever the pacing).
+    #[must_use]
+    pub fn replayed(self) -> Self {
+        Self {
+            late_floor_s: (self.late_floor_s / self.time_scale).max(REPLAY_JITTER_S),
+            retransmission_floor_s: self.retransmission_floor_s / self.time_scale,
+            arp_window_s: self.arp_window_s / self.time_scale,
             ..self
         }
     }
@@ -85,6 +109,7 @@ impl Default for Settings {
             delta_s: 5.0,
             arp_window_s: 1.0,
             late_floor_s: 0.05,
+            retransmission_floor_s: 0.05,
             idle_stream_s: 3600.0,
             time_scale: 1.0,
         }
@@ -106,6 +131,8 @@ pub struct TrackerStats {
     pub sip_messages: u64,
     /// Pairs forgotten after being idle (see [`Tracker::expire`]).
     pub expired_pairs: u64,
+    /// ARP addresses forgotten after being idle (see [`Tracker::expire`]).
+    pub expired_arp: u64,
 }
 
 /// Counts of pairs that were forgotten, so totals never go down when a pair expires.
@@ -273,7 +300,8 @@ impl Tracker {
 
     /// Forgets pairs not heard from for `idle_ns` (with their streams), so a long-running agent
     /// holds only phones that are alive, and candidates older than [`CANDIDATE_TIMEOUT_S`].
-    /// The counts of forgotten phones move to [`Tracker::expired`].
+    /// ARP addresses not answered for `idle_ns` go too, except those of the pairs held. The
+    /// counts of forgotten phones move to [`Tracker::expired`].
     pub fn expire(&mut self, idle_ns: u64) {
         let now = self.now_ns;
         let timeout = (self.settings.wall_s(CANDIDATE_TIMEOUT_S) * 1e9) as u64;
@@ -295,6 +323,9 @@ impl Tracker {
                 self.remove(i, Removal::Idle);
             }
         }
+        let tracked = self.tracked_v4();
+        let n = self.arp.expire(now, idle_ns, |ip| tracked.contains(&ip));
+        self.stats.expired_arp += n as u64;
     }
 
     /// Forgets streams idle for longer than the setting (pairs and their history stay), and
@@ -484,8 +515,14 @@ impl Tracker {
     /// Removes a batch of the ARP addresses heard from longest ago, keeping those of tracked
     /// phones and servers while others are left.
     fn evict_arp(&mut self) {
-        let tracked: std::collections::HashSet<Ipv4Addr> = self
-            .slots
+        let tracked = self.tracked_v4();
+        let n = self.arp.evict_oldest(self.limits.arp_batch(), |ip| tracked.contains(&ip));
+        self.evictions.arp_full += n as u64;
+    }
+
+    /// The IPv4 addresses of the pairs held, phones and servers.
+    fn tracked_v4(&self) -> std::collections::HashSet<Ipv4Addr> {
+        self.slots
             .iter()
             .filter_map(|s| s.pair.as_ref())
             .flat_map(|p| [p.key.phone, p.key.server])
@@ -493,9 +530,7 @@ impl Tracker {
                 IpAddr::V4(v4) => Some(v4),
                 IpAddr::V6(_) => None,
             })
-            .collect();
-        let n = self.arp.evict_oldest(self.limits.arp_batch(), |ip| tracked.contains(&ip));
-        self.evictions.arp_full += n as u64;
+            .collect()
     }
 
     /// Which end of a new direction is the phone: the end not on a tracked port; when both
