@@ -193,8 +193,8 @@ impl ArpTable {
 
     /// Forgets the addresses last answered for more than `idle_ns` before `now_ns`, except those
     /// `keep` accepts (a tracked phone's or server's: hosts refresh ARP rarely, and the answer
-    /// a phone's keepalives follow matters for as long as the phone is tracked); returns how
-    /// many were forgotten.
+    /// a phone's keepalives follow matters for as long as the phone is tracked); `keep` is asked
+    /// only about idle addresses. Returns how many were forgotten.
     pub fn expire(&mut self, now_ns: u64, idle_ns: u64, keep: impl Fn(Ipv4Addr) -> bool) -> usize {
         let before = self.by_ip.len();
         self.by_ip.retain(|ip, seen| {

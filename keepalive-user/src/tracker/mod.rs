@@ -323,8 +323,13 @@ impl Tracker {
                 self.remove(i, Removal::Idle);
             }
         }
-        let tracked = self.tracked_v4();
-        let n = self.arp.expire(now, idle_ns, |ip| tracked.contains(&ip));
+        // The set of tracked addresses costs a walk of every pair: build it only once an idle
+        // address has to be judged (most refreshes find none).
+        let tracked = std::cell::OnceCell::new();
+        let slots = &self.slots;
+        let n = self
+            .arp
+            .expire(now, idle_ns, |ip| tracked.get_or_init(|| tracked_v4(slots)).contains(&ip));
         self.stats.expired_arp += n as u64;
     }
 
@@ -515,22 +520,9 @@ impl Tracker {
     /// Removes a batch of the ARP addresses heard from longest ago, keeping those of tracked
     /// phones and servers while others are left.
     fn evict_arp(&mut self) {
-        let tracked = self.tracked_v4();
+        let tracked = tracked_v4(&self.slots);
         let n = self.arp.evict_oldest(self.limits.arp_batch(), |ip| tracked.contains(&ip));
         self.evictions.arp_full += n as u64;
-    }
-
-    /// The IPv4 addresses of the pairs held, phones and servers.
-    fn tracked_v4(&self) -> std::collections::HashSet<Ipv4Addr> {
-        self.slots
-            .iter()
-            .filter_map(|s| s.pair.as_ref())
-            .flat_map(|p| [p.key.phone, p.key.server])
-            .filter_map(|a| match a {
-                IpAddr::V4(v4) => Some(v4),
-                IpAddr::V6(_) => None,
-            })
-            .collect()
     }
 
     /// Which end of a new direction is the phone: the end not on a tracked port; when both
@@ -726,4 +718,17 @@ fn tcp_ack(pair: &mut Pair, ack: u32, ts_ns: u64) {
             ka.set_tcp_ack_ns(ts_ns);
         }
     }
+}
+
+/// The IPv4 addresses of the pairs held in `slots`, phones and servers.
+fn tracked_v4(slots: &[Slot]) -> std::collections::HashSet<Ipv4Addr> {
+    slots
+        .iter()
+        .filter_map(|s| s.pair.as_ref())
+        .flat_map(|p| [p.key.phone, p.key.server])
+        .filter_map(|a| match a {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
 }
