@@ -26,6 +26,16 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Print the running agent's phones, findings and kernel counters.
     Stats(StatsArgs),
+    /// Check a configuration file for `run --config` without attaching anything.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// `keepalive check-config`.
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// The file (TOML; its keys are `run`'s long flag names).
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
 }
 
 /// `keepalive stats`.
@@ -199,8 +209,11 @@ pub fn ports_config(ports: &[PortRule]) -> Result<Config, String> {
 /// `keepalive run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
+    /// Read options from this TOML file (keys are the long flag names; flags given here win).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// Interface to attach to (repeat for several).
-    #[arg(long = "iface", required = true, value_name = "IF")]
+    #[arg(long = "iface", required_unless_present = "config", value_name = "IF")]
     pub ifaces: Vec<String>,
     /// XDP mode: native (driver), skb (generic), or auto (native, else skb).
     #[arg(long, value_enum, default_value_t = Mode::Auto)]

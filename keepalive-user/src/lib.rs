@@ -6,9 +6,11 @@
 //! phone↔server state, the [`findings`] rules read that state, and a [`report`] shows it.
 //!
 //! * [`cli`]: argument parsing and validation (no work).
+//! * [`config`]: the `run --config` file, read through the same flag parsers.
 //! * [`agent`]: `keepalive run`, the live agent (view, stats socket, metrics).
 //! * [`analyze`]: `keepalive analyze`, a capture file into a report.
 //! * [`source`]: capture files, the host classifier, the live event rings.
+//! * [`preflight`]: what `run` needs of the kernel and its capabilities, checked first.
 //! * [`loader`]: loads the XDP program, attaches it, reads its maps.
 //! * [`record`]: decodes event-ring records into [`record::Record`]s and renders them as JSON.
 //! * [`tracker`]: per-pair state (keepalives, answers, retransmissions, reconnects, ARP).
@@ -21,11 +23,13 @@
 pub mod agent;
 pub mod analyze;
 pub mod cli;
+pub mod config;
 pub mod findings;
 pub mod fixtures;
 pub mod flow_count;
 pub mod lab;
 pub mod loader;
+pub mod preflight;
 pub mod record;
 pub mod report;
 pub mod source;

@@ -1,26 +1,58 @@
 //! The `keepalive` binary: parses arguments, then hands over to the library.
 
-use std::io::{IsTerminal as _, Write};
+use std::{
+    ffi::OsString,
+    io::{IsTerminal as _, Write},
+};
 
 use clap::Parser as _;
 use keepalive::{
     agent::{self, Output},
     analyze,
-    cli::{AnalyzeArgs, Cli, Command, Format, RunArgs, StatsArgs},
-    report,
+    cli::{AnalyzeArgs, CheckConfigArgs, Cli, Command, Format, RunArgs, StatsArgs},
+    config, report,
 };
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => {
-            let opts = run_options(&args)?;
+        Command::Run(_) => {
+            // The file (if any) fills in what the flags do not give; SIGHUP reads it again.
+            let cmdline: Vec<OsString> = std::env::args_os().collect();
+            let args = config::run_args(&cmdline)?;
+            let mut opts = run_options(&args)?;
+            if args.config.is_some() {
+                opts.reload = Some(agent::Reload::new(move || {
+                    let args = config::run_args(&cmdline).map_err(|e| e.to_string())?;
+                    run_options(&args).map_err(|e| e.to_string())
+                }));
+            }
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             Ok(rt.block_on(agent::run(opts))?)
         }
         Command::Analyze(args) => analyze(&args),
         Command::Stats(args) => stats(&args),
+        Command::CheckConfig(args) => check_config(&args),
     }
+}
+
+/// Validates a configuration file the way `run --config` reads it, attaching nothing.
+fn check_config(args: &CheckConfigArgs) -> anyhow::Result<()> {
+    let file = config::ConfigFile::load(&args.file)?;
+    let cmdline: Vec<OsString> = ["keepalive", "run", "--config"]
+        .map(OsString::from)
+        .into_iter()
+        .chain([args.file.clone().into()])
+        .collect();
+    let run = file.merge(&cmdline)?;
+    run_options(&run)?;
+    println!(
+        "{}: ok ({} keys set; interfaces {}; the other options are defaults)",
+        args.file.display(),
+        file.keys().len(),
+        run.ifaces.join(", ")
+    );
+    Ok(())
 }
 
 fn run_options(args: &RunArgs) -> anyhow::Result<agent::Options> {
@@ -46,6 +78,7 @@ fn run_options(args: &RunArgs) -> anyhow::Result<agent::Options> {
         limits: keepalive::tracker::Limits::for_phones(args.max_phones),
         count: args.count,
         duration: args.duration,
+        reload: None,
     })
 }
 

@@ -68,6 +68,73 @@ pub struct Options {
     pub count: Option<u64>,
     /// Stop after this long.
     pub duration: Option<Duration>,
+    /// How SIGHUP re-reads the options (from `--config`); without it SIGHUP is ignored.
+    pub reload: Option<Reload>,
+}
+
+/// Builds the options afresh from the configuration file, on SIGHUP.
+#[derive(Clone)]
+pub struct Reload(Arc<dyn Fn() -> Result<Options, String> + Send + Sync>);
+
+impl Reload {
+    /// Re-reads the options with `f`.
+    pub fn new(f: impl Fn() -> Result<Options, String> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Reload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reload(..)")
+    }
+}
+
+/// What a reload changed: the options applied in place, and those that need a restart.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Applied without detaching or losing any pair.
+    pub applied: Vec<&'static str>,
+    /// Changed in the file, not applied: they need `systemctl restart keepalive`.
+    pub need_restart: Vec<&'static str>,
+}
+
+impl Options {
+    /// Takes from `new` what can change while running (the timers: grace, delta, time scale
+    /// and replay; the expiry; the refresh) and names what cannot (interfaces, mode, ports,
+    /// mirror, outputs, socket, metrics, limits), leaving those as they are.
+    pub fn reload_from(&mut self, new: &Options) -> Reloaded {
+        let mut r = Reloaded::default();
+        if self.settings != new.settings {
+            self.settings = new.settings;
+            r.applied.push("timers");
+        }
+        if self.expire != new.expire {
+            self.expire = new.expire;
+            r.applied.push("expire");
+        }
+        if self.refresh != new.refresh {
+            self.refresh = new.refresh;
+            r.applied.push("refresh");
+        }
+        for (name, changed) in [
+            ("iface", self.ifaces != new.ifaces),
+            ("mode", self.mode != new.mode),
+            ("port/mirror", self.config != new.config),
+            ("socket", self.socket != new.socket || self.socket_mode != new.socket_mode),
+            (
+                "metrics",
+                self.metrics != new.metrics || self.metrics_per_phone != new.metrics_per_phone,
+            ),
+            ("output", self.output != new.output),
+            ("max-phones", self.limits != new.limits),
+            ("count/duration", self.count != new.count || self.duration != new.duration),
+        ] {
+            if changed {
+                r.need_restart.push(name);
+            }
+        }
+        r
+    }
 }
 
 /// What goes to standard output.
@@ -84,6 +151,9 @@ pub enum Output {
 /// Why the agent stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The kernel or the privileges lack something (checked before loading).
+    #[error(transparent)]
+    Preflight(#[from] crate::preflight::PreflightError),
     /// Loading or attaching.
     #[error(transparent)]
     Loader(#[from] LoaderError),
@@ -221,8 +291,10 @@ fn kernel_stats(probe: &Probe, flows: FlowCount) -> Result<KernelStats, LoaderEr
 
 /// Runs the agent until a signal, `--count` or `--duration`.
 pub async fn run(opts: Options) -> Result<(), AgentError> {
-    // Loading checks privileges and touches nothing shared; then refuse, before attaching to
-    // any interface, when another agent owns the socket.
+    // What the kernel and the privileges lack is named before anything is loaded. Loading
+    // touches nothing shared; then refuse, before attaching to any interface, when another
+    // agent owns the socket.
+    crate::preflight::check()?;
     let mut probe = Probe::load(&LoadOptions { config: opts.config, ..LoadOptions::default() })?;
     let listener = socket::bind(&opts.socket, opts.socket_mode)?;
     let _cleanup = RemoveOnDrop(opts.socket.clone());
@@ -265,9 +337,14 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         tokio::spawn(metrics::serve(l, state.clone(), opts.metrics_per_phone))
     });
 
+    let mut opts = opts;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let deadline = async {
-        match opts.duration {
+    // Installed even without --config, so that a stray SIGHUP (a closed terminal, a `kill -HUP`
+    // meant for a reload) never kills the agent with its default action.
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let duration = opts.duration;
+    let deadline = async move {
+        match duration {
             Some(d) => tokio::time::sleep(d).await,
             None => std::future::pending().await,
         }
@@ -325,6 +402,33 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                         view::print_new_findings(&rows, &global, &mut printed)?;
                     }
                     Output::Events => {}
+                }
+            }
+            _ = sighup.recv() => {
+                let Some(reload) = opts.reload.clone() else {
+                    log("info", "SIGHUP ignored: no --config to re-read", &[]);
+                    continue;
+                };
+                match (reload.0)() {
+                    Err(e) => log("warn", "reload refused, options unchanged", &[("error", &e)]),
+                    Ok(new) => {
+                        let r = opts.reload_from(&new);
+                        lock(&state).tracker.settings = opts.settings;
+                        if r.applied.contains(&"refresh") {
+                            tick = tokio::time::interval(opts.refresh);
+                            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        }
+                        log("info", "configuration reloaded", &[
+                            ("applied", &r.applied.join(",")),
+                            ("grace_s", &opts.settings.grace_s),
+                            ("delta_s", &opts.settings.delta_s),
+                        ]);
+                        if !r.need_restart.is_empty() {
+                            log("warn", "changed options need a restart, not applied", &[
+                                ("options", &r.need_restart.join(",")),
+                            ]);
+                        }
+                    }
                 }
             }
             _ = tokio::signal::ctrl_c() => break "interrupted",

@@ -12,8 +12,9 @@ use std::{collections::HashMap, net::Ipv4Addr};
 
 /// MACs remembered per address.
 const MACS_KEPT: usize = 8;
-/// Anomalies remembered in all.
-const ANOMALIES_KEPT: usize = 4096;
+/// Anomalies remembered in all. When full, the oldest `mac-change` (an info) goes first, so a
+/// flood of spoofed senders reusing addresses cannot push a proxy-ARP warning out.
+pub const ANOMALIES_KEPT: usize = 4096;
 
 /// The kind of an ARP anomaly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +67,8 @@ pub struct ArpTable {
     pub anomalies: Vec<Anomaly>,
     /// ARP frames seen.
     pub frames: u64,
+    /// Anomalies forgotten because [`ANOMALIES_KEPT`] were held.
+    pub anomalies_dropped: u64,
 }
 
 impl ArpTable {
@@ -160,8 +163,13 @@ impl ArpTable {
     }
 
     fn push(&mut self, a: Anomaly) {
-        if self.anomalies.len() == ANOMALIES_KEPT {
-            self.anomalies.remove(0);
+        if self.anomalies.len() >= ANOMALIES_KEPT {
+            // The oldest MAC change if there is one (an info: an address reused, or spoofed),
+            // else the oldest of all.
+            let oldest_change =
+                self.anomalies.iter().position(|a| a.kind == AnomalyKind::MacChange);
+            self.anomalies.remove(oldest_change.unwrap_or(0));
+            self.anomalies_dropped += 1;
         }
         self.anomalies.push(a);
     }
@@ -218,6 +226,25 @@ impl ArpTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spoofed_senders_reusing_addresses_never_push_a_multiple_responders_out() {
+        let mut t = ArpTable::default();
+        t.observe(1000 * MS, 2, CUCM, ASA, PHONE, P, 1000 * MS);
+        t.observe(1000 * MS + 17_000, 2, CUCM, VM, PHONE, P, 1000 * MS);
+        // Each spoofed address answered by a new MAC an hour apart: one mac-change each, many
+        // more than the table keeps.
+        let spoofed = |k: u32| Ipv4Addr::from(0x0a40_0000 + k % 1_000);
+        for k in 0..(ANOMALIES_KEPT as u32 + 2_000) {
+            let mac = [2, 1, (k >> 16) as u8, (k >> 8) as u8, k as u8, 0];
+            let ts = 2_000 * MS + u64::from(k) * 3_600_000 * MS;
+            t.observe(ts, 2, spoofed(k), mac, CUCM, ASA, 1000 * MS);
+        }
+        assert_eq!(t.anomalies.len(), ANOMALIES_KEPT);
+        assert_eq!(t.anomalies_dropped, 1_001);
+        assert_eq!(t.anomalies[0].kind, AnomalyKind::MultipleResponders);
+        assert!(t.anomalies[1..].iter().all(|a| a.kind == AnomalyKind::MacChange));
+    }
 
     const CUCM: Ipv4Addr = Ipv4Addr::new(10, 10, 10, 202);
     const PHONE: Ipv4Addr = Ipv4Addr::new(10, 10, 10, 31);

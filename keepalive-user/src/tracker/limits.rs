@@ -102,6 +102,8 @@ pub struct Evictions {
     pub old_connections: u64,
     /// ARP addresses dropped, oldest first, because the ARP table was full.
     pub arp_full: u64,
+    /// ARP anomalies forgotten (MAC changes first) because the anomaly list was full.
+    pub arp_anomalies_full: u64,
     /// Partial SIP messages dropped because the reassembly budget was spent.
     pub sip_budget: u64,
     /// Partial SIP messages dropped because their headers did not end within [`MAX_SIP_HEAD`].
@@ -110,13 +112,14 @@ pub struct Evictions {
 
 impl Evictions {
     /// Evictions by reason, as the metrics label them.
-    pub fn by_reason(&self) -> [(&'static str, u64); 7] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 8] {
         [
             ("candidates-full", self.candidates_full),
             ("candidate-timeout", self.candidate_timeout),
             ("phones-full", self.phones_full),
             ("old-connection", self.old_connections),
             ("arp-full", self.arp_full),
+            ("arp-anomalies-full", self.arp_anomalies_full),
             ("sip-budget", self.sip_budget),
             ("sip-oversized", self.sip_oversized),
         ]

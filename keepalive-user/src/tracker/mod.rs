@@ -284,6 +284,7 @@ impl Tracker {
                     ev.arp_tha,
                     window,
                 );
+                self.evictions.arp_anomalies_full = self.arp.anomalies_dropped;
                 if self.arp.len() > self.limits.arp_addresses {
                     self.evict_arp();
                 }
