@@ -11,10 +11,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-# Debian packages: LLVM 22 for bpf-linker, and the real peers used by the tests.
+# Debian packages: LLVM 22 for bpf-linker, the real peers used by the tests, and what the
+# package test needs (dpkg-shlibdeps for cargo-deb, setpriv, systemd-analyze, man for its verify).
 PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev
       tshark sip-tester kamailio nftables iproute2 tcpreplay netsniff-ng
-      libpcap-dev pkg-config procps)
+      libpcap-dev pkg-config procps
+      dpkg-dev passwd util-linux systemd man-db gzip)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -47,6 +49,12 @@ fi
 if ! cargo fuzz --version 2>/dev/null | grep -q '0.13.2'; then
     log "installing cargo-fuzz 0.13.2"
     cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+
+# cargo-deb for `cargo xtask dist` (the .deb and tarball; the package test installs them).
+if ! cargo deb --version 2>/dev/null | grep -q '3.8.0'; then
+    log "installing cargo-deb 3.8.0"
+    cargo install cargo-deb --version 3.8.0 --locked
 fi
 
 # bpffs for pinned maps (the live agent pins its maps for `keepalive stats`).

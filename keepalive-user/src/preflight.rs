@@ -64,9 +64,17 @@ fn effective_caps() -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-/// The running kernel's major and minor version (`uname -r`).
+/// The running kernel's major and minor version (`uname -r`; uname(2), not /proc/sys, which a
+/// sandboxed service may not see).
 fn kernel_version() -> Option<(u32, u32)> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    // SAFETY: `uname` fills the zeroed struct it is given; `release` is NUL-terminated.
+    let release = unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut u) != 0 {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(u.release.as_ptr()).to_string_lossy().into_owned()
+    };
     parse_release(&release)
 }
 

@@ -9,54 +9,15 @@ mod common;
 
 use std::{
     io::{Read, Write},
-    net::{IpAddr, TcpListener, TcpStream},
+    net::TcpStream,
     process::Command,
     time::Duration,
 };
 
 use common::{RouterLab, VethPair};
-use keepalive::fixtures;
-use keepalive_common::wire::sccp_msg;
 use serde_json::Value;
 
-use common::{socket_path, stats, stats_with, Agent, BIN};
-
-/// An SCCP phone and CUCM over real TCP through the router: Register → RegisterAck, then
-/// `n` KeepAlives `gap` apart, each answered by a KeepAliveAck.
-fn sccp_phone(lab: &RouterLab, device: &'static str, n: usize, gap: Duration) {
-    let cucm: IpAddr = lab.cucm.parse().unwrap();
-    let server = VethPair::in_ns(&lab.ns_cucm, move || {
-        let l = TcpListener::bind((cucm, 2000)).unwrap();
-        let (mut s, _) = l.accept().unwrap();
-        let mut head = [0u8; 8];
-        s.read_exact(&mut head).unwrap();
-        let mut body = vec![0u8; u32::from_le_bytes(head[..4].try_into().unwrap()) as usize];
-        s.read_exact(&mut body).unwrap();
-        s.write_all(&fixtures::sccp_pdu(sccp_msg::REGISTER_ACK, &[0; 16])).unwrap();
-        let mut ka = [0u8; 12];
-        for _ in 0..n {
-            s.read_exact(&mut ka).unwrap();
-            s.write_all(&fixtures::sccp_keepalive_ack()).unwrap();
-        }
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    let phone = VethPair::in_ns(&lab.ns_phone, move || {
-        let mut s =
-            TcpStream::connect_timeout(&(cucm, 2000).into(), Duration::from_secs(5)).unwrap();
-        s.set_nodelay(true).unwrap();
-        s.write_all(&fixtures::sccp_register(device)).unwrap();
-        let mut ack = [0u8; 28];
-        s.read_exact(&mut ack).unwrap();
-        let mut ka = [0u8; 12];
-        for _ in 0..n {
-            s.write_all(&fixtures::sccp_keepalive()).unwrap();
-            s.read_exact(&mut ka).unwrap();
-            std::thread::sleep(gap);
-        }
-    });
-    phone.join().expect("phone");
-    server.join().expect("cucm");
-}
+use common::{sccp_phone, socket_path, stats, stats_with, Agent, BIN};
 
 fn scrape(ns: &str, port: u16) -> String {
     VethPair::in_ns(ns, move || {
@@ -298,7 +259,10 @@ fn an_unprivileged_agent_says_what_to_grant() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("permission denied") && err.contains("CAP_BPF"), "{err}");
+    assert!(
+        err.contains("missing capability CAP_BPF and CAP_NET_ADMIN and CAP_PERFMON: "),
+        "{err}"
+    );
     assert!(!socket.exists(), "nothing created");
 }
 
@@ -476,4 +440,74 @@ fn bad_stats_requests_get_a_sentence() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["page"]["offset"], 5);
     assert!(v["report"]["phones"].as_array().unwrap().is_empty());
+}
+
+/// `run --config`: the file gives the options, and SIGHUP re-reads it: a new grace shows in the
+/// next `rto-growth` finding's `grace_s`, with every pair still held; a changed interface is
+/// logged as needing a restart and not applied.
+#[test]
+fn sighup_rereads_the_config_file_and_changes_the_grace_in_place() {
+    use keepalive::fixtures::scenario::{self, Vantage};
+    if !common::have_root("sighup_rereads_the_config_file_and_changes_the_grace_in_place") {
+        return;
+    }
+    let net = VethPair::new();
+    let dir = std::env::temp_dir().join(format!("keepalive-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (conf, pcap) = (dir.join("keepalive.toml"), dir.join("case2.pcap"));
+    let write_conf = |grace: u32, iface: &str| {
+        let text = format!(
+            "iface = [\"{iface}\"]\njson = true\ntime-scale = 40\nreplay = true\ngrace = {grace}\n"
+        );
+        std::fs::write(&conf, text).unwrap();
+    };
+    write_conf(15, &net.if_b);
+    std::fs::write(&pcap, scenario::port_security(Vantage::PhoneSide).to_pcap()).unwrap();
+    let mut agent = Agent::start(&net.ns_b, &["--config", conf.to_str().unwrap()]);
+    let replay = Command::new("ip")
+        .args(["netns", "exec", &net.ns_a, "tcpreplay", "-q", "--multiplier", "40", "-i"])
+        .arg(&net.if_a)
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "tcpreplay: {}", String::from_utf8_lossy(&replay.stderr));
+    std::thread::sleep(Duration::from_millis(500));
+    // (pairs, grace_s of the rto-growth finding)
+    let look = |agent: &Agent| {
+        let out = stats(&agent.socket, "json", false);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let phones = v["report"]["phones"].as_array().unwrap().clone();
+        let grace = phones
+            .iter()
+            .flat_map(|p| p["findings"].as_array().unwrap().clone())
+            .find(|f| f["kind"] == "rto-growth")
+            .map(|f| f["grace_s"].as_f64().unwrap());
+        (phones.len(), grace)
+    };
+    let (pairs, before) = look(&agent);
+    assert!(pairs > 0, "the replay was tracked");
+    let before = before.expect("case study 2 gives rto-growth");
+    assert!((before - 15.0 / 40.0).abs() < 1e-9, "grace_s {before}");
+    // A new grace, and an interface change that needs a restart.
+    write_conf(30, "other0");
+    // SAFETY: kill on our child's pid.
+    unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
+    let mut waited = 0;
+    let (after_pairs, after) = loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = look(&agent);
+        if now.1 != Some(before) || waited > 50 {
+            break now;
+        }
+        waited += 1;
+    };
+    let (_, log) = agent.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(after_pairs, pairs, "no pair lost on reload");
+    assert!((after.unwrap() - 30.0 / 40.0).abs() < 1e-9, "grace_s after SIGHUP: {after:?}");
+    assert!(log.contains("msg=\"configuration reloaded\" applied=timers"), "{log}");
+    assert!(
+        log.contains("msg=\"changed options need a restart, not applied\" options=iface"),
+        "{log}"
+    );
 }

@@ -4,11 +4,13 @@
 //!   packets (`offline`), XDP cost per packet class against an empty XDP_PASS program
 //!   (BPF_PROG_TEST_RUN, `bench`), then the program on a veth, the agent at 100 000 phones and
 //!   the event rings' loss accounting (`live`).
+//! * `dist`: the .deb and the tarball a router installs (`target/dist/`).
 //! * `fuzz`: every cargo-fuzz target for a bounded time from the corpus in `fuzz/corpus`.
 //! * `demo`: the lab (phones, a switch running keepalive, two CUCMs, an ASA) with a staged fault.
 
 mod bench;
 mod demo;
+mod dist;
 mod fuzz;
 mod live;
 mod offline;
@@ -36,6 +38,8 @@ enum Cmd {
     Fuzz(fuzz::Args),
     /// Run the lab with a staged fault and the agent's live view (root; Ctrl-C ends).
     Demo(demo::Args),
+    /// Build the .deb and the tarball a router installs, in target/dist/ (needs cargo-deb).
+    Dist,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench(a) => bench::run(&a),
         Cmd::Demo(a) => demo::run(&a),
         Cmd::Fuzz(a) => fuzz::run(&a),
+        Cmd::Dist => dist::run().map(|_| ()),
     }
 }
 
@@ -70,5 +75,15 @@ fn test() -> anyhow::Result<()> {
     if !status.success() {
         bail!("`cargo doc` has warnings");
     }
-    cargo(&["test", "--all-targets"])
+    // The package test installs what `dist` builds (tests/package.rs).
+    let (deb, tarball) = dist::run()?;
+    let status = Command::new(env!("CARGO"))
+        .args(["test", "--all-targets"])
+        .env("KEEPALIVE_DEB", &deb)
+        .env("KEEPALIVE_TARBALL", &tarball)
+        .status()?;
+    if !status.success() {
+        bail!("`cargo test --all-targets` failed ({status})");
+    }
+    Ok(())
 }

@@ -295,6 +295,10 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     // touches nothing shared; then refuse, before attaching to any interface, when another
     // agent owns the socket.
     crate::preflight::check()?;
+    // Both handlers first: a SIGHUP (a reload, a closed terminal) must never kill the agent with
+    // its default action, not even while it attaches. Without --config it is logged and ignored.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut probe = Probe::load(&LoadOptions { config: opts.config, ..LoadOptions::default() })?;
     let listener = socket::bind(&opts.socket, opts.socket_mode)?;
     let _cleanup = RemoveOnDrop(opts.socket.clone());
@@ -338,10 +342,6 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     });
 
     let mut opts = opts;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    // Installed even without --config, so that a stray SIGHUP (a closed terminal, a `kill -HUP`
-    // meant for a reload) never kills the agent with its default action.
-    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let duration = opts.duration;
     let deadline = async move {
         match duration {

@@ -64,7 +64,8 @@ pub enum SocketError {
     /// Not allowed to connect.
     #[error(
         "permission denied on {0}: the agent's socket allows its owner and group only (see \
-         `--socket-mode`); run as a member of that group, or as root"
+         `--socket-mode`); run as a member of that group (for the packaged service, group \
+         keepalive: `adduser NAME keepalive`, then log in again), or as root"
     )]
     Permission(PathBuf),
     /// The agent refused the request.

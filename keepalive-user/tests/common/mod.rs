@@ -16,10 +16,12 @@ pub fn have_root(test: &str) -> bool {
 }
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader, Read, Write},
+    net::{IpAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, ChildStderr, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
 };
 
 /// Runs `ip` with `args`, panicking with its stderr on failure.
@@ -281,4 +283,45 @@ pub fn stats_with(socket: &Path, format: &str, as_nobody: bool, more: &[&str]) -
         .env("RUST_BACKTRACE", "0")
         .output()
         .expect("run keepalive stats")
+}
+
+/// An SCCP phone and CUCM over real TCP through the router: Register → RegisterAck, then
+/// `n` KeepAlives `gap` apart, each answered by a KeepAliveAck.
+pub fn sccp_phone(lab: &RouterLab, device: &'static str, n: usize, gap: Duration) {
+    let cucm: IpAddr = lab.cucm.parse().unwrap();
+    let server = VethPair::in_ns(&lab.ns_cucm, move || {
+        let l = TcpListener::bind((cucm, 2000)).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let mut head = [0u8; 8];
+        s.read_exact(&mut head).unwrap();
+        let mut body = vec![0u8; u32::from_le_bytes(head[..4].try_into().unwrap()) as usize];
+        s.read_exact(&mut body).unwrap();
+        s.write_all(&keepalive::fixtures::sccp_pdu(
+            keepalive_common::wire::sccp_msg::REGISTER_ACK,
+            &[0; 16],
+        ))
+        .unwrap();
+        let mut ka = [0u8; 12];
+        for _ in 0..n {
+            s.read_exact(&mut ka).unwrap();
+            s.write_all(&keepalive::fixtures::sccp_keepalive_ack()).unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let phone = VethPair::in_ns(&lab.ns_phone, move || {
+        let mut s =
+            TcpStream::connect_timeout(&(cucm, 2000).into(), Duration::from_secs(5)).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.write_all(&keepalive::fixtures::sccp_register(device)).unwrap();
+        let mut ack = [0u8; 28];
+        s.read_exact(&mut ack).unwrap();
+        let mut ka = [0u8; 12];
+        for _ in 0..n {
+            s.write_all(&keepalive::fixtures::sccp_keepalive()).unwrap();
+            s.read_exact(&mut ka).unwrap();
+            std::thread::sleep(gap);
+        }
+    });
+    phone.join().expect("phone");
+    server.join().expect("cucm");
 }
