@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent machine setup for keepalive: everything a fresh Debian 12 machine (root) needs to
 # build the XDP program and run every test layer. Each step checks before it acts, so a warm
-# machine passes through in a few seconds. Recipe: ../shared/TOOLCHAIN.md.
+# machine passes through in a few seconds. Recipe: docs/TOOLCHAIN.md.
 set -euo pipefail
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
@@ -12,11 +12,13 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 # Debian packages: LLVM 22 for bpf-linker, the real peers used by the tests, and what the
-# package test needs (dpkg-shlibdeps for cargo-deb, setpriv, systemd-analyze, man for its verify).
+# package test needs (dpkg-shlibdeps for cargo-deb, setpriv, systemd-analyze, man for its verify),
+# and the fleet's engine (Prometheus, promtool, Alertmanager).
 PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev
       tshark sip-tester kamailio nftables iproute2 tcpreplay netsniff-ng
       libpcap-dev pkg-config procps
-      dpkg-dev passwd util-linux systemd man-db gzip)
+      dpkg-dev passwd util-linux systemd man-db gzip
+      prometheus prometheus-alertmanager)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -29,8 +31,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Kamailio is installed for the lab; it must not run as a system service.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now kamailio >/dev/null 2>&1 || true; fi
+# Kamailio, Prometheus and Alertmanager are installed for the lab tests (which start their own,
+# in namespaces); they must not run as system services.
+if command -v systemctl >/dev/null 2>&1; then
+    for unit in kamailio prometheus prometheus-alertmanager prometheus-node-exporter; do
+        systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    done
+fi
 
 # Nightly with rust-src builds the eBPF crate with -Z build-std=core.
 if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then

@@ -29,6 +29,6 @@ fuzz_target!(|data: &[u8]| {
             let _ = a.config();
             let _ = a.timers.settings();
         }
-        Command::Stats(_) => {}
+        Command::Stats(_) | Command::CheckConfig(_) => {}
     }
 });

@@ -492,7 +492,7 @@ impl Config {
     /// Drop every frame after recording (a SPAN port that exists only to be watched).
     pub const FLAG_MIRROR: u32 = 1;
 
-    /// The defaults of DESIGN.md: SCCP 2000, SCCP/TLS 2443, SIP 5060, SIP/TLS 5061, pass verdict.
+    /// The defaults of docs/DESIGN.md: SCCP 2000, SCCP/TLS 2443, SIP 5060, SIP/TLS 5061, pass verdict.
     pub const DEFAULT: Self = {
         let mut ports = [PortRule { port: 0, app: 0, _pad: 0 }; MAX_PORT_RULES];
         ports[0] = PortRule { port: 2000, app: App::Sccp as u8, _pad: 0 };

@@ -1,6 +1,6 @@
 //! The benchmark's floor: programs that each do one piece of what the keepalive program does
 //! for a matched frame, so `cargo xtask bench` can show what the pieces cost on their own
-//! against the empty program in the same run. Never attached; loaded only by the bench.
+//! against the empty program in the same run. Part of the bench object only (`bench.rs`).
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use keepalive_common::wire::{Event, FlowKeyV4, FlowStats};
 
-use crate::{ring, FLOWS};
+use crate::product::{ring, FLOWS};
 
 /// The kernel's BPF ring buffer, for the comparison the event rings were chosen by (records
 /// are discarded, so one page-sized ring never fills; 64 KiB is a page on every Linux).
@@ -48,7 +48,9 @@ pub fn floor_slot(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// One IPv4 flow-map lookup and counter update (the entry created on the first run).
+/// One IPv4 flow-map lookup and counter update (the entry created on the first run), by
+/// reference as the program does it.
+#[allow(clippy::needless_borrows_for_generic_args)]
 #[xdp]
 pub fn floor_flow(_ctx: XdpContext) -> u32 {
     let key =

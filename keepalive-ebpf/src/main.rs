@@ -4,14 +4,16 @@
 //! understanding lives in `keepalive_common::classify`, shared with userspace; this file only
 //! adds what needs the kernel: the bounded reader over `XdpContext`, the flow maps, the event
 //! rings (`ring.rs`) and the counters. Nothing on the per-packet path logs: an aya-log call
-//! there costs more than the whole program. `floor.rs` holds the benchmark's programs that each
-//! do one piece of a matched frame's work.
+//! there costs more than the whole program.
+//!
+//! This is the object `keepalive run` loads, and all it holds. The benchmark's baselines live in
+//! a second object, `bench.rs`, which includes this file as a module (so its `keepalive` program
+//! is this one) and adds them; it is embedded only in test and benchmark builds.
 #![no_std]
 #![no_main]
 
-mod floor;
 mod reader;
-mod ring;
+pub(crate) mod ring;
 
 use aya_ebpf::{
     bindings::{xdp_action, BPF_NOEXIST},
@@ -37,7 +39,8 @@ static KEEPALIVE_CONFIG: Config = Config::DEFAULT;
 /// Per-direction TCP flow state of IPv4 connections. LRU, so a flood of flows evicts the oldest
 /// instead of failing. Resized by userspace at load time.
 #[map]
-static FLOWS: LruHashMap<FlowKeyV4, FlowStats> = LruHashMap::with_max_entries(262_144, 0);
+pub(crate) static FLOWS: LruHashMap<FlowKeyV4, FlowStats> =
+    LruHashMap::with_max_entries(262_144, 0);
 
 /// The same for IPv6 connections, apart because every lookup hashes the whole key: a 36-byte
 /// key for every IPv4 segment cost ~17 ns more than the 12-byte one.
@@ -49,29 +52,11 @@ static FLOWS6: LruHashMap<FlowKey, FlowStats> = LruHashMap::with_max_entries(65_
 static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 
 /// The keepalive program: record, then pass (or drop in mirror mode).
+// `#[xdp]` programs take their context by value.
+#[allow(clippy::needless_pass_by_value)]
 #[xdp]
 pub fn keepalive(ctx: XdpContext) -> u32 {
     try_keepalive(&ctx)
-}
-
-/// An empty XDP_PASS program: the baseline `cargo xtask bench` measures against.
-#[xdp]
-pub fn keepalive_empty(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
-}
-
-/// Reads the EtherType and passes: the second baseline of the live benchmark. On a real
-/// interface the first read of a frame's headers misses the cache (the sender's CPU wrote
-/// them); any program that looks at a frame pays that, and the stack pays it after XDP_PASS
-/// anyway. The empty program reads nothing, so it does not.
-#[xdp]
-pub fn keepalive_touch(ctx: XdpContext) -> u32 {
-    let (start, end) = (ctx.data(), ctx.data_end());
-    if start + 14 <= end {
-        // SAFETY: [start, start + 14) is inside the frame (checked against data_end above).
-        unsafe { core::ptr::read_volatile((start + 12) as *const u8) };
-    }
-    xdp_action::XDP_PASS
 }
 
 /// The configuration, read field by field where the classifier uses it.
@@ -83,7 +68,7 @@ pub fn keepalive_touch(ctx: XdpContext) -> u32 {
 /// frozen `.rodata` map, so each field loaded from it is a known constant (kernel 5.2+:
 /// loads from read-only maps are scalars of known value) and branches on it are pruned.
 #[inline(always)]
-fn config() -> &'static Config {
+pub(crate) fn config() -> &'static Config {
     // SAFETY: reading a local holding the static's address; the static lives forever.
     unsafe { &*core::ptr::read_volatile(&(&raw const KEEPALIVE_CONFIG)) }
 }
@@ -254,8 +239,12 @@ fn flow_in<K>(
         return None;
     }
     let fresh = FlowStats { first_ns: now, ..FlowStats::default() };
-    // BPF_NOEXIST: another CPU may have created it meanwhile; either way look it up.
-    if map.insert(key, &fresh, u64::from(BPF_NOEXIST)).is_ok() {
+    // BPF_NOEXIST: another CPU may have created it meanwhile; either way look it up. The value
+    // goes to the helper by pointer from this frame (by value it would be copied into the
+    // callee's, on a 512-byte stack).
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let inserted = map.insert(key, &fresh, u64::from(BPF_NOEXIST)).is_ok();
+    if inserted {
         counters.flows_created += 1;
     }
     map.get_ptr_mut(key)

@@ -20,7 +20,9 @@ use keepalive_common::wire::{
     Event, EventWithPayload, RingPos, RINGS_PER_CPU, RING_EVENTS, RING_PAYLOAD,
 };
 
-use crate::config;
+// `super`: the program's root, whether it is the crate (main.rs) or the bench object's
+// `product` module (bench.rs).
+use super::config;
 
 /// Every CPU's event slots, CPU by CPU: `1 << Config::event_slots_log2` each and a spare one.
 /// Sized by userspace at load time from the number of possible CPUs.

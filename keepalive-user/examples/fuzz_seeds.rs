@@ -6,7 +6,7 @@
 //! * `sip/*`: SIP messages cut into segments (`u8` length + bytes each);
 //! * `stats_request/*`: request lines; `cli/*`: command lines (arguments split by NUL).
 
-use keepalive::fixtures::{
+use keepalive_lab::fixtures::{
     self,
     flood::{self, Target},
     scenario::{self, Timeline, Vantage},
@@ -107,8 +107,19 @@ fn main() -> std::io::Result<()> {
     for (i, args) in lines.iter().enumerate() {
         std::fs::write(cli.join(format!("args-{i}")), args.join("\0"))?;
     }
+    let config = sub("config")?;
+    let files = [
+        include_str!("../../packaging/keepalive.toml").to_string(),
+        "iface = [\"eth1\", \"eth2\"]\nmax-phones = 5000\nexpire = \"2h\"\ngrace = 20\n".into(),
+        "iface = \"eth1\"\nport = [\"sccp:2000\", \"sip:5080\"]\nmetrics = 9108\nmetrics-per-phone = true\n"
+            .into(),
+        "iface = [\"a\"]\ntime-scale = 10\nreplay = true\nsocket-mode = \"0600\"\n".into(),
+    ];
+    for (i, text) in files.iter().enumerate() {
+        std::fs::write(config.join(format!("file-{i}")), text)?;
+    }
     println!(
-        "{}: 4 captures, {seeds} frame runs, SIP, request and command-line seeds",
+        "{}: 4 captures, {seeds} frame runs, SIP, request, command-line and config-file seeds",
         dir.display()
     );
     Ok(())

@@ -6,12 +6,12 @@
 use std::time::Instant;
 
 use keepalive::{
-    fixtures::scenario::{self, Rng},
     report::{Report, SourceTotals},
     source::{capture::Frame, offline::HostProbe},
     tracker::{pair::HISTORY, Settings, Tracker},
 };
 use keepalive_common::wire::Config;
+use keepalive_lab::fixtures::scenario::{self, Rng};
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -55,7 +55,7 @@ fn main() {
     let top = t.elapsed();
     let mut kinds = std::collections::BTreeMap::new();
     for f in report.phones.iter().flat_map(|p| &p.findings) {
-        *kinds.entry(f.kind).or_insert(0) += 1;
+        *kinds.entry(f.kind.as_str()).or_insert(0) += 1;
     }
     eprintln!("findings by kind: {kinds:?}");
     println!(

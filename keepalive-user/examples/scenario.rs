@@ -1,8 +1,8 @@
-//! Writes the built-in scenario captures (DOMAIN.md's case studies and the healthy
+//! Writes the built-in scenario captures (docs/DOMAIN.md's case studies and the healthy
 //! configurations) as pcap files, for Wireshark or `keepalive analyze`:
 //! `cargo run --example scenario -- OUT_DIR`.
 
-use keepalive::fixtures::scenario::{self, Vantage};
+use keepalive_lab::fixtures::scenario::{self, Vantage};
 
 fn main() -> std::io::Result<()> {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| ".".into()));

@@ -14,7 +14,7 @@ fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
-    let mut tl = keepalive::fixtures::scenario::site(phones, minutes);
+    let mut tl = keepalive_lab::fixtures::scenario::site(phones, minutes);
     std::fs::write(out, tl.to_pcap())?;
     println!("{out}: {} frames", tl.len());
     Ok(())

@@ -237,6 +237,11 @@ pub struct RunArgs {
     /// Add one metric series per phone↔server pair (unbounded cardinality: size it first).
     #[arg(long, requires = "metrics")]
     pub metrics_per_phone: bool,
+    /// At most this many `keepalive_finding` series (one per active warning or critical
+    /// finding, critical first); the rest are counted in `keepalive_metrics_findings_dropped`.
+    #[arg(long, value_name = "N", default_value_t = crate::agent::metrics::DEFAULT_MAX_FINDINGS,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub metrics_max_findings: u32,
     /// The stats socket `keepalive stats` reads.
     #[arg(long, value_name = "PATH", default_value = crate::agent::socket::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,

@@ -304,6 +304,7 @@ mod tests {
                 "metrics = 9108\nmetrics-per-phone = true",
                 &["--metrics", "9108", "--metrics-per-phone"],
             ),
+            ("metrics-max-findings = 500", &["--metrics-max-findings", "500"]),
             ("socket = \"/run/k/s.sock\"", &["--socket", "/run/k/s.sock"]),
             ("socket-mode = \"0600\"", &["--socket-mode", "0600"]),
             ("expire = \"2h\"", &["--expire", "2h"]),

@@ -16,40 +16,19 @@
 //! * [`tracker`]: per-pair state (keepalives, answers, retransmissions, reconnects, ARP).
 //! * [`findings`]: one rule per finding kind.
 //! * [`report`]: the JSON document and the table.
-//! * [`lab`]: network namespaces, SCCP phone/CUCM simulators and staged faults (demo, lab tests).
-//! * [`fixtures`]: builds Ethernet frames (every encapsulation, SCCP and SIP payloads) and timed
-//!   scenario captures for tests, benchmarks and the lab.
+//!
+//! The frames, captures and lab the tests, benchmarks and demo build are in a crate of their
+//! own, `keepalive-lab` (not shipped).
 
 pub mod agent;
 pub mod analyze;
 pub mod cli;
 pub mod config;
 pub mod findings;
-pub mod fixtures;
 pub mod flow_count;
-pub mod lab;
 pub mod loader;
 pub mod preflight;
 pub mod record;
 pub mod report;
 pub mod source;
 pub mod tracker;
-
-use std::{
-    sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
-};
-
-/// Sleeps `d` in steps of at most 50 ms, returning early (`false`) as soon as `stop` is set:
-/// the threads of the lab's simulators and the agent's flow counter stop within a step.
-pub(crate) fn nap(d: Duration, stop: &AtomicBool) -> bool {
-    let end = Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return true;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
-    }
-    false
-}

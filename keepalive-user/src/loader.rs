@@ -8,7 +8,7 @@ use std::{collections::HashMap, os::fd::AsFd};
 
 use aya::{
     maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray},
-    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
+    programs::{ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use keepalive_common::wire::{
@@ -18,18 +18,28 @@ use keepalive_common::wire::{
 
 use crate::source::rings::{EventRings, RingError, EVENT_SLOTS, PAYLOAD_SLOTS, RING_POS};
 
-/// The XDP object, built by build.rs for bpfel-unknown-none.
+/// The XDP object, built by build.rs for bpfel-unknown-none: the program and its maps, nothing
+/// else.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive"));
+
+/// The benchmark's object (keepalive-ebpf `bench.rs`): the same program and maps, plus the
+/// baselines. Embedded only with the `testing` feature, so the shipped binary carries none of it.
+#[cfg(feature = "testing")]
+static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive-bench"));
 
 /// Name of the recording program in the object.
 pub const PROGRAM: &str = "keepalive";
-/// Name of the empty XDP_PASS program (the benchmark baseline).
+/// Name of the empty XDP_PASS program (the benchmark baseline; bench object only).
+#[cfg(feature = "testing")]
 pub const EMPTY_PROGRAM: &str = "keepalive_empty";
 /// The program that only reads the EtherType (the live benchmark's second baseline).
+#[cfg(feature = "testing")]
 pub const TOUCH_PROGRAM: &str = "keepalive_touch";
 /// Programs doing one piece of a matched frame's work each (keepalive-ebpf `floor.rs`), for
 /// the benchmark: the clock read, an event in a BPF ring buffer record, an event in an event-ring
 /// slot, a flow lookup.
+#[cfg(feature = "testing")]
 pub const FLOOR_PROGRAMS: [&str; 4] = ["floor_clock", "floor_ringbuf", "floor_slot", "floor_flow"];
 const CONFIG_SYMBOL: &str = "KEEPALIVE_CONFIG";
 /// The flow maps: IPv4 connections (12-byte key) and IPv6 ones (36-byte key).
@@ -222,8 +232,23 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Loads the object with `opts` into the kernel (programs loaded, not attached).
+    /// Loads the object with `opts` into the kernel (the program loaded, not attached).
     pub fn load(opts: &LoadOptions) -> Result<Self, LoaderError> {
+        Self::load_object(OBJECT, &[PROGRAM], opts)
+    }
+
+    /// Loads the benchmark's object instead: the same program and maps, with the empty and
+    /// touch baselines loaded beside it (and the floors loadable with [`Probe::load_program`]).
+    #[cfg(feature = "testing")]
+    pub fn load_bench(opts: &LoadOptions) -> Result<Self, LoaderError> {
+        Self::load_object(BENCH_OBJECT, &[PROGRAM, EMPTY_PROGRAM, TOUCH_PROGRAM], opts)
+    }
+
+    fn load_object(
+        object: &[u8],
+        programs: &[&'static str],
+        opts: &LoadOptions,
+    ) -> Result<Self, LoaderError> {
         raise_memlock_limit();
         let cpus = aya::util::nr_cpus().map_err(|(path, e)| LoaderError::Cpus(path, e))? as u32;
         let (events, payloads) = ring_sizes(cpus);
@@ -244,9 +269,9 @@ impl Probe {
             .map_max_entries(EVENT_SLOTS, RingPos::map_entries(cpus, config.event_slots_log2))
             .map_max_entries(PAYLOAD_SLOTS, RingPos::map_entries(cpus, config.payload_slots_log2))
             .map_max_entries(RING_POS, cpus * RINGS_PER_CPU)
-            .load(OBJECT)
+            .load(object)
             .map_err(|e| LoaderError::Load(Box::new(e)))?;
-        for name in [PROGRAM, EMPTY_PROGRAM, TOUCH_PROGRAM] {
+        for &name in programs {
             xdp_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|source| LoaderError::Program { name, source })?;
@@ -254,6 +279,7 @@ impl Probe {
         Ok(Self { ebpf, attached: HashMap::new(), cpus, config })
     }
 
+    #[cfg(feature = "testing")]
     /// Loads one more program of the object into the kernel (the benchmark's
     /// [`FLOOR_PROGRAMS`]), for [`Probe::test_run`].
     pub fn load_program(&mut self, name: &'static str) -> Result<(), LoaderError> {
@@ -267,7 +293,7 @@ impl Probe {
         self.attach_program(iface, PROGRAM, mode)
     }
 
-    /// Attaches program `name` ([`PROGRAM`], or [`EMPTY_PROGRAM`] as a benchmark's baseline)
+    /// Attaches program `name` ([`PROGRAM`], or a baseline of the bench object)
     /// to `iface` in `mode`; returns the mode it got.
     pub fn attach_program(
         &mut self,
@@ -302,6 +328,7 @@ impl Probe {
         &self.attached
     }
 
+    #[cfg(feature = "testing")]
     /// Runs `program` once per `repeat` on `frame` with `BPF_PROG_TEST_RUN`; returns the verdict
     /// and the kernel's average time per run.
     pub fn test_run(
@@ -310,6 +337,7 @@ impl Probe {
         frame: &[u8],
         repeat: u32,
     ) -> Result<(u32, std::time::Duration), LoaderError> {
+        use aya::programs::{TestRun as _, TestRunOptions};
         let prog = xdp_mut(&mut self.ebpf, program)?;
         let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() };
         let r =
@@ -329,6 +357,7 @@ impl Probe {
         Ok(EventRings::new(maps, self.cpus, c.event_slots_log2, c.payload_slots_log2)?)
     }
 
+    #[cfg(feature = "testing")]
     /// Instructions the verifier processed to accept program `name` (its limit is 1 000 000).
     pub fn verified_instructions(&mut self, name: &'static str) -> Result<u32, LoaderError> {
         let info = xdp_mut(&mut self.ebpf, name)?
@@ -348,6 +377,7 @@ impl Probe {
         count_flows(self.map(FLOWS_V4)?, self.map(FLOWS_V6)?)
     }
 
+    #[cfg(feature = "testing")]
     /// The flow maps' entries read `batch` a syscall; `None` when the kernel has no batch
     /// lookup for them (before Linux 5.6).
     pub fn flow_count_by(&self, batch: u32) -> Result<Option<usize>, LoaderError> {
@@ -356,6 +386,7 @@ impl Probe {
         Ok(v4.zip(v6).map(|(a, b)| a + b))
     }
 
+    #[cfg(feature = "testing")]
     /// Number of live entries in the flow maps, one `BPF_MAP_GET_NEXT_KEY` syscall per entry.
     pub fn flow_count_by_keys(&self) -> Result<usize, LoaderError> {
         Ok(walk_keys::<FlowKeyV4>(self.map(FLOWS_V4)?, FLOWS_V4)?
@@ -400,12 +431,14 @@ impl Probe {
         found(self.flows_map::<FlowKey>(FLOWS_V6)?.get(key, 0), FLOWS_V6)
     }
 
+    #[cfg(feature = "testing")]
     /// Removes every flow (tests start each fixture from a clean state).
     pub fn clear_flows(&mut self) -> Result<(), LoaderError> {
         self.clear_map::<FlowKeyV4>(FLOWS_V4)?;
         self.clear_map::<FlowKey>(FLOWS_V6)
     }
 
+    #[cfg(feature = "testing")]
     fn clear_map<K: aya::Pod>(&mut self, name: &'static str) -> Result<(), LoaderError> {
         let map = self.ebpf.map_mut(name).ok_or(LoaderError::MissingMap(name))?;
         let mut flows = BpfHashMap::<_, K, FlowStats>::try_from(map)

@@ -72,6 +72,7 @@ fn run_options(args: &RunArgs) -> anyhow::Result<agent::Options> {
         socket_mode: args.socket_mode,
         metrics: args.metrics,
         metrics_per_phone: args.metrics_per_phone,
+        metrics_max_findings: args.metrics_max_findings as usize,
         output,
         refresh: args.refresh,
         expire: args.expire,

@@ -1,8 +1,8 @@
 //! What `keepalive run` needs of the kernel and of its own privileges, checked before anything
 //! is loaded, so that a missing piece is one sentence naming it instead of a verifier log.
 //!
-//! * Linux 5.9 or later: XDP through a BPF link (`BPF_LINK_CREATE` for XDP, 5.9) and CAP_BPF
-//!   (5.8).
+//! * Linux 5.18 or later: the program reads SIP payloads with `bpf_xdp_load_bytes` (5.18), and
+//!   attaches through a BPF link (5.9) with CAP_BPF (5.8).
 //! * BTF at `/sys/kernel/btf/vmlinux` (`CONFIG_DEBUG_INFO_BTF=y`).
 //! * CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, each measured to be needed (README, "Install on a
 //!   router"): without CAP_BPF no map can be created; without CAP_NET_ADMIN the kernel refuses
@@ -26,7 +26,7 @@ const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 /// The oldest kernel the agent runs on.
-pub const MIN_KERNEL: (u32, u32) = (5, 9);
+pub const MIN_KERNEL: (u32, u32) = (5, 18);
 
 /// What is missing, in one sentence.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub enum PreflightError {
     /// The kernel is too old.
     #[error(
         "this kernel is Linux {0}.{1}; keepalive needs Linux {major}.{minor} or later (XDP \
-         links, CAP_BPF)",
+         load bytes, XDP links, CAP_BPF)",
         major = MIN_KERNEL.0,
         minor = MIN_KERNEL.1
     )]
@@ -144,6 +144,6 @@ mod tests {
         assert_eq!(parse_release("6.18.0-1-amd64\n"), Some((6, 18)));
         assert_eq!(parse_release("5.4.0"), Some((5, 4)));
         assert_eq!(parse_release("garbage"), None);
-        assert!(PreflightError::Kernel(5, 4).to_string().contains("needs Linux 5.9 or later"));
+        assert!(PreflightError::Kernel(5, 4).to_string().contains("needs Linux 5.18 or later"));
     }
 }

@@ -159,7 +159,23 @@ fn agent_tracks_phones_serves_stats_and_metrics_and_cleans_up() {
     assert!(samples
         .iter()
         .any(|(s, _)| s.starts_with("keepalive_phones{protocol=\"sccp\",role=\"primary\"")));
-    assert!(!body.contains("192.0.2.31"), "no per-phone series unless asked");
+    // No per-pair series unless asked: a phone is named only by its active warning or critical
+    // findings (`keepalive_finding`, what an alert names it by).
+    for line in body.lines().filter(|l| l.contains("192.0.2.31")) {
+        assert!(
+            line.starts_with("keepalive_finding{")
+                && (line.contains("severity=\"warning\"")
+                    || line.contains("severity=\"critical\"")),
+            "{line}"
+        );
+    }
+    assert!(!body.contains("keepalive_phone_keepalives"), "per-phone series only when asked");
+    assert!(samples
+        .iter()
+        .any(|(s, v)| s.starts_with("keepalive_build_info{version=") && *v == 1.0));
+    assert!(samples
+        .iter()
+        .any(|(s, _)| s.starts_with("keepalive_interface_info{iface=\"r-phone\"")));
 
     // A second agent: on the same interfaces, and on the same socket.
     let second = Command::new("ip")
@@ -272,7 +288,7 @@ fn an_unprivileged_agent_says_what_to_grant() {
 /// retransmissions are sped up too); `analyze` reads the capture's own timestamps.
 #[test]
 fn a_replayed_capture_gives_the_live_agent_what_analyze_gives() {
-    use keepalive::fixtures::scenario::{self, Vantage};
+    use keepalive_lab::fixtures::scenario::{self, Vantage};
     if !common::have_root("a_replayed_capture_gives_the_live_agent_what_analyze_gives") {
         return;
     }
@@ -447,7 +463,7 @@ fn bad_stats_requests_get_a_sentence() {
 /// logged as needing a restart and not applied.
 #[test]
 fn sighup_rereads_the_config_file_and_changes_the_grace_in_place() {
-    use keepalive::fixtures::scenario::{self, Vantage};
+    use keepalive_lab::fixtures::scenario::{self, Vantage};
     if !common::have_root("sighup_rereads_the_config_file_and_changes_the_grace_in_place") {
         return;
     }

@@ -1,4 +1,4 @@
-//! Capture tests: `keepalive analyze` on captures built here (DOMAIN.md's case studies from
+//! Capture tests: `keepalive analyze` on captures built here (docs/DOMAIN.md's case studies from
 //! both vantage points, primary/backup phones, every encapsulation, a healthy site) and on real
 //! captures recorded by others (../shared/captures), with tshark as an independent oracle for
 //! what is in each capture.
@@ -13,9 +13,9 @@ use keepalive::{
     analyze::{self, Options},
     cli::parse_port_rule,
     findings::Severity,
-    fixtures::scenario::{self, Timeline, Vantage},
     report::{PhoneRow, Report},
 };
+use keepalive_lab::fixtures::scenario::{self, Timeline, Vantage};
 use serde_json::Value;
 
 fn run(tl: &mut Timeline) -> Report {
@@ -23,7 +23,7 @@ fn run(tl: &mut Timeline) -> Report {
 }
 
 fn kinds(p: &PhoneRow) -> Vec<&'static str> {
-    p.findings.iter().map(|f| f.kind).collect()
+    p.findings.iter().map(|f| f.kind.as_str()).collect()
 }
 
 fn finding<'a>(p: &'a PhoneRow, kind: &str) -> &'a keepalive::findings::Finding {
@@ -181,7 +181,7 @@ fn scattered_first_copy_losses_are_intermittent_loss_not_mac_aging() {
 /// false `first-transmission-loss`).
 #[test]
 fn a_drifting_timer_is_not_loss() {
-    use keepalive::fixtures::{
+    use keepalive_lab::fixtures::{
         sccp_keepalive, sccp_keepalive_ack,
         scenario::{Conn, Host, Timeline, MS, S, T0},
     };

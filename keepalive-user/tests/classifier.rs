@@ -1,11 +1,11 @@
 //! Host tests of the shared classifier on the fixture corpus: every encapsulation, protocol
 //! details, truncation at every byte, and random garbage.
 
-use keepalive::fixtures::{self, corpus, Expect};
 use keepalive_common::{
     classify::{classify, classify_app, decide, fill, Decision, Outcome},
     wire::{sccp_msg, App, Config, Event, SipKind, SIP_COPY_MAX},
 };
+use keepalive_lab::fixtures::{self, corpus, Expect};
 
 fn run(frame: &[u8]) -> (Outcome, Event) {
     let mut ev = Event::ZERO;

@@ -20,12 +20,12 @@ use std::{
 };
 
 use common::{stats_with, Agent, RouterLab, VethPair};
-use keepalive::fixtures::{
+use keepalive_common::wire::sccp_msg;
+use keepalive_lab::fixtures::{
     self,
     flood::{self, Target},
     scenario::Timeline,
 };
-use keepalive_common::wire::sccp_msg;
 use serde_json::Value;
 
 /// The MAC of `dev` in `ns`.

@@ -5,7 +5,6 @@
 mod common;
 
 use keepalive::{
-    fixtures::{self, corpus, Expect},
     loader::{LoadOptions, Probe, PROGRAM},
     record::Record,
     source::rings::EventRings,
@@ -14,6 +13,7 @@ use keepalive_common::{
     classify::{classify, Outcome},
     wire::{sccp_msg, App, Config, Event},
 };
+use keepalive_lab::fixtures::{self, corpus, Expect};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -333,11 +333,11 @@ fn every_tracked_segment_has_its_flow_in_the_map_of_its_ip_version() {
 fn kernel_records_of_whole_scenarios_give_the_same_report_as_analyze() {
     use keepalive::{
         analyze,
-        fixtures::scenario::{self, Vantage},
         report::{Report, SourceTotals},
         source::{capture::Frame, offline::HostProbe},
         tracker::{Settings, Tracker},
     };
+    use keepalive_lab::fixtures::scenario::{self, Vantage};
     if !common::have_root("kernel_records_of_whole_scenarios") {
         return;
     }

@@ -1,4 +1,4 @@
-//! Lab tests (root): the lab of `keepalive::lab` (phones, a switch running keepalive on its
+//! Lab tests (root): the lab of `keepalive_lab::lab` (phones, a switch running keepalive on its
 //! ports, a primary and a backup CUCM, an ASA), SCCP phones over real kernel TCP, faults staged
 //! with kernel mechanisms. The agent must report the staged fault on the faulted phone and no
 //! warning on the healthy one. Timers run 20× faster (30 s KeepAlives every 1.5 s), and the
@@ -10,7 +10,7 @@ use std::{process::Stdio, time::Duration};
 
 use common::{stats, Agent};
 
-use keepalive::lab::{
+use keepalive_lab::lab::{
     addr, fault,
     sccp::{Cucm, Hook, Phone, Timers},
     Lab,
@@ -307,7 +307,7 @@ fn a_cucm_restart_is_reconnect_and_missed_keepalive_on_every_phone() {
 /// lab test covers that fault.)
 #[test]
 fn sip_phones_with_kamailio_and_sipp() {
-    use keepalive::lab::sip::{Registrar, SipPhone};
+    use keepalive_lab::lab::sip::{Registrar, SipPhone};
     if !common::have_root("sip_phones_with_kamailio_and_sipp") {
         return;
     }

@@ -11,7 +11,7 @@ use std::{
 };
 
 use common::VethPair;
-use keepalive::fixtures;
+use keepalive_lab::fixtures;
 
 #[test]
 fn run_reports_real_sccp_keepalives_and_arp() {

@@ -198,6 +198,11 @@ fn the_package_installs_runs_as_its_unit_and_is_removed() {
     ok("tar", &["-xzf", tarball.to_str().unwrap(), "-C", from_tar.to_str().unwrap()]);
     let bin_deb = std::fs::read(from_deb.join("usr/bin/keepalive")).unwrap();
     assert_eq!(bin_deb, std::fs::read(from_tar.join("usr/bin/keepalive")).unwrap());
+    // Only the product: the bench object's programs and map are not in the shipped binary.
+    for name in ["keepalive_empty", "keepalive_touch", "FLOOR_RINGBUF", "floor_clock"] {
+        let found = bin_deb.windows(name.len()).any(|w| w == name.as_bytes());
+        assert!(!found, "the shipped binary contains the bench's `{name}`");
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 
     // Install: the user and group exist, the unit verifies.

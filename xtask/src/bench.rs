@@ -13,13 +13,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::median;
 use anyhow::Context as _;
 use keepalive::{
-    fixtures::corpus,
     loader::{LoadOptions, Probe, EMPTY_PROGRAM, FLOOR_PROGRAMS, PROGRAM},
     source::{live::LiveSource, rings::EventRings},
 };
 use keepalive_common::wire::{Config, Event, EventWithPayload};
+use keepalive_lab::fixtures::corpus;
 use serde::Serialize;
 
 /// Bench options.
@@ -145,11 +146,6 @@ struct Report {
     floor: Vec<FloorResult>,
     with_reader_method: &'static str,
     with_reader: Vec<ReaderResult>,
-}
-
-pub(crate) fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Runs the offline comparison, prints it and writes `target/bench/offline.json`.
@@ -350,7 +346,7 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
     };
     let (event_log2, payload_log2) =
         (log2(3, size_of::<Event>(), 20), log2(1, size_of::<EventWithPayload>(), 18));
-    let mut probe = Probe::load(&LoadOptions {
+    let mut probe = Probe::load_bench(&LoadOptions {
         config: Config::DEFAULT,
         event_slots_log2: event_log2,
         payload_slots_log2: payload_log2,
@@ -500,7 +496,7 @@ fn trials(
 fn with_reader(a: &Args) -> anyhow::Result<Vec<ReaderResult>> {
     let opts =
         LoadOptions { event_slots_log2: 16, payload_slots_log2: 13, ..LoadOptions::default() };
-    let mut probe = Probe::load(&opts).context("loading the XDP object")?;
+    let mut probe = Probe::load_bench(&opts).context("loading the XDP object")?;
     let ring = probe.rings()?;
     let (stop, read) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let reader = {
@@ -597,7 +593,7 @@ fn with_reader(a: &Args) -> anyhow::Result<Vec<ReaderResult>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keepalive::fixtures::Expect;
+    use keepalive_lab::fixtures::Expect;
 
     #[test]
     fn every_class_names_a_fixture_of_the_right_kind() {

@@ -1,4 +1,4 @@
-//! `cargo xtask demo`: the lab in one command. Builds `keepalive::lab` (three phones, a switch
+//! `cargo xtask demo`: the lab in one command. Builds `keepalive_lab::lab` (three phones, a switch
 //! running keepalive on every port, a primary and a backup CUCM, an ASA; addresses from
 //! TEST-NET-1 that exist only in the lab's namespaces), starts two SCCP phones and the CUCM
 //! simulators over real kernel TCP, a SIP phone (sipp) registered with kamailio on both CUCMs,
@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use keepalive::lab::{
+use keepalive_lab::lab::{
     addr,
     fault::{self, FaultKind},
     sccp::{Cucm, Phone, Timers},

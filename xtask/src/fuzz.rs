@@ -12,7 +12,7 @@ use std::{path::Path, process::Command};
 use anyhow::{bail, Context as _};
 
 /// The targets, in the order they run.
-pub const TARGETS: [&str; 5] = ["frames", "analyze", "sip", "stats_request", "cli"];
+pub const TARGETS: [&str; 6] = ["frames", "analyze", "sip", "stats_request", "cli", "config"];
 
 /// Options of `cargo xtask fuzz`.
 #[derive(Debug, clap::Args)]

@@ -24,15 +24,17 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use keepalive::{
+    loader::{ring_sizes, EMPTY_PROGRAM, PROGRAM, TOUCH_PROGRAM},
+    tracker::pair::HISTORY,
+};
+use keepalive_common::wire::{Event, EventWithPayload, RingPos};
+use keepalive_lab::{
     fixtures::{
         corpus,
         scenario::{self, Rng},
     },
     lab::ip,
-    loader::{ring_sizes, EMPTY_PROGRAM, PROGRAM, TOUCH_PROGRAM},
-    tracker::pair::HISTORY,
 };
-use keepalive_common::wire::{Event, EventWithPayload, RingPos};
 use pcap_file::{
     pcap::{PcapHeader, PcapPacket, PcapWriter},
     DataLink,
@@ -278,8 +280,8 @@ fn with_baseline<T>(
     use keepalive::loader::{LoadOptions, Mode, Probe};
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let holder = keepalive::lab::spawn_in(NS_B, move || {
-        let probe = Probe::load(&LoadOptions::default()).and_then(|mut p| {
+    let holder = keepalive_lab::lab::spawn_in(NS_B, move || {
+        let probe = Probe::load_bench(&LoadOptions::default()).and_then(|mut p| {
             p.attach_program(IF_B, name, Mode::Native)?;
             Ok(p)
         });
@@ -455,7 +457,7 @@ fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
             times.push(took.as_secs_f64() * 1e3);
             bytes = body.len();
         }
-        Ok((crate::bench::median(&mut times), bytes))
+        Ok((crate::median(&mut times), bytes))
     };
     // The whole state (the largest page), then the default page of 1 000 rows.
     let (stats_ms, stats_bytes) = timed(&["--limit", "100000"])?;
@@ -573,7 +575,7 @@ pub(crate) fn replay_paced(pcap: &Path, scale: f64) -> anyhow::Result<(u64, f64)
     let before = rx_packets()?;
     let frames = read_frames(pcap)?;
     let t = Instant::now();
-    keepalive::lab::spawn_in(NS_A, move || send_paced(&frames, scale))
+    keepalive_lab::lab::spawn_in(NS_A, move || send_paced(&frames, scale))
         .join()
         .map_err(|_| anyhow::anyhow!("the paced replayer panicked"))??;
     let secs = t.elapsed().as_secs_f64();

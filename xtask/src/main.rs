@@ -1,5 +1,6 @@
 //! Developer workflows. `cargo xtask <command>`:
-//! * `test`: formatting, clippy (-D warnings) and every test layer (the README's test command).
+//! * `test`: formatting, clippy (-D warnings, the eBPF crate too), docs, the package, and every
+//!   test layer (the README's test command).
 //! * `bench`: `keepalive analyze` against tshark on a generated capture of about a million
 //!   packets (`offline`), XDP cost per packet class against an empty XDP_PASS program
 //!   (BPF_PROG_TEST_RUN, `bench`), then the program on a veth, the agent at 100 000 phones and
@@ -52,6 +53,12 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The median of `v` (sorted in place; the upper one of an even count), for the benches' trials.
+pub(crate) fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// Runs a cargo subcommand, failing with its name when it fails.
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
     let status = Command::new(env!("CARGO"))
@@ -64,9 +71,31 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Clippy on the eBPF crate, built the way aya-build builds it (nightly, build-std, the target
+/// architecture cfg), in a target directory of its own so it never invalidates that build.
+fn clippy_ebpf() -> anyhow::Result<()> {
+    let target_dir = dist::root().join("target/ebpf-clippy");
+    let status = Command::new("rustup")
+        .args(["run", "nightly", "cargo", "clippy", "--package", "keepalive-ebpf"])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core", "--release"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .args(["--", "-D", "warnings"])
+        .env("RUSTFLAGS", format!("--cfg bpf_target_arch=\"{}\"", std::env::consts::ARCH))
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .status()
+        .context("rustup run nightly cargo clippy")?;
+    if !status.success() {
+        bail!("clippy on keepalive-ebpf failed ({status})");
+    }
+    Ok(())
+}
+
 fn test() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    clippy_ebpf()?;
     // Doc build with warnings as errors keeps the docs clean.
     let status = Command::new(env!("CARGO"))
         .args(["doc", "--no-deps", "--quiet"])

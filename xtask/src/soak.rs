@@ -3,7 +3,7 @@
 //!   and 1 000 000 packets per second after a site of real phones: the agent's memory before,
 //!   during (the largest sample, every 50 ms) and after, events shed and lost, and how the
 //!   tracker's tables held;
-//! * `soak` (`cargo xtask bench --soak`): a time-scaled day (a site's phones all day, DOMAIN.md's
+//! * `soak` (`cargo xtask bench --soak`): a time-scaled day (a site's phones all day, docs/DOMAIN.md's
 //!   two case studies in its last two hours, a background flood of SYNs and ARP replies) replayed
 //!   `scale` times faster, each frame at its own deadline ([`crate::live::replay_paced`]), into
 //!   an agent told the same `--time-scale --replay`, with an `--expire` of two nominal hours:
@@ -21,7 +21,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use keepalive::fixtures::{
+use keepalive_lab::fixtures::{
     flood::{self, Target},
     scenario::{self, Timeline, Vantage, MS, S, T0},
 };

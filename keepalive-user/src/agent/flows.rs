@@ -9,17 +9,14 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        mpsc::{self, RecvTimeoutError},
         Arc, Mutex,
     },
     thread::JoinHandle,
     time::Duration,
 };
 
-use crate::{
-    loader::{FlowMaps, LoaderError},
-    nap,
-};
+use crate::loader::{FlowMaps, LoaderError};
 
 /// How often the flows are counted once there are [`SLOW_ABOVE`] or more.
 pub const SLOW_EVERY: Duration = Duration::from_secs(30);
@@ -62,7 +59,8 @@ struct Latest {
 #[derive(Debug)]
 pub struct FlowCounter {
     latest: Arc<Mutex<Latest>>,
-    stop: Arc<AtomicBool>,
+    /// Dropping it (or sending on it) stops the thread at once, even mid-wait.
+    stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<FlowMaps>>,
 }
 
@@ -73,17 +71,18 @@ impl FlowCounter {
         let count = FlowCount::now(maps.count()?);
         let live = count.live;
         let latest = Arc::new(Mutex::new(Latest { count, error: None }));
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel::<()>();
         let thread = {
-            let (latest, stop) = (latest.clone(), stop.clone());
+            let latest = latest.clone();
             std::thread::Builder::new()
                 .name("flow-count".into())
                 .spawn(move || {
                     let mut live = live;
                     loop {
                         let wait = if live < SLOW_ABOVE { refresh } else { SLOW_EVERY };
-                        if !nap(wait, &stop) {
-                            return maps;
+                        match stopped.recv_timeout(wait) {
+                            Err(RecvTimeoutError::Timeout) => {}
+                            Ok(()) | Err(RecvTimeoutError::Disconnected) => return maps,
                         }
                         let got = maps.count();
                         let mut l = latest.lock().unwrap_or_else(|e| e.into_inner());
@@ -101,7 +100,7 @@ impl FlowCounter {
                     source: aya::maps::MapError::IoError(e),
                 })?
         };
-        Ok(Self { latest, stop, thread: Some(thread) })
+        Ok(Self { latest, stop: Some(stop), thread: Some(thread) })
     }
 
     /// The latest good count, and the latest error the thread met since the last call.
@@ -113,7 +112,7 @@ impl FlowCounter {
 
     /// Stops the thread and counts once more, for the final figures.
     pub fn finish(mut self) -> Result<FlowCount, LoaderError> {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         let maps = self.thread.take().and_then(|t| t.join().ok());
         if let Some(c) = maps.map(|m| m.count()).transpose()? {
             let mut l = self.latest.lock().unwrap_or_else(|e| e.into_inner());
@@ -126,7 +125,7 @@ impl FlowCounter {
 
 impl Drop for FlowCounter {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

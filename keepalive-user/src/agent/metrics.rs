@@ -2,7 +2,10 @@
 //! snapshot at each scrape and served on `--metrics ADDR` by a minimal HTTP/1.1 responder.
 //!
 //! Cardinality is bounded by default: labels are protocol, role, state, finding kind and
-//! severity. Per-phone series (one per phone↔server pair) come only with `--metrics-per-phone`.
+//! severity, plus one `keepalive_finding` series per active warning or critical finding (and a
+//! `keepalive_phone_cycles_to_unregister` per forecast), so what an alert names is bounded by
+//! the unhealthy phones, and capped by `--metrics-max-findings`. Per-phone series (one per
+//! phone↔server pair) come only with `--metrics-per-phone`.
 
 use std::{
     collections::BTreeMap,
@@ -50,9 +53,96 @@ fn gauge(reg: &mut Registry, name: &str, help: &str, value: i64) {
     reg.register(name, help, g);
 }
 
+/// The default of `--metrics-max-findings`.
+pub const DEFAULT_MAX_FINDINGS: u32 = 2_000;
+
+/// Which series a scrape carries beyond the bounded families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// One series per phone↔server pair (`--metrics-per-phone`).
+    pub per_phone: bool,
+    /// At most this many `keepalive_finding` series (`--metrics-max-findings`).
+    pub max_findings: usize,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self { per_phone: false, max_findings: DEFAULT_MAX_FINDINGS as usize }
+    }
+}
+
+/// One series per active warning or critical finding on a phone row, critical first, at most
+/// `max`: `keepalive_finding{phone,server,device,protocol,kind,severity} 1`, and for the
+/// forecasts among them `keepalive_phone_cycles_to_unregister{phone,server,device}`. Returns
+/// how many the cap left out.
+fn finding_series(reg: &mut Registry, snap: &Snapshot, max: usize) -> usize {
+    let mut active: Vec<(&PhoneRow, &crate::findings::Finding)> = snap
+        .report
+        .phones
+        .iter()
+        .flat_map(|p| p.findings.iter().map(move |f| (p, f)))
+        .filter(|(_, f)| f.severity >= Severity::Warning)
+        .collect();
+    active.sort_by_key(|(_, f)| std::cmp::Reverse(f.severity));
+    let dropped = active.len().saturating_sub(max);
+    let series = Family::<Labels, Gauge>::default();
+    let cycles = Family::<Labels, Gauge>::default();
+    for (p, f) in active.into_iter().take(max) {
+        let device = p.device.as_deref().unwrap_or("");
+        series
+            .get_or_create(&labels(&[
+                ("phone", &p.phone),
+                ("server", &p.server),
+                ("device", device),
+                ("protocol", p.protocol),
+                ("kind", f.kind.as_str()),
+                ("severity", f.severity.as_str()),
+            ]))
+            .set(1);
+        if let Some(n) = f.fields.get("cycles_to_unregister").and_then(|v| v.as_i64()) {
+            let l = labels(&[("phone", &p.phone), ("server", &p.server), ("device", device)]);
+            let g = cycles.get_or_create(&l);
+            // Several forecasts on one pair: the nearest.
+            if g.get() == 0 || n < g.get() {
+                g.set(n);
+            }
+        }
+    }
+    reg.register(
+        "finding",
+        "An active warning or critical finding of one phone-server pair (value 1)",
+        series,
+    );
+    reg.register(
+        "phone_cycles_to_unregister",
+        "Keepalives left before the pair's retransmission delay passes the server's grace",
+        cycles,
+    );
+    dropped
+}
+
 /// The metrics text of `snap`; `tracker` supplies the totals of expired pairs.
-pub fn render(snap: &Snapshot, tracker: &Tracker, per_phone: bool) -> String {
+pub fn render(snap: &Snapshot, tracker: &Tracker, shape: Shape) -> String {
     let mut reg = Registry::with_prefix("keepalive");
+    let build = Family::<Labels, Gauge>::default();
+    build.get_or_create(&labels(&[("version", snap.agent.version)])).set(1);
+    reg.register("build_info", "The agent's version (value 1)", build);
+    let ifaces = Family::<Labels, Gauge>::default();
+    for i in &snap.agent.interfaces {
+        let mode = match i.mode {
+            crate::loader::Attached::Native => "native",
+            crate::loader::Attached::Skb => "skb",
+        };
+        ifaces.get_or_create(&labels(&[("iface", &i.name), ("mode", mode)])).set(1);
+    }
+    reg.register("interface_info", "An interface the program is attached to (value 1)", ifaces);
+    let dropped = finding_series(&mut reg, snap, shape.max_findings);
+    gauge(
+        &mut reg,
+        "metrics_findings_dropped",
+        "Active findings left out of keepalive_finding at this scrape (--metrics-max-findings)",
+        dropped as i64,
+    );
     let phones = Family::<Labels, Gauge>::default();
     let mut by_state: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
     let mut totals: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
@@ -98,7 +188,7 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, per_phone: bool) -> String {
     let all = snap.report.phones.iter().flat_map(|p| &p.findings).chain(&snap.report.findings);
     for f in all {
         findings
-            .get_or_create(&labels(&[("kind", f.kind), ("severity", f.severity.as_str())]))
+            .get_or_create(&labels(&[("kind", f.kind.as_str()), ("severity", f.severity.as_str())]))
             .inc();
     }
     reg.register("findings", "Current findings, by kind and severity", findings);
@@ -171,7 +261,7 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, per_phone: bool) -> String {
         evictions,
     );
 
-    if per_phone {
+    if shape.per_phone {
         let pk = Family::<Labels, Counter>::default();
         let pr = Family::<Labels, Counter>::default();
         let seen = Family::<Labels, Gauge>::default();
@@ -212,7 +302,7 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// Serves `GET /metrics` until the task is dropped.
-pub async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, per_phone: bool) {
+pub async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, shape: Shape) {
     let mut failures = super::RateLimited::new(Duration::from_secs(10));
     loop {
         let mut stream = match listener.accept().await {
@@ -251,7 +341,7 @@ pub async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, per_phone: b
                             Ok(s) => s,
                             Err(p) => p.into_inner(),
                         };
-                        render(&st.snapshot(), &st.tracker, per_phone)
+                        render(&st.snapshot(), &st.tracker, shape)
                     };
                     ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", body)
                 }

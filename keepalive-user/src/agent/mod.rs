@@ -56,6 +56,8 @@ pub struct Options {
     pub metrics: Option<std::net::SocketAddr>,
     /// Per-phone metric series.
     pub metrics_per_phone: bool,
+    /// At most this many `keepalive_finding` series.
+    pub metrics_max_findings: usize,
     /// Output: the terminal view, JSON lines of findings, or JSON lines of every event.
     pub output: Output,
     /// How often the view, counters and expiry run.
@@ -123,7 +125,9 @@ impl Options {
             ("socket", self.socket != new.socket || self.socket_mode != new.socket_mode),
             (
                 "metrics",
-                self.metrics != new.metrics || self.metrics_per_phone != new.metrics_per_phone,
+                self.metrics != new.metrics
+                    || self.metrics_per_phone != new.metrics_per_phone
+                    || self.metrics_max_findings != new.metrics_max_findings,
             ),
             ("output", self.output != new.output),
             ("max-phones", self.limits != new.limits),
@@ -338,7 +342,11 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             "metrics",
             &[("addr", &opts.metrics.map(|a| a.to_string()).unwrap_or_default())],
         );
-        tokio::spawn(metrics::serve(l, state.clone(), opts.metrics_per_phone))
+        let shape = metrics::Shape {
+            per_phone: opts.metrics_per_phone,
+            max_findings: opts.metrics_max_findings,
+        };
+        tokio::spawn(metrics::serve(l, state.clone(), shape))
     });
 
     let mut opts = opts;

@@ -1,14 +1,14 @@
 //! `arp-multiple-responders`: two or more MACs answered ARP for the same address within a short
 //! window. The requester takes the first answer (RFC 826 keeps no preference), so if a
 //! firewall doing proxy ARP answers before the real owner, traffic goes to the firewall
-//! (DOMAIN.md, case study 1: an ASA answered 17 µs before CUCM's VMware NIC).
+//! (docs/DOMAIN.md, case study 1: an ASA answered 17 µs before CUCM's VMware NIC).
 //!
 //! The finding goes on the row of each phone involved (it asked, or its keepalives went to the
 //! first responder's MAC); an anomaly no tracked phone was involved in is reported on its own.
 
 use std::net::IpAddr;
 
-use super::{clock, span, Context, Finding, Severity};
+use super::{clock, span, Context, Finding, Kind, Severity};
 use crate::{
     record::mac,
     tracker::{
@@ -47,7 +47,7 @@ fn finding(a: &Anomaly) -> Finding {
         macs[0],
         a.ip
     );
-    Finding::new("arp-multiple-responders", Severity::Warning, a.time_ns, message)
+    Finding::new(Kind::ArpMultipleResponders, Severity::Warning, a.time_ns, message)
         .with("ip", a.ip.to_string())
         .with("macs", macs)
 }
@@ -74,7 +74,7 @@ pub fn unattached(tracker: &Tracker, ctx: &Context<'_>) -> Vec<Finding> {
             }
             AnomalyKind::MacChange => out.push(
                 Finding::new(
-                    "arp-mac-change",
+                    Kind::ArpMacChange,
                     Severity::Info,
                     a.time_ns,
                     format!(

@@ -12,7 +12,7 @@
 use super::{
     keepalive_word,
     schedule::{self, Evidence},
-    span, Context, Finding, Severity,
+    span, Context, Finding, Kind, Severity,
 };
 use crate::tracker::Pair;
 
@@ -66,7 +66,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>, points: &[schedule::Point]) -> Opti
     );
     let last = recent.last()?.last_ns;
     Some(
-        Finding::new("first-transmission-loss", Severity::Warning, last, message)
+        Finding::new(Kind::FirstTransmissionLoss, Severity::Warning, last, message)
             .with("evidence", evidence.as_str())
             .with("lost", n)
             .with("of", judged.len()),

@@ -15,7 +15,7 @@
 use super::{
     keepalive_word, round,
     schedule::{self, Evidence},
-    span, Context, Finding, Severity,
+    span, Context, Finding, Kind, Severity,
 };
 use crate::tracker::Pair;
 
@@ -58,7 +58,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>, points: &[schedule::Point]) -> Opti
     );
     let severity = if n >= WARN_AT { Severity::Warning } else { Severity::Info };
     Some(
-        Finding::new("intermittent-loss", severity, last_ns, message)
+        Finding::new(Kind::IntermittentLoss, severity, last_ns, message)
             .with("evidence", evidence.as_str())
             .with("lost", n)
             .with("of", recent.len())

@@ -5,9 +5,9 @@
 //!   arrives after the server has unregistered the phone (critical).
 //! * Otherwise (SCCP, backups): a gap over 1.5 intervals means at least one keepalive is
 //!   missing; 3 intervals is when a phone in "delayed" failure detection gives up on the
-//!   server (DOMAIN.md), so that is critical.
+//!   server (docs/DOMAIN.md), so that is critical.
 
-use super::{clock, keepalive_word, round, schedule, span, Context, Finding, Severity};
+use super::{clock, keepalive_word, round, schedule, span, Context, Finding, Kind, Severity};
 use crate::tracker::{pair::secs, Pair};
 
 /// The finding for `pair`, if keepalives are missing.
@@ -86,7 +86,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
     };
     let severity = if gap >= critical { Severity::Critical } else { Severity::Warning };
     Some(
-        Finding::new("missed-keepalive", severity, time_ns, message)
+        Finding::new(Kind::MissedKeepalive, severity, time_ns, message)
             .with("gap_s", round(gap, 3))
             .with("expected_s", round(interval, 3))
             .with("count", count + u64::from(silent)),

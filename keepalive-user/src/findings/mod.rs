@@ -1,5 +1,5 @@
 //! Findings: rules over the tracker's state, one file per rule, each producing [`Finding`]s with
-//! a stable `kind` (DESIGN.md's contract: kinds are added, never renamed), a severity and a
+//! a stable `kind` (docs/DESIGN.md's contract: kinds are added, never renamed), a severity and a
 //! sentence a network engineer can act on.
 //!
 //! The rules run in an order that lets later ones cite earlier ones: the ARP anomalies and
@@ -44,11 +44,78 @@ impl Severity {
     }
 }
 
+/// What a finding is: its JSON `kind`, kebab-case. A contract (docs/DESIGN.md): kinds are
+/// added, never renamed, and a rule can only name a kind listed here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Successive keepalives need retransmission and the delay grows geometrically.
+    RtoGrowth,
+    /// The first copy of (nearly) every keepalive is lost, the retransmission gets through.
+    FirstTransmissionLoss,
+    /// Scattered losses, retransmitted at the minimum RTO.
+    IntermittentLoss,
+    /// A keepalive to a primary never got its KeepAliveAck / 2xx.
+    UnansweredKeepalive,
+    /// A gap longer than the expected interval allows.
+    MissedKeepalive,
+    /// The phone tore its connection down and opened a new one.
+    Reconnect,
+    /// The phone's frames to its server switched destination MAC.
+    NextHopMacChange,
+    /// Two or more MACs answered ARP for the same address within a short window.
+    ArpMultipleResponders,
+    /// The MAC answering ARP for an address changed for good (info).
+    ArpMacChange,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 9] = [
+        Kind::RtoGrowth,
+        Kind::FirstTransmissionLoss,
+        Kind::IntermittentLoss,
+        Kind::UnansweredKeepalive,
+        Kind::MissedKeepalive,
+        Kind::Reconnect,
+        Kind::NextHopMacChange,
+        Kind::ArpMultipleResponders,
+        Kind::ArpMacChange,
+    ];
+
+    /// The JSON spelling (the same as serde's; a test holds them together).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::RtoGrowth => "rto-growth",
+            Kind::FirstTransmissionLoss => "first-transmission-loss",
+            Kind::IntermittentLoss => "intermittent-loss",
+            Kind::UnansweredKeepalive => "unanswered-keepalive",
+            Kind::MissedKeepalive => "missed-keepalive",
+            Kind::Reconnect => "reconnect",
+            Kind::NextHopMacChange => "next-hop-mac-change",
+            Kind::ArpMultipleResponders => "arp-multiple-responders",
+            Kind::ArpMacChange => "arp-mac-change",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Kind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One finding.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Finding {
     /// Stable kind, e.g. `rto-growth`.
-    pub kind: &'static str,
+    pub kind: Kind,
     /// Severity.
     pub severity: Severity,
     /// What happened and what to check, in one or two sentences.
@@ -62,7 +129,7 @@ pub struct Finding {
 
 impl Finding {
     /// A finding without extra fields.
-    pub fn new(kind: &'static str, severity: Severity, time_ns: u64, message: String) -> Self {
+    pub fn new(kind: Kind, severity: Severity, time_ns: u64, message: String) -> Self {
         Self { kind, severity, message, time: epoch_s(time_ns), fields: Map::new() }
     }
 
@@ -97,7 +164,8 @@ pub fn for_pair(pair: &Pair, ctx: &Context<'_>) -> Vec<Finding> {
     out.extend(rto_growth::check(pair, ctx, &points));
     out.extend(first_transmission_loss::check(pair, ctx, &points));
     // Loss an unanswered keepalive, MAC aging or RTO growth explains is not reported twice.
-    if !out[..explained].iter().any(|f| f.kind == "unanswered-keepalive") && out.len() == explained
+    if !out[..explained].iter().any(|f| f.kind == Kind::UnansweredKeepalive)
+        && out.len() == explained
     {
         out.extend(intermittent_loss::check(pair, ctx, &points));
     }
@@ -165,6 +233,27 @@ pub fn round(x: f64, digits: i32) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    /// The kinds are a contract: these spellings never change (new kinds are added to the list).
+    #[test]
+    fn kinds_serialise_as_the_contract_spells_them() {
+        let contract = [
+            "rto-growth",
+            "first-transmission-loss",
+            "intermittent-loss",
+            "unanswered-keepalive",
+            "missed-keepalive",
+            "reconnect",
+            "next-hop-mac-change",
+            "arp-multiple-responders",
+            "arp-mac-change",
+        ];
+        for (kind, spelled) in super::Kind::ALL.into_iter().zip(contract) {
+            assert_eq!(serde_json::to_value(kind).unwrap(), spelled);
+            assert_eq!(kind.as_str(), spelled);
+            assert_eq!(kind.to_string(), spelled);
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::{clock, Context, Finding, Severity};
+use super::{clock, Context, Finding, Kind, Severity};
 use crate::{
     record::mac,
     tracker::{arp::AnomalyKind, Pair},
@@ -63,12 +63,12 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
     }
     let severity =
         if unanswered > 0 && answered == 0 { Severity::Critical } else { Severity::Warning };
-    let mut f = Finding::new("next-hop-mac-change", severity, c.time_ns, message)
+    let mut f = Finding::new(Kind::NextHopMacChange, severity, c.time_ns, message)
         .with("from", mac(c.from))
         .with("to", mac(c.to))
         .with("count", pair.mac_changes.len());
     if arp.is_some() {
-        f = f.with("related", vec!["arp-multiple-responders"]);
+        f = f.with("related", vec![Kind::ArpMultipleResponders.as_str()]);
     }
     Some(f)
 }

@@ -3,7 +3,7 @@
 //! tells a CUCM restart (the server closed it) from a phone giving up (the phone closed it, or
 //! keepalives were left unanswered).
 
-use super::{clock, Context, Finding, Severity};
+use super::{clock, Context, Finding, Kind, Severity};
 use crate::tracker::Pair;
 
 /// The finding for `pair`, if it reconnected.
@@ -35,7 +35,7 @@ pub fn check(pair: &Pair, _ctx: &Context<'_>) -> Option<Finding> {
     );
     let severity = if pair.reconnect_count >= 3 { Severity::Critical } else { Severity::Warning };
     Some(
-        Finding::new("reconnect", severity, r.time_ns, message)
+        Finding::new(Kind::Reconnect, severity, r.time_ns, message)
             .with("count", pair.reconnect_count)
             .with("closed_by", r.closed.map(|c| if c.by_phone { "phone" } else { "server" })),
     )

@@ -4,7 +4,7 @@
 //! Why it happens: when every first copy is lost, the phone's TCP never gets an RTT sample
 //! (Karn's algorithm, RFC 6298 §3: no sample from a retransmitted segment) and keeps the
 //! backed-off RTO from one keepalive to the next, doubling it each time (§5.5). Once the delay
-//! passes the server's grace period the registration expires (DOMAIN.md, case study 2).
+//! passes the server's grace period the registration expires (docs/DOMAIN.md, case study 2).
 //!
 //! The delays come from [`schedule::points`]: measured between the copies when both are seen,
 //! else as lateness against the schedule. The rule takes the latest run of at least
@@ -14,7 +14,7 @@
 use super::{
     clock, keepalive_word, round,
     schedule::{self, Evidence},
-    span, Context, Finding, Severity,
+    span, Context, Finding, Kind, Severity,
 };
 use crate::tracker::Pair;
 
@@ -91,7 +91,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>, points: &[schedule::Point]) -> Opti
     );
     let severity = if cycles <= 2 { Severity::Critical } else { Severity::Warning };
     Some(
-        Finding::new("rto-growth", severity, run[run.len() - 1].last_ns, message)
+        Finding::new(Kind::RtoGrowth, severity, run[run.len() - 1].last_ns, message)
             .with("factor", round(factor, 2))
             .with("evidence", evidence.as_str())
             .with("cycles_to_unregister", cycles)

@@ -2,7 +2,7 @@
 //! by the rules that look at timing.
 //!
 //! * SIP: the phone refreshes `granted − delta` after the 2xx that granted its binding
-//!   (DOMAIN.md: 120 − 5 = 115 s); the tracker stamps each REGISTER with that due time.
+//!   (docs/DOMAIN.md: 120 − 5 = 115 s); the tracker stamps each REGISTER with that due time.
 //! * SCCP (and SIP without a granted expiry): every keepalive is due one interval after the
 //!   phone *sent* the previous one. The interval is learned ([`Pair::learned_interval_s`]).
 //!   Where the first copies are invisible (the vantage point is past the loss), the phone's send

@@ -4,11 +4,11 @@
 //! A keepalive counts as unanswered once it is settled: a later keepalive was sent, the
 //! connection ended, or the answer is overdue. The message says where the keepalive went when
 //! that explains it: a destination MAC other than the one that carried answered keepalives,
-//! and who answered ARP for the server with that MAC (DOMAIN.md, case study 1).
+//! and who answered ARP for the server with that MAC (docs/DOMAIN.md, case study 1).
 
 use std::net::IpAddr;
 
-use super::{ack_word, clock, keepalive_word, span, Context, Finding, Severity};
+use super::{ack_word, clock, keepalive_word, span, Context, Finding, Kind, Severity};
 use crate::{
     record::mac,
     tracker::{
@@ -63,7 +63,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
             mac(last.dst_mac),
             mac(good_mac.unwrap_or_default())
         ));
-        related.push("next-hop-mac-change");
+        related.push(Kind::NextHopMacChange.as_str());
     }
     if let IpAddr::V4(server) = pair.key.server {
         let window = 600 * 1_000_000_000;
@@ -85,7 +85,7 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
                 mac(first),
                 mac(last.dst_mac)
             ));
-            related.push("arp-multiple-responders");
+            related.push(Kind::ArpMultipleResponders.as_str());
         }
     }
     let reconnected = pair
@@ -98,12 +98,12 @@ pub fn check(pair: &Pair, ctx: &Context<'_>) -> Option<Finding> {
             r.new_port,
             clock(r.time_ns)
         ));
-        related.push("reconnect");
+        related.push(Kind::Reconnect.as_str());
     }
     let consecutive = unanswered.windows(2).any(|w| w[1].0 == w[0].0 + 1);
     let severity =
         if reconnected.is_some() || consecutive { Severity::Critical } else { Severity::Warning };
-    let mut f = Finding::new("unanswered-keepalive", severity, last.last_ns(), parts.concat())
+    let mut f = Finding::new(Kind::UnansweredKeepalive, severity, last.last_ns(), parts.concat())
         .with("count", unanswered.len())
         .with("copies", last.copies)
         .with("dst_mac", mac(last.dst_mac));

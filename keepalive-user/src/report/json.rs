@@ -1,4 +1,4 @@
-//! The JSON report: one object, as DESIGN.md's contract spells it.
+//! The JSON report: one object, as docs/DESIGN.md's contract spells it.
 
 use std::io::Write;
 

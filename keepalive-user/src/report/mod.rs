@@ -1,4 +1,4 @@
-//! Reports: the tracker's state and the findings, as the JSON document DESIGN.md specifies
+//! Reports: the tracker's state and the findings, as the JSON document docs/DESIGN.md specifies
 //! ([`Report`], printed by [`json`]) or a table for people ([`table`]). The live agent renders
 //! the same [`Report`].
 
@@ -185,7 +185,10 @@ fn interval(pair: &Pair) -> Option<Interval> {
 /// The order of [`Report::build_top`]'s findings: newest first; equal times by whom and kind,
 /// so the cut never depends on the order the rows came in.
 fn newest_first(a: &(String, Finding), b: &(String, Finding)) -> std::cmp::Ordering {
-    b.1.time.total_cmp(&a.1.time).then_with(|| a.0.cmp(&b.0)).then(a.1.kind.cmp(b.1.kind))
+    b.1.time
+        .total_cmp(&a.1.time)
+        .then_with(|| a.0.cmp(&b.0))
+        .then(a.1.kind.as_str().cmp(b.1.kind.as_str()))
 }
 
 /// The order of the phone rows: worst first, then most findings, then by address.
@@ -396,11 +399,11 @@ impl Report {
 mod tests {
     use super::*;
     use crate::{
-        fixtures::scenario::{self, Rng, Vantage},
         source::{capture::Frame, offline::HostProbe},
         tracker::Settings,
     };
     use keepalive_common::wire::Config;
+    use keepalive_lab::fixtures::scenario::{self, Rng, Vantage};
 
     /// Pairs with findings (squeezed scale phones, the port-security case) among healthy ones.
     fn tracker() -> Tracker {

@@ -48,7 +48,7 @@ pub fn phones_table(report: &Report, limit: usize) -> Table {
         "FINDINGS",
     ]);
     for p in report.phones.iter().take(limit) {
-        let kinds: Vec<&str> = p.findings.iter().map(|f| f.kind).collect();
+        let kinds: Vec<&str> = p.findings.iter().map(|f| f.kind.as_str()).collect();
         t.add_row(vec![
             Cell::new(marker(p.worst())),
             Cell::new(phone_cell(p)),

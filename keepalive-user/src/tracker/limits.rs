@@ -139,9 +139,11 @@ mod tests {
 
     use super::*;
     use crate::{
-        fixtures::{self, arp_frame, phone_eth, sccp_keepalive, tcp_frame, Eth, Net, Tcp},
         source::{capture::Frame, offline::HostProbe},
         tracker::{Settings, Tracker},
+    };
+    use keepalive_lab::fixtures::{
+        self, arp_frame, phone_eth, sccp_keepalive, tcp_frame, Eth, Net, Tcp,
     };
 
     const CUCM: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 202);

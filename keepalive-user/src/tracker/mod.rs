@@ -35,7 +35,7 @@ use self::{
 };
 use crate::record::{addr, Record};
 
-/// Timers and thresholds. Every one is a setting a site may change (DOMAIN.md); a lab that
+/// Timers and thresholds. Every one is a setting a site may change (docs/DOMAIN.md); a lab that
 /// scales its timers down scales these the same way.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Settings {
@@ -47,7 +47,7 @@ pub struct Settings {
     pub arp_window_s: f64,
     /// Lateness or retransmission delay below this is jitter, not loss (s). Real time: a lost
     /// segment costs at least one minimum RTO (200 ms on Linux, about 100 ms on the phones in
-    /// DOMAIN.md), far above scheduling jitter.
+    /// docs/DOMAIN.md), far above scheduling jitter.
     pub late_floor_s: f64,
     /// A retransmission delay (both copies seen) below this is a duplicate, not a loss (s).
     /// The same as `late_floor_s` in real time; a replay shrinks it further (see
@@ -643,7 +643,11 @@ impl Tracker {
                         }
                         self.stats.sip_messages += out.len() as u64;
                         for m in out.drain(..) {
-                            sip::message(pair, stream, ev, from_phone, m, &self.settings);
+                            if let Some((seq, id)) =
+                                sip::message(pair, ev, from_phone, m, &self.settings)
+                            {
+                                stream.tag(seq, id);
+                            }
                         }
                         self.sip_out = out;
                     }

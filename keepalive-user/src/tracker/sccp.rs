@@ -77,11 +77,11 @@ mod tests {
 
     #[test]
     fn device_name_from_register() {
-        let reg = crate::fixtures::sccp_register("SEP0024142DDF24");
-        let two = [crate::fixtures::sccp_keepalive(), reg.clone()].concat();
+        let reg = keepalive_lab::fixtures::sccp_register("SEP0024142DDF24");
+        let two = [keepalive_lab::fixtures::sccp_keepalive(), reg.clone()].concat();
         assert_eq!(register_device(&reg).as_deref(), Some("SEP0024142DDF24"));
         assert_eq!(register_device(&two).as_deref(), Some("SEP0024142DDF24"));
         assert_eq!(register_device(&reg[..20]), None);
-        assert_eq!(register_device(&crate::fixtures::sccp_keepalive()), None);
+        assert_eq!(register_device(&keepalive_lab::fixtures::sccp_keepalive()), None);
     }
 }

@@ -290,15 +290,17 @@ fn content_length(head: &[u8]) -> Option<usize> {
 }
 
 /// A complete SIP message on a pair: REGISTERs from the phone open keepalives, responses to
-/// REGISTER answer them (matched by Call-ID and CSeq).
+/// REGISTER answer them (matched by Call-ID and CSeq). Returns the REGISTER's first sequence
+/// number and its keepalive id, for the caller to tag the segment in its TCP stream (so a
+/// retransmission of it is known as one).
+#[must_use]
 pub fn message(
     pair: &mut super::Pair,
-    stream: &mut super::tcp::Stream,
     ev: &keepalive_common::wire::Event,
     from_phone: bool,
     parsed: Parsed,
     settings: &super::Settings,
-) {
+) -> Option<(u32, u64)> {
     use super::pair::{Answer, Keepalive};
     let Parsed { ts_ns, seq, message: m } = parsed;
     if let (Some(ua), true) = (m.user_agent.as_deref(), from_phone) {
@@ -341,12 +343,10 @@ pub fn message(
             )
             .with_sip(txn, due_ns, expires);
             let id = pair.push_keepalive(ka);
-            stream.tag(seq, id);
+            return Some((seq, id));
         }
         (false, Some(code)) if m.method.eq_ignore_ascii_case("REGISTER") && code >= 200 => {
-            let Some(i) = pair.history.iter().rposition(|k| k.txn == txn) else {
-                return;
-            };
+            let i = pair.history.iter().rposition(|k| k.txn == txn)?;
             match code {
                 200..=299 => {
                     pair.answer(i, ts_ns);
@@ -362,6 +362,7 @@ pub fn message(
         }
         _ => {}
     }
+    None
 }
 
 /// Call-ID and CSeq folded to 32 bits: it only has to tell apart the few transactions in one

@@ -26,7 +26,7 @@ use std::{
 
 /// Runs `ip` with `args`, panicking with its stderr on failure.
 pub fn ip(args: &[&str]) {
-    if let Err(e) = keepalive::lab::ip(args) {
+    if let Err(e) = keepalive_lab::lab::ip(args) {
         panic!("{e}");
     }
 }
@@ -89,7 +89,7 @@ impl VethPair {
         ns: &str,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> std::thread::JoinHandle<T> {
-        keepalive::lab::spawn_in(ns, f)
+        keepalive_lab::lab::spawn_in(ns, f)
     }
 }
 
@@ -296,7 +296,7 @@ pub fn sccp_phone(lab: &RouterLab, device: &'static str, n: usize, gap: Duration
         s.read_exact(&mut head).unwrap();
         let mut body = vec![0u8; u32::from_le_bytes(head[..4].try_into().unwrap()) as usize];
         s.read_exact(&mut body).unwrap();
-        s.write_all(&keepalive::fixtures::sccp_pdu(
+        s.write_all(&keepalive_lab::fixtures::sccp_pdu(
             keepalive_common::wire::sccp_msg::REGISTER_ACK,
             &[0; 16],
         ))
@@ -304,7 +304,7 @@ pub fn sccp_phone(lab: &RouterLab, device: &'static str, n: usize, gap: Duration
         let mut ka = [0u8; 12];
         for _ in 0..n {
             s.read_exact(&mut ka).unwrap();
-            s.write_all(&keepalive::fixtures::sccp_keepalive_ack()).unwrap();
+            s.write_all(&keepalive_lab::fixtures::sccp_keepalive_ack()).unwrap();
         }
     });
     std::thread::sleep(Duration::from_millis(100));
@@ -312,12 +312,12 @@ pub fn sccp_phone(lab: &RouterLab, device: &'static str, n: usize, gap: Duration
         let mut s =
             TcpStream::connect_timeout(&(cucm, 2000).into(), Duration::from_secs(5)).unwrap();
         s.set_nodelay(true).unwrap();
-        s.write_all(&keepalive::fixtures::sccp_register(device)).unwrap();
+        s.write_all(&keepalive_lab::fixtures::sccp_register(device)).unwrap();
         let mut ack = [0u8; 28];
         s.read_exact(&mut ack).unwrap();
         let mut ka = [0u8; 12];
         for _ in 0..n {
-            s.write_all(&keepalive::fixtures::sccp_keepalive()).unwrap();
+            s.write_all(&keepalive_lab::fixtures::sccp_keepalive()).unwrap();
             s.read_exact(&mut ka).unwrap();
             std::thread::sleep(gap);
         }

@@ -6,7 +6,7 @@
 //!   a backup answers nothing (the kernel's TCP ACK is all the phone gets).
 //! * [`Phone`]: registers with its primary, sends a KeepAlive every interval and waits for the
 //!   ack; after two unanswered KeepAlives it resets the connection and reconnects from a new
-//!   port (DOMAIN.md). To its backup it sends a KeepAlive every backup interval.
+//!   port (docs/DOMAIN.md). To its backup it sends a KeepAlive every backup interval.
 
 use std::{
     io::{Read, Write},

@@ -3,7 +3,7 @@
 //! (TEST-NET-1, 192.0.2.0/24); everything is removed on drop, even after a panic.
 //!
 //! ```text
-//!  p0, p1 … ─┐                                one L2 voice segment, as in DOMAIN.md's
+//!  p0, p1 … ─┐                                one L2 voice segment, as in docs/DOMAIN.md's
 //!  cucm1 ────┤ br0 in the "switch" namespace  first case study; keepalive runs in the
 //!  cucm2 ────┤ (XDP on every port: each frame switch on its ports, so every frame is seen
 //!  asa ──────┘  is seen once, on ingress)     once, with the MACs it really carries

@@ -1,5 +1,5 @@
 //! SIP in the lab with real peers: kamailio as the registrar, configured like CUCM (it grants
-//! 120 s whatever the phone asks, DOMAIN.md), and sipp as Cisco-style phones registering over
+//! 120 s whatever the phone asks, docs/DOMAIN.md), and sipp as Cisco-style phones registering over
 //! TCP and refreshing at granted − delta (scaled), or sending `Expires: 0` /
 //! `cisco-keep-alive` REGISTERs to a backup.
 
