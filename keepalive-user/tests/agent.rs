@@ -39,7 +39,10 @@ fn parse_metrics(body: &str) -> Vec<(String, f64)> {
     for line in lines {
         if let Some(rest) = line.strip_prefix("# ") {
             assert!(
-                rest.starts_with("HELP ") || rest.starts_with("TYPE ") || rest == "EOF",
+                rest.starts_with("HELP ")
+                    || rest.starts_with("TYPE ")
+                    || rest.starts_with("UNIT ")
+                    || rest == "EOF",
                 "comment line: {line}"
             );
             continue;
@@ -176,6 +179,15 @@ fn agent_tracks_phones_serves_stats_and_metrics_and_cleans_up() {
     assert!(samples
         .iter()
         .any(|(s, _)| s.starts_with("keepalive_interface_info{iface=\"r-phone\"")));
+    // The four answers, in the ack-latency histogram (milliseconds on a veth).
+    let acked = "keepalive_ack_latency_seconds_count{protocol=\"sccp\",role=\"primary\"}";
+    assert_eq!(value(acked), Some(4.0), "{body}");
+    let fast = samples.iter().find(|(s, _)| {
+        s.starts_with("keepalive_ack_latency_seconds_bucket{")
+            && s.contains("protocol=\"sccp\"")
+            && s.contains("le=\"0.1\"")
+    });
+    assert_eq!(fast.map(|(_, v)| *v), Some(4.0), "{body}");
 
     // A second agent: on the same interfaces, and on the same socket.
     let second = Command::new("ip")

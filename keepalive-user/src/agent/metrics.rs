@@ -15,8 +15,8 @@ use std::{
 };
 
 use prometheus_client::{
-    encoding::text::encode,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    encoding::{text::encode, EncodeMetric, MetricEncoder, NoLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, MetricType, TypedMetric},
     registry::Registry,
 };
 use tokio::{
@@ -25,7 +25,11 @@ use tokio::{
 };
 
 use super::snapshot::{Snapshot, State};
-use crate::{findings::Severity, report::PhoneRow, tracker::Tracker};
+use crate::{
+    findings::Severity,
+    report::PhoneRow,
+    tracker::{latency::Histogram, Tracker},
+};
 
 type Labels = Vec<(String, String)>;
 
@@ -51,6 +55,47 @@ fn gauge(reg: &mut Registry, name: &str, help: &str, value: i64) {
     let g: Gauge = Gauge::default();
     g.set(value);
     reg.register(name, help, g);
+}
+
+/// Histograms the tracker accumulated, by (protocol, role), encoded as they are: the tracker
+/// keeps the bucket counts (`tracker::latency`), so nothing is replayed at a scrape.
+#[derive(Debug)]
+struct Histograms {
+    bounds: &'static [f64],
+    by: Vec<((&'static str, &'static str), Histogram)>,
+}
+
+impl Histograms {
+    fn of(bounds: &'static [f64], m: &BTreeMap<(&'static str, &'static str), Histogram>) -> Self {
+        Self { bounds, by: m.iter().map(|(k, v)| (*k, v.clone())).collect() }
+    }
+}
+
+impl TypedMetric for Histograms {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histograms {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for ((protocol, role), h) in &self.by {
+            let l = labels(&[("protocol", protocol), ("role", role)]);
+            let buckets: Vec<(f64, u64)> = self
+                .bounds
+                .iter()
+                .copied()
+                .chain([f64::INFINITY])
+                .zip(h.buckets.iter().copied())
+                .collect();
+            encoder
+                .encode_family(&l)?
+                .encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// The default of `--metrics-max-findings`.
@@ -137,6 +182,19 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, shape: Shape) -> String {
     }
     reg.register("interface_info", "An interface the program is attached to (value 1)", ifaces);
     let dropped = finding_series(&mut reg, snap, shape.max_findings);
+    use crate::tracker::latency::{ACK_BOUNDS, RETRANSMISSION_BOUNDS};
+    reg.register_with_unit(
+        "ack_latency",
+        "Time from a keepalive to the server's answer (KeepAliveAck, 2xx), by protocol and role",
+        prometheus_client::registry::Unit::Seconds,
+        Histograms::of(&ACK_BOUNDS, &tracker.latency.ack),
+    );
+    reg.register_with_unit(
+        "retransmission_delay",
+        "Delay of a TCP retransmission after the first copy, by protocol and role",
+        prometheus_client::registry::Unit::Seconds,
+        Histograms::of(&RETRANSMISSION_BOUNDS, &tracker.latency.retransmission),
+    );
     gauge(
         &mut reg,
         "metrics_findings_dropped",

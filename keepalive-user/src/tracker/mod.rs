@@ -10,6 +10,7 @@
 //! * [`limits`]: the bounds of all this state, and what was evicted to stay within them.
 
 pub mod arp;
+pub mod latency;
 pub mod limits;
 pub mod pair;
 pub mod sccp;
@@ -198,6 +199,8 @@ pub struct Tracker {
     pub evictions: Evictions,
     /// Totals of forgotten pairs, per protocol.
     pub expired: HashMap<App, Expired>,
+    /// Ack latency and retransmission delay distributions, cumulative.
+    pub latency: latency::Latencies,
     sip_out: Vec<sip::Parsed>,
 }
 
@@ -251,6 +254,7 @@ impl Tracker {
             stats: TrackerStats::default(),
             evictions: Evictions::default(),
             expired: HashMap::new(),
+            latency: latency::Latencies::default(),
             sip_out: Vec::new(),
         }
     }
@@ -611,10 +615,16 @@ impl Tracker {
             pair.note_next_hop(ev.ts_ns, ev.ifindex, ev.dst_mac);
         }
         connection(pair, ev, from_phone, phone_port);
+        // A new answer adds its latency to the pair's sum: the difference is the latency.
+        let (acks_before, latency_before) = (pair.acks, pair.ack_latency.0);
+        let protocol = crate::record::app_name(pair.app);
 
         let verdict = stream.segment(ev.ts_ns, ev.seq, ev.payload_len, ev.tcp_flags);
         match verdict {
             Verdict::Retransmission { delay_ns, keepalive } => {
+                if let Some(d) = delay_ns {
+                    self.latency.retransmission(protocol, pair.role().as_str(), d as f64 / 1e9);
+                }
                 pair.push_retransmission(Retransmission {
                     time_ns: ev.ts_ns,
                     delay_ns,
@@ -660,6 +670,14 @@ impl Tracker {
         }
         if !from_phone && ev.tcp_flags & tcp_flags::ACK != 0 {
             tcp_ack(pair, ev.ack, ev.ts_ns);
+        }
+        if pair.acks > acks_before {
+            let n = pair.acks - acks_before;
+            let each = pair.ack_latency.0.saturating_sub(latency_before) as f64 / 1e9 / n as f64;
+            let role = pair.role().as_str();
+            for _ in 0..n {
+                self.latency.ack(protocol, role, each);
+            }
         }
         let is_phone = pair.is_phone();
         if is_phone && self.slots[slot_index].candidate {
