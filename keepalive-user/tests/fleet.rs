@@ -92,6 +92,50 @@ fn the_rules_pass_promtool_and_their_unit_tests_fire_and_resolve_each_alert() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The shipped Grafana dashboard: every PromQL expression in it, with Grafana's variables put
+/// in, passes promtool (as recording rules), and it shows what it promises.
+#[test]
+fn the_dashboard_queries_pass_promtool() {
+    if !have(&["promtool"], "the_dashboard_queries_pass_promtool") {
+        return;
+    }
+    let path = rules_dir().join("../grafana/keepalive.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let panels = dash["panels"].as_array().unwrap();
+    let exprs: Vec<String> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| {
+            t["expr"].as_str().unwrap().replace("$__rate_interval", "5m").replace("$instance", ".*")
+        })
+        .collect();
+    assert!(exprs.len() >= 8, "{exprs:?}");
+    for metric in [
+        "keepalive_phones",
+        "keepalive_findings",
+        "keepalive_phone_cycles_to_unregister",
+        "keepalive_ack_latency_seconds_bucket",
+        "keepalive_retransmission_delay_seconds_bucket",
+        "keepalive_events_lost_total",
+        "keepalive_kernel_packets_seen_total",
+    ] {
+        assert!(exprs.iter().any(|e| e.contains(metric)), "the dashboard shows no {metric}");
+    }
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        // A JSON string is a YAML double-quoted scalar.
+        rules.push_str(&format!(
+            "      - record: keepalive_dashboard:expr_{i}\n        expr: {}\n",
+            serde_json::to_string(e).unwrap()
+        ));
+    }
+    let dir = tmp_dir("dashboard");
+    std::fs::write(dir.join("dashboard-rules.yml"), rules).unwrap();
+    let out = promtool(&["check", "rules", dir.join("dashboard-rules.yml").to_str().unwrap()]);
+    assert!(out.contains(&format!("SUCCESS: {} rules found", exprs.len())), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn tmp_dir(what: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("keepalive-{what}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
