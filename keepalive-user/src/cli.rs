@@ -242,6 +242,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = crate::agent::metrics::DEFAULT_MAX_FINDINGS,
           value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub metrics_max_findings: u32,
+    /// Also send finding transitions (firing, escalated, resolved) as RFC 5424 syslog to
+    /// udp://HOST:PORT, tcp://HOST:PORT or unix:///dev/log.
+    #[arg(long, value_name = "URL", value_parser = crate::agent::syslog::parse_target)]
+    pub syslog: Option<crate::agent::syslog::Target>,
     /// The stats socket `keepalive stats` reads.
     #[arg(long, value_name = "PATH", default_value = crate::agent::socket::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,

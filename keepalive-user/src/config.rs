@@ -305,6 +305,7 @@ mod tests {
                 &["--metrics", "9108", "--metrics-per-phone"],
             ),
             ("metrics-max-findings = 500", &["--metrics-max-findings", "500"]),
+            ("syslog = \"udp://127.0.0.1:514\"", &["--syslog", "udp://127.0.0.1:514"]),
             ("socket = \"/run/k/s.sock\"", &["--socket", "/run/k/s.sock"]),
             ("socket-mode = \"0600\"", &["--socket-mode", "0600"]),
             ("expire = \"2h\"", &["--expire", "2h"]),

@@ -79,6 +79,7 @@ fn run_options(args: &RunArgs) -> anyhow::Result<agent::Options> {
         limits: keepalive::tracker::Limits::for_phones(args.max_phones),
         count: args.count,
         duration: args.duration,
+        syslog: args.syslog.clone(),
         reload: None,
     })
 }

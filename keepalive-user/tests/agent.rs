@@ -539,3 +539,94 @@ fn sighup_rereads_the_config_file_and_changes_the_grace_in_place() {
         "{log}"
     );
 }
+
+/// The findings' lifecycle, into a syslog receiver in the router's namespace and on the JSON
+/// lines: a phone goes quiet (missed-keepalive) and comes back on a new connection. Its
+/// missed-keepalive gives exactly one `firing`, at most one `escalated` per severity step and
+/// one `resolved` after the hold-down (60 s nominal, 3 s at ×20), as RFC 5424 messages with the
+/// finding as structured data; nothing repeats while the count grows.
+#[test]
+fn syslog_and_json_lines_carry_one_firing_and_one_resolution_per_episode() {
+    use std::net::UdpSocket;
+    if !common::have_root("syslog_and_json_lines_carry_one_firing_and_one_resolution_per_episode") {
+        return;
+    }
+    let lab = RouterLab::new();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_rx = stop.clone();
+    let receiver = VethPair::in_ns(&lab.ns_router, move || {
+        let s = UdpSocket::bind("127.0.0.1:5514").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 8192];
+        while !stop_rx.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(n) = s.recv(&mut buf) {
+                let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    });
+    ready_rx.recv().unwrap();
+    let mut agent = Agent::start(
+        &lab.ns_router,
+        &[
+            "--iface",
+            lab.r_phone,
+            "--iface",
+            lab.r_cucm,
+            "--json",
+            "--refresh",
+            "200ms",
+            "--time-scale",
+            "20",
+            "--syslog",
+            "udp://127.0.0.1:5514",
+        ],
+    );
+    sccp_phone(&lab, "SEP00AB00CD0031", 5, Duration::from_millis(200));
+    // Quiet for 3 s: grace 0.75 s at ×20, so the KeepAlives are missed.
+    std::thread::sleep(Duration::from_secs(3));
+    // Back, on a new connection, for longer than the hold-down.
+    sccp_phone(&lab, "SEP00AB00CD0031", 30, Duration::from_millis(200));
+    let pid = agent.pid().to_string();
+    let (out, log) = agent.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    receiver.join().unwrap();
+    assert!(out.status.success(), "{log}");
+    let messages: Vec<String> = rx.try_iter().collect();
+    let missed: Vec<&String> =
+        messages.iter().filter(|m| m.contains("kind=\"missed-keepalive\"")).collect();
+    let of =
+        |event: &str| missed.iter().filter(|m| m.contains(&format!("event=\"{event}\""))).count();
+    assert_eq!(of("firing"), 1, "{missed:#?}");
+    assert!(of("escalated") <= 1, "{missed:#?}");
+    assert_eq!(of("resolved"), 1, "{missed:#?}");
+    // RFC 5424: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG; daemon facility.
+    let firing = missed.iter().find(|m| m.contains("event=\"firing\"")).unwrap();
+    let fields: Vec<&str> = firing.splitn(7, ' ').collect();
+    assert!(fields[0] == "<28>1" || fields[0] == "<26>1", "{firing}");
+    assert!(fields[1].ends_with('Z') && fields[1].contains('T'), "{firing}");
+    assert_eq!((fields[3], fields[4], fields[5]), ("keepalive", pid.as_str(), "firing"));
+    assert!(fields[6].starts_with("[keepalive@32473 id=\""), "{firing}");
+    assert!(
+        firing.contains(" phone=\"192.0.2.31\"") && firing.contains(" device=\"SEP00AB00CD0031\"")
+    );
+    let resolved = missed.iter().find(|m| m.contains("event=\"resolved\"")).unwrap();
+    assert!(resolved.starts_with("<29>1 "), "a resolution is a notice: {resolved}");
+    let id = |m: &str| m.split("id=\"").nth(1).and_then(|r| r.split('"').next()).map(String::from);
+    assert_eq!(id(firing), id(resolved), "one episode, one id");
+    // The JSON lines carry the same transitions.
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .filter(|v: &Value| v["kind"] == "missed-keepalive")
+        .collect();
+    let events: Vec<&str> = lines.iter().map(|v| v["event"].as_str().unwrap()).collect();
+    assert_eq!(events.first(), Some(&"firing"), "{events:?}");
+    assert_eq!(events.last(), Some(&"resolved"), "{events:?}");
+    assert_eq!(events.iter().filter(|e| **e == "firing").count(), 1, "{events:?}");
+    assert!(lines.iter().all(|v| v["id"] == lines[0]["id"]), "{lines:#?}");
+}

@@ -244,9 +244,23 @@ fn a_flood_on_the_voice_vlan_stays_bounded_and_the_real_phones_keep_their_rows()
 
     stop.store(true, Ordering::Relaxed);
     let answered: Vec<u64> = phones.into_iter().map(|p| p.join().expect("phone")).collect();
-    // The last Acks are through the agent's 10 ms poll well before the stats are built.
-    std::thread::sleep(Duration::from_millis(100));
-    let (snap, took) = snapshot(&agent);
+    // The last Acks are in the rings; the agent drains them every 10 ms, but after a flood it
+    // may still be working through the backlog: wait (at most 3 s) until the rows hold every
+    // answer the phones got, then read. A lost event would never arrive, and fail below.
+    let acked = |snap: &Value| {
+        let rows = snap["report"]["phones"].as_array().cloned().unwrap_or_default();
+        let acks: u64 = rows.iter().filter_map(|r| r["acks"].as_u64()).sum();
+        acks >= answered.iter().sum::<u64>()
+    };
+    let mut read = snapshot(&agent);
+    for _ in 0..30 {
+        if acked(&read.0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        read = snapshot(&agent);
+    }
+    let (snap, took) = read;
     server.join().expect("CUCM");
     sampling.store(true, Ordering::Relaxed);
     let rss_max = sampler.join().unwrap();
@@ -305,7 +319,11 @@ fn a_flood_on_the_voice_vlan_stays_bounded_and_the_real_phones_keep_their_rows()
             .find(|r| r["phone"] == addr)
             .unwrap_or_else(|| panic!("{addr} kept its row: {rows:?}"));
         assert!(answered >= 5, "{addr} answered {answered}");
-        assert_eq!((n(&row["keepalives"]), n(&row["acks"])), (answered, answered), "{row}");
+        assert_eq!(
+            (n(&row["keepalives"]), n(&row["acks"])),
+            (answered, answered),
+            "{row}\n{context}"
+        );
         assert_eq!((&row["device"], &row["role"]), (&Value::from(device), &Value::from("primary")));
         let warnings: Vec<&Value> = row["findings"]
             .as_array()

@@ -8,15 +8,19 @@
 //! * [`metrics`]: the Prometheus exposition.
 //! * [`view`]: the terminal view and the JSON-lines findings.
 //! * [`flows`]: the flow-map count, on a thread of its own.
+//! * [`lifecycle`]: findings as episodes (firing, escalated, resolved) for the JSON lines and
+//!   syslog.
+//! * [`syslog`]: the RFC 5424 sink (`--syslog`).
 
 pub mod flows;
+pub mod lifecycle;
 pub mod metrics;
 pub mod snapshot;
 pub mod socket;
+pub mod syslog;
 pub mod view;
 
 use std::{
-    collections::HashSet,
     io::Write,
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -70,6 +74,8 @@ pub struct Options {
     pub count: Option<u64>,
     /// Stop after this long.
     pub duration: Option<Duration>,
+    /// Where finding transitions also go as RFC 5424 syslog (`--syslog`).
+    pub syslog: Option<syslog::Target>,
     /// How SIGHUP re-reads the options (from `--config`); without it SIGHUP is ignored.
     pub reload: Option<Reload>,
 }
@@ -130,6 +136,7 @@ impl Options {
                     || self.metrics_max_findings != new.metrics_max_findings,
             ),
             ("output", self.output != new.output),
+            ("syslog", self.syslog != new.syslog),
             ("max-phones", self.limits != new.limits),
             ("count/duration", self.count != new.count || self.duration != new.duration),
         ] {
@@ -360,7 +367,8 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(opts.refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut printed: HashSet<u64> = HashSet::new();
+    let mut lifecycle = lifecycle::Lifecycle::default();
+    let mut syslog = opts.syslog.clone().map(syslog::Syslog::new);
     let flows = FlowCounter::start(probe.flow_maps()?, opts.refresh)?;
     let mut released = std::time::Instant::now();
     let mut sweep = Sweep { since_ns: 0, next: 0 };
@@ -402,14 +410,16 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                 st.tracker.expire(opts.expire.as_nanos() as u64);
                 st.tracker.expire_streams();
                 evicted.report(&st.tracker);
-                match opts.output {
-                    Output::View => view::draw(&st)?,
-                    Output::Findings => {
-                        let picked = sweep.pick(&st.tracker, opts.refresh);
-                        let (rows, global) = Report::rows_for(&st.tracker, picked.into_iter());
-                        view::print_new_findings(&rows, &global, &mut printed)?;
-                    }
-                    Output::Events => {}
+                if opts.output == Output::View {
+                    view::draw(&st)?;
+                }
+                // The findings' transitions, for the JSON lines and the syslog sink.
+                if opts.output == Output::Findings || syslog.is_some() {
+                    let picked = sweep.pick(&st.tracker, opts.refresh);
+                    let (rows, global) = Report::rows_for(&st.tracker, picked.into_iter());
+                    let hold = hold_down(&opts.settings);
+                    let moved = lifecycle.observe(now_ns(), &rows, &global, hold);
+                    emit(&moved, opts.output, syslog.as_mut())?;
                 }
             }
             _ = sighup.recv() => {
@@ -452,8 +462,12 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     {
         let mut st = lock(&state);
         st.kernel = kernel;
-        if opts.output == Output::Findings {
-            view::new_findings(&st.snapshot(), &mut printed)?;
+        if opts.output == Output::Findings || syslog.is_some() {
+            let snap = st.snapshot();
+            let hold = hold_down(&opts.settings);
+            let moved =
+                lifecycle.observe(now_ns(), &snap.report.phones, &snap.report.findings, hold);
+            emit(&moved, opts.output, syslog.as_mut())?;
         }
     }
     let k = kernel;
@@ -474,6 +488,28 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     );
     // Dropping the probe detaches the program from every interface; the guard removes the socket.
     drop(probe);
+    Ok(())
+}
+
+/// The lifecycle's hold-down in wall time (nominal seconds divided by `--time-scale`).
+fn hold_down(settings: &Settings) -> Duration {
+    Duration::try_from_secs_f64(settings.wall_s(lifecycle::HOLD_DOWN_S)).unwrap_or(Duration::ZERO)
+}
+
+/// Writes transitions as JSON lines (in `--json` mode) and to the syslog sink.
+fn emit(
+    moved: &[lifecycle::Transition],
+    output: Output,
+    syslog: Option<&mut syslog::Syslog>,
+) -> std::io::Result<()> {
+    if output == Output::Findings {
+        view::print_transitions(moved)?;
+    }
+    if let Some(s) = syslog {
+        for t in moved {
+            s.send(t);
+        }
+    }
     Ok(())
 }
 

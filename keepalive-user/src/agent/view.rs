@@ -1,16 +1,11 @@
 //! What the agent prints on standard output: on a terminal, a view refreshed in place (phones
 //! with findings first, then the newest findings as sentences); otherwise one JSON line per
-//! finding the first time it is seen, for a log shipper.
+//! finding transition (firing, escalated, resolved: [`super::lifecycle`]), for a log shipper.
 
-use std::{collections::HashSet, io::Write};
+use std::io::Write;
 
-use serde::Serialize;
-
-use super::snapshot::{Snapshot, State};
-use crate::{
-    findings::{clock, Finding},
-    report::{table::phones_table, PhoneRow},
-};
+use super::snapshot::State;
+use crate::{findings::clock, report::table::phones_table};
 
 /// Rows of the phone table on the terminal view.
 const VIEW_ROWS: usize = 25;
@@ -60,60 +55,15 @@ pub fn draw(state: &State) -> std::io::Result<()> {
     out.flush()
 }
 
-#[derive(Serialize)]
-struct FindingLine<'a> {
-    phone: Option<&'a str>,
-    phone_port: Option<u16>,
-    server: Option<&'a str>,
-    server_port: Option<u16>,
-    protocol: Option<&'a str>,
-    device: Option<&'a str>,
-    #[serde(flatten)]
-    finding: &'a Finding,
-}
-
-/// Prints the findings not printed before (or now more severe), one JSON line each.
-pub fn new_findings(snap: &Snapshot, printed: &mut HashSet<u64>) -> std::io::Result<()> {
-    print_new_findings(&snap.report.phones, &snap.report.findings, printed)
-}
-
-/// [`new_findings`] over some phone rows and the findings not tied to a row.
-pub fn print_new_findings(
-    phones: &[PhoneRow],
-    findings: &[Finding],
-    printed: &mut HashSet<u64>,
-) -> std::io::Result<()> {
+/// Writes finding transitions as JSON lines (`--json`): one line per `firing`, `escalated` or
+/// `resolved`, with the finding's fields, its pair and its episode `id`.
+pub fn print_transitions(moved: &[super::lifecycle::Transition]) -> std::io::Result<()> {
+    if moved.is_empty() {
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
-    let rows = phones.iter().flat_map(|p| p.findings.iter().map(move |f| (Some(p), f)));
-    let global = findings.iter().map(|f| (None, f));
-    for (p, f) in rows.chain(global) {
-        // What identifies a printed finding, hashed: 8 bytes each instead of a string (a
-        // site-wide outage prints one finding per phone).
-        let key = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            p.map(|p| (&p.phone, &p.server, p.server_port)).hash(&mut h);
-            (f.kind, f.severity.as_str(), f.time.to_bits()).hash(&mut h);
-            h.finish()
-        };
-        if printed.len() > 100_000 {
-            // Bounded memory for an agent that runs for months: forget what was printed (a few
-            // findings may be printed again).
-            printed.clear();
-        }
-        if !printed.insert(key) {
-            continue;
-        }
-        let line = FindingLine {
-            phone: p.map(|p| p.phone.as_str()),
-            phone_port: p.map(|p| p.phone_port),
-            server: p.map(|p| p.server.as_str()),
-            server_port: p.map(|p| p.server_port),
-            protocol: p.map(|p| p.protocol),
-            device: p.and_then(|p| p.device.as_deref()),
-            finding: f,
-        };
-        serde_json::to_writer(&mut out, &line).map_err(std::io::Error::from)?;
+    for t in moved {
+        serde_json::to_writer(&mut out, t).map_err(std::io::Error::from)?;
         out.write_all(b"\n")?;
     }
     out.flush()

@@ -103,7 +103,7 @@ pub struct RetransmissionRow {
 }
 
 /// One phone↔server pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct PhoneRow {
     /// Phone address.
     pub phone: String,
