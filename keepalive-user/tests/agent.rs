@@ -19,16 +19,35 @@ use serde_json::Value;
 
 use common::{sccp_phone, socket_path, stats, stats_with, Agent, BIN};
 
-fn scrape(ns: &str, port: u16) -> String {
+/// One HTTP/1.1 exchange with 127.0.0.1:`port` in `ns`: the raw response.
+fn http(ns: &str, port: u16, request: String) -> Vec<u8> {
     VethPair::in_ns(ns, move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
         out
     })
     .join()
     .unwrap()
+}
+
+fn request(method: &str, path: &str, extra: &str) -> String {
+    format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n")
+}
+
+fn scrape(ns: &str, port: u16) -> String {
+    String::from_utf8(http(ns, port, request("GET", "/metrics", ""))).unwrap()
+}
+
+/// Head (lowercased, names and values) and body of a raw response.
+fn split(raw: &[u8]) -> (String, Vec<u8>) {
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
+    (String::from_utf8_lossy(&raw[..at]).to_lowercase(), raw[at + 4..].to_vec())
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")))
 }
 
 /// Checks the Prometheus/OpenMetrics text format line by line and returns the samples.
@@ -629,4 +648,59 @@ fn syslog_and_json_lines_carry_one_firing_and_one_resolution_per_episode() {
     assert_eq!(events.last(), Some(&"resolved"), "{events:?}");
     assert_eq!(events.iter().filter(|e| **e == "firing").count(), 1, "{events:?}");
     assert!(lines.iter().all(|v| v["id"] == lines[0]["id"]), "{lines:#?}");
+}
+
+/// The metrics endpoint as Prometheus and a person's curl meet it: GET, HEAD (the same headers,
+/// no body), gzip when asked, 404 and 405 with a sentence, and 100 scrapes at once all answered
+/// (at most 8 are served at a time; the rest wait in the backlog).
+#[test]
+fn the_metrics_endpoint_answers_head_gzip_404_and_100_concurrent_scrapes() {
+    use std::io::Read as _;
+    if !common::have_root("the_metrics_endpoint_answers_head_gzip_404_and_100_concurrent_scrapes") {
+        return;
+    }
+    let net = VethPair::new();
+    let agent = Agent::start(&net.ns_b, &["--iface", &net.if_b, "--json", "--metrics", "9108"]);
+    let ns = net.ns_b.clone();
+    let (head, body) = split(&http(&ns, 9108, request("GET", "/metrics", "")));
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(header(&head, "content-length"), Some(body.len().to_string().as_str()), "{head}");
+    assert!(header(&head, "content-type").unwrap().starts_with("application/openmetrics-text"));
+    parse_metrics(std::str::from_utf8(&body).unwrap());
+
+    let (head, body) = split(&http(&ns, 9108, request("HEAD", "/metrics", "")));
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(body.is_empty(), "HEAD has no body");
+    assert!(header(&head, "content-length").is_some_and(|n| n.parse::<usize>().unwrap() > 100));
+
+    let (head, body) =
+        split(&http(&ns, 9108, request("GET", "/metrics", "Accept-Encoding: gzip\r\n")));
+    assert_eq!(header(&head, "content-encoding"), Some("gzip"), "{head}");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
+    parse_metrics(&text);
+    let (head, _) =
+        split(&http(&ns, 9108, request("GET", "/metrics", "Accept-Encoding: gzip;q=0\r\n")));
+    assert_eq!(header(&head, "content-encoding"), None, "gzip;q=0 refuses it");
+
+    let (head, body) = split(&http(&ns, 9108, request("GET", "/nothing", "")));
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    assert_eq!(body, b"keepalive serves /metrics\n");
+    let (head, _) = split(&http(&ns, 9108, request("POST", "/metrics", "Content-Length: 0\r\n")));
+    assert!(
+        head.starts_with("http/1.1 405") && header(&head, "allow") == Some("get, head"),
+        "{head}"
+    );
+
+    let scrapers: Vec<_> = (0..100)
+        .map(|_| {
+            let ns = ns.clone();
+            std::thread::spawn(move || scrape(&ns, 9108))
+        })
+        .collect();
+    for s in scrapers {
+        let out = s.join().unwrap();
+        assert!(out.starts_with("HTTP/1.1 200") && out.ends_with("# EOF\n"), "{out}");
+    }
+    drop(agent);
 }

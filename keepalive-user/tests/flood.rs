@@ -151,7 +151,8 @@ fn snapshot(agent: &Agent) -> (Value, Duration) {
 fn scrape(ns: &str, port: u16) -> String {
     VethPair::in_ns(ns, move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out

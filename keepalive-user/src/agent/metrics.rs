@@ -1,5 +1,6 @@
 //! Prometheus metrics (OpenMetrics text, encoded by `prometheus-client`), computed from a
-//! snapshot at each scrape and served on `--metrics ADDR` by a minimal HTTP/1.1 responder.
+//! snapshot at each scrape and served on `--metrics ADDR` by hyper (GET and HEAD, gzip when
+//! asked, a bounded number of scrapes at once).
 //!
 //! Cardinality is bounded by default: labels are protocol, role, state, finding kind and
 //! severity, plus one `keepalive_finding` series per active warning or critical finding (and a
@@ -19,10 +20,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, MetricType, TypedMetric},
     registry::Registry,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-};
+use tokio::net::TcpListener;
 
 use super::snapshot::{Snapshot, State};
 use crate::{
@@ -359,11 +357,25 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("`{s}`: expected PORT or ADDRESS:PORT, e.g. 9108 or 0.0.0.0:9108"))
 }
 
-/// Serves `GET /metrics` until the task is dropped.
+/// Scrapes served at once; further connections wait in the listen backlog.
+pub const MAX_CONCURRENT_SCRAPES: usize = 8;
+/// How long a client has to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The content type of OpenMetrics text.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serves `/metrics` (GET and HEAD, gzip when the scraper accepts it) with hyper until the task
+/// is dropped, at most [`MAX_CONCURRENT_SCRAPES`] connections at a time.
 pub async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, shape: Shape) {
     let mut failures = super::RateLimited::new(Duration::from_secs(10));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_SCRAPES));
     loop {
-        let mut stream = match listener.accept().await {
+        // A slot first, then the connection: a burst of scrapers waits in the kernel's backlog
+        // instead of as tasks and buffers here.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
                 // EMFILE/ENFILE/ENOMEM: retrying at once would spin on the same error.
@@ -374,43 +386,76 @@ pub async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, shape: Shape
         };
         let state = state.clone();
         tokio::spawn(async move {
-            let mut head = Vec::with_capacity(512);
-            let mut buf = [0u8; 512];
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-            })
-            .await;
-            if read.is_err() {
-                return;
-            }
-            let line = String::from_utf8_lossy(&head);
-            let mut parts = line.split_whitespace();
-            let (status, ctype, body) = match (parts.next(), parts.next()) {
-                (Some("GET"), Some(path))
-                    if path == "/metrics" || path.starts_with("/metrics?") =>
-                {
-                    let body = {
-                        let st = match state.lock() {
-                            Ok(s) => s,
-                            Err(p) => p.into_inner(),
-                        };
-                        render(&st.snapshot(), &st.tracker, shape)
-                    };
-                    ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", body)
-                }
-                _ => ("404 Not Found", "text/plain", "keepalive serves /metrics\n".to_owned()),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(resp.as_bytes()).await;
-            let _ = stream.shutdown().await;
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(respond(&req, &state, shape)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            drop(slot);
         });
     }
+}
+
+type Body = http_body_util::Full<bytes::Bytes>;
+
+/// The answer to one request.
+fn respond<B>(
+    req: &hyper::Request<B>,
+    state: &Mutex<State>,
+    shape: Shape,
+) -> hyper::Response<Body> {
+    use hyper::{header, Method, Response, StatusCode};
+    let text = |status: StatusCode, body: &'static str| {
+        let mut r = Response::new(Body::from(body));
+        *r.status_mut() = status;
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+        r
+    };
+    let path = req.uri().path();
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "keepalive serves GET and HEAD\n");
+        r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match path {
+        "/metrics" => {}
+        "/" => return text(StatusCode::OK, "keepalive: metrics at /metrics\n"),
+        _ => return text(StatusCode::NOT_FOUND, "keepalive serves /metrics\n"),
+    }
+    let body = {
+        let st = match state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        render(&st.snapshot(), &st.tracker, shape)
+    };
+    let gzip = req
+        .headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| {
+            let mut parts = e.trim().split(';');
+            let name = parts.next().unwrap_or("");
+            // `gzip;q=0` refuses it (RFC 9110 §12.5.3).
+            name.eq_ignore_ascii_case("gzip") && !parts.any(|p| p.trim() == "q=0")
+        });
+    let mut r = if gzip {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let _ = std::io::Write::write_all(&mut enc, body.as_bytes());
+        let mut r = Response::new(Body::from(enc.finish().unwrap_or_default()));
+        r.headers_mut().insert(header::CONTENT_ENCODING, header::HeaderValue::from_static("gzip"));
+        r
+    } else {
+        Response::new(Body::from(body))
+    };
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(OPENMETRICS));
+    r.headers_mut().insert(header::VARY, header::HeaderValue::from_static("Accept-Encoding"));
+    r
 }
