@@ -294,7 +294,8 @@ fn live(a: &Args) -> anyhow::Result<()> {
          ringbuf_full {}; agent private memory {:.0} MiB + the {:.1} MiB event rings (VmRSS {:.0} \
          MiB); peak {:.0} MiB while answering stats, {:.0} MiB after; \
          `keepalive stats --format json --limit 100000` {:.0} ms for {:.1} MB, the default page \
-         {:.0} ms for {:.1} MB, one phone (--phone) {:.0} ms for {:.1} kB",
+         {:.0} ms for {:.1} MB, one phone (--phone) {:.0} ms for {:.1} kB; {} /metrics scrapes while \
+         ingesting: median {:.1} ms, longest {:.1} ms, {:.1} kB",
         s.phones,
         s.frames,
         s.replay_pps / 1000,
@@ -313,6 +314,10 @@ fn live(a: &Args) -> anyhow::Result<()> {
         s.stats_default_bytes as f64 / 1e6,
         s.stats_phone_ms,
         s.stats_phone_bytes as f64 / 1e3,
+        s.scrapes,
+        s.scrape_ms,
+        s.scrape_max_ms,
+        s.scrape_bytes as f64 / 1e3,
     );
     let r = &l.ring;
     println!(

@@ -19,6 +19,7 @@ use std::{
     io::BufWriter,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -381,7 +382,31 @@ pub struct Scale {
     pub stats_phone_ms: f64,
     /// Size of that answer (bytes).
     pub stats_phone_bytes: usize,
+    /// `/metrics` scrapes (every 200 ms) while the replay is ingested: how many, the median
+    /// and the longest (ms). A scrape holds the agent's state for at most its own duration, so
+    /// the longest is also a bound on how long it held ingest.
+    pub scrapes: usize,
+    /// Median scrape while ingesting (ms).
+    pub scrape_ms: f64,
+    /// Longest scrape while ingesting (ms).
+    pub scrape_max_ms: f64,
+    /// Size of a scrape (bytes).
+    pub scrape_bytes: usize,
 }
+
+/// One `/metrics` scrape of the bench agent (127.0.0.1:9108 in its namespace): (bytes, time).
+fn scrape_once() -> Option<(usize, Duration)> {
+    use std::io::{Read as _, Write as _};
+    let t = Instant::now();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", METRICS_PORT)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    out.starts_with(b"HTTP/1.1 200").then(|| (out.len(), t.elapsed()))
+}
+
+/// The bench agent's metrics port (in its namespace).
+const METRICS_PORT: u16 = 9108;
 
 /// Ring-buffer overflow, counted.
 #[derive(Debug, Serialize)]
@@ -440,9 +465,32 @@ fn live_cost(dir: &Path) -> anyhow::Result<LiveCost> {
 
 fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
     let (pcap, frames) = scale_capture(dir, phones)?;
-    let agent = Agent::start()?;
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let agent = Agent::start_with(&["--metrics", &metrics])?;
+    // A scraper every 200 ms while the replay is ingested, in the agent's namespace.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let scraper = {
+        let stop = stop.clone();
+        keepalive_lab::lab::spawn_in(NS_B, move || {
+            let mut got = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(s) = scrape_once() {
+                    got.push(s);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            got
+        })
+    };
     let t = Instant::now();
     replay_at(&pcap, 1, Some(pps))?;
+    stop.store(true, Ordering::Relaxed);
+    let scraped = scraper.join().unwrap_or_default();
+    let mut scrape_times: Vec<f64> = scraped.iter().map(|(_, d)| d.as_secs_f64() * 1e3).collect();
+    let scrape_max_ms = scrape_times.iter().copied().fold(0.0, f64::max);
+    let scrape_bytes = scraped.last().map_or(0, |(n, _)| *n);
+    let scrapes = scrape_times.len();
+    let scrape_ms = if scrape_times.is_empty() { 0.0 } else { crate::median(&mut scrape_times) };
     let v = settle()?;
     // The ingest time: the replay plus the drain, less the idle wait `settle` ends with.
     let secs = t.elapsed().as_secs_f64() - 1.5;
@@ -486,6 +534,10 @@ fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
         stats_default_bytes,
         stats_phone_ms,
         stats_phone_bytes,
+        scrapes,
+        scrape_ms,
+        scrape_max_ms,
+        scrape_bytes,
     })
 }
 

@@ -14,6 +14,7 @@
 use std::{
     collections::HashMap,
     hash::{Hash, Hasher},
+    net::IpAddr,
     time::Duration,
 };
 
@@ -72,6 +73,13 @@ pub struct Subject {
 }
 
 impl Subject {
+    /// The pair's key, when the finding is on one.
+    pub fn key(&self) -> Option<(IpAddr, IpAddr, u16)> {
+        let phone = self.phone.as_deref()?.parse().ok()?;
+        let server = self.server.as_deref()?.parse().ok()?;
+        Some((phone, server, self.server_port?))
+    }
+
     fn of(p: &PhoneRow) -> Self {
         Self {
             phone: Some(p.phone.clone()),
@@ -225,6 +233,24 @@ impl Lifecycle {
     /// Findings being followed (firing, or held down).
     pub fn active(&self) -> usize {
         self.active.len()
+    }
+
+    /// The findings being followed, with their pairs: what the metrics export (a finding is
+    /// there from `firing` to `resolved`).
+    pub fn findings(&self) -> impl Iterator<Item = (&Subject, &Finding)> {
+        self.active.values().map(|a| (&a.subject, &a.finding))
+    }
+
+    /// The worst severity followed per pair, by (phone, server, server port).
+    pub fn worst_by_pair(&self) -> HashMap<(IpAddr, IpAddr, u16), Severity> {
+        let mut worst: HashMap<(IpAddr, IpAddr, u16), Severity> = HashMap::new();
+        for a in self.active.values() {
+            if let Some(key) = a.subject.key() {
+                let w = worst.entry(key).or_insert(a.severity);
+                *w = (*w).max(a.finding.severity);
+            }
+        }
+        worst
     }
 }
 

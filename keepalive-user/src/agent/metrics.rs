@@ -22,25 +22,19 @@ use prometheus_client::{
 };
 use tokio::net::TcpListener;
 
-use super::snapshot::{Snapshot, State};
+use super::{
+    lifecycle::{Lifecycle, Subject},
+    snapshot::State,
+};
 use crate::{
-    findings::Severity,
-    report::PhoneRow,
-    tracker::{latency::Histogram, Tracker},
+    findings::{Finding, Severity},
+    tracker::latency::Histogram,
 };
 
 type Labels = Vec<(String, String)>;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-}
-
-fn state_of(p: &PhoneRow) -> &'static str {
-    match p.worst() {
-        Some(Severity::Critical) => "critical",
-        Some(Severity::Warning) => "warning",
-        _ => "ok",
-    }
 }
 
 fn counter(reg: &mut Registry, name: &str, help: &str, value: u64) {
@@ -114,36 +108,42 @@ impl Default for Shape {
     }
 }
 
-/// One series per active warning or critical finding on a phone row, critical first, at most
-/// `max`: `keepalive_finding{phone,server,device,protocol,kind,severity} 1`, and for the
-/// forecasts among them `keepalive_phone_cycles_to_unregister{phone,server,device}`. Returns
-/// how many the cap left out.
-fn finding_series(reg: &mut Registry, snap: &Snapshot, max: usize) -> usize {
-    let mut active: Vec<(&PhoneRow, &crate::findings::Finding)> = snap
-        .report
-        .phones
-        .iter()
-        .flat_map(|p| p.findings.iter().map(move |f| (p, f)))
-        .filter(|(_, f)| f.severity >= Severity::Warning)
+/// One series per active warning or critical finding on a pair, critical first, at most `max`:
+/// `keepalive_finding{phone,server,device,protocol,kind,severity} 1`, and for the forecasts
+/// among them `keepalive_phone_cycles_to_unregister{phone,server,device}`. Returns how many the
+/// cap left out.
+fn finding_series(reg: &mut Registry, lifecycle: &Lifecycle, max: usize) -> usize {
+    let mut active: Vec<(&Subject, &Finding)> = lifecycle
+        .findings()
+        .filter(|(s, f)| s.phone.is_some() && f.severity >= Severity::Warning)
         .collect();
-    active.sort_by_key(|(_, f)| std::cmp::Reverse(f.severity));
+    // Critical first, then a stable order (the lifecycle's map has none).
+    active.sort_by(|a, b| {
+        (std::cmp::Reverse(a.1.severity), &a.0.phone, &a.0.server, a.1.kind.as_str()).cmp(&(
+            std::cmp::Reverse(b.1.severity),
+            &b.0.phone,
+            &b.0.server,
+            b.1.kind.as_str(),
+        ))
+    });
     let dropped = active.len().saturating_sub(max);
     let series = Family::<Labels, Gauge>::default();
     let cycles = Family::<Labels, Gauge>::default();
     for (p, f) in active.into_iter().take(max) {
+        let (phone, server) = (p.phone.as_deref().unwrap_or(""), p.server.as_deref().unwrap_or(""));
         let device = p.device.as_deref().unwrap_or("");
         series
             .get_or_create(&labels(&[
-                ("phone", &p.phone),
-                ("server", &p.server),
+                ("phone", phone),
+                ("server", server),
                 ("device", device),
-                ("protocol", p.protocol),
+                ("protocol", p.protocol.unwrap_or("")),
                 ("kind", f.kind.as_str()),
                 ("severity", f.severity.as_str()),
             ]))
             .set(1);
         if let Some(n) = f.fields.get("cycles_to_unregister").and_then(|v| v.as_i64()) {
-            let l = labels(&[("phone", &p.phone), ("server", &p.server), ("device", device)]);
+            let l = labels(&[("phone", phone), ("server", server), ("device", device)]);
             let g = cycles.get_or_create(&l);
             // Several forecasts on one pair: the nearest.
             if g.get() == 0 || n < g.get() {
@@ -164,14 +164,18 @@ fn finding_series(reg: &mut Registry, snap: &Snapshot, max: usize) -> usize {
     dropped
 }
 
-/// The metrics text of `snap`; `tracker` supplies the totals of expired pairs.
-pub fn render(snap: &Snapshot, tracker: &Tracker, shape: Shape) -> String {
+/// The metrics text of the agent's state. The bounded families and the finding series come
+/// from the tracker's counters and the findings the lifecycle follows (refreshed by the agent's
+/// sweep), so a scrape builds no report and holds the state for one pass over the pairs; only
+/// `--metrics-per-phone` builds the whole report.
+pub fn render(st: &State, shape: Shape) -> String {
+    let tracker = &st.tracker;
     let mut reg = Registry::with_prefix("keepalive");
     let build = Family::<Labels, Gauge>::default();
-    build.get_or_create(&labels(&[("version", snap.agent.version)])).set(1);
+    build.get_or_create(&labels(&[("version", st.agent.version)])).set(1);
     reg.register("build_info", "The agent's version (value 1)", build);
     let ifaces = Family::<Labels, Gauge>::default();
-    for i in &snap.agent.interfaces {
+    for i in &st.agent.interfaces {
         let mode = match i.mode {
             crate::loader::Attached::Native => "native",
             crate::loader::Attached::Skb => "skb",
@@ -179,7 +183,7 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, shape: Shape) -> String {
         ifaces.get_or_create(&labels(&[("iface", &i.name), ("mode", mode)])).set(1);
     }
     reg.register("interface_info", "An interface the program is attached to (value 1)", ifaces);
-    let dropped = finding_series(&mut reg, snap, shape.max_findings);
+    let dropped = finding_series(&mut reg, &st.lifecycle, shape.max_findings);
     use crate::tracker::latency::{ACK_BOUNDS, RETRANSMISSION_BOUNDS};
     reg.register_with_unit(
         "ack_latency",
@@ -202,15 +206,20 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, shape: Shape) -> String {
     let phones = Family::<Labels, Gauge>::default();
     let mut by_state: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
     let mut totals: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
-    for p in &snap.report.phones {
-        *by_state.entry((p.protocol, p.role, state_of(p))).or_default() += 1;
-        let t = totals.entry(p.protocol).or_default();
-        t[0] += p.keepalives;
-        t[1] += p.acks;
-    }
+    let worst = st.lifecycle.worst_by_pair();
     for pair in tracker.phones() {
-        totals.entry(crate::record::app_name(pair.app)).or_default()[2] +=
-            pair.retransmission_count;
+        let protocol = crate::record::app_name(pair.app);
+        let k = &pair.key;
+        let state = match worst.get(&(k.phone, k.server, k.server_port)) {
+            Some(Severity::Critical) => "critical",
+            Some(Severity::Warning) => "warning",
+            _ => "ok",
+        };
+        *by_state.entry((protocol, pair.role().as_str(), state)).or_default() += 1;
+        let t = totals.entry(protocol).or_default();
+        t[0] += pair.keepalives;
+        t[1] += pair.acks;
+        t[2] += pair.retransmission_count;
     }
     for (app, e) in &tracker.expired {
         let t = totals.entry(crate::record::app_name(*app)).or_default();
@@ -241,15 +250,14 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, shape: Shape) -> String {
     reg.register("acks", "Keepalives acknowledged (KeepAliveAck, 2xx)", acks);
     reg.register("retransmissions", "TCP retransmissions on phone connections", retx);
     let findings = Family::<Labels, Gauge>::default();
-    let all = snap.report.phones.iter().flat_map(|p| &p.findings).chain(&snap.report.findings);
-    for f in all {
+    for (_, f) in st.lifecycle.findings() {
         findings
             .get_or_create(&labels(&[("kind", f.kind.as_str()), ("severity", f.severity.as_str())]))
             .inc();
     }
     reg.register("findings", "Current findings, by kind and severity", findings);
 
-    let k = &snap.kernel;
+    let k = &st.kernel;
     counter(&mut reg, "kernel_packets_seen", "Frames the XDP program ran on", k.seen);
     counter(&mut reg, "kernel_matched_tcp", "TCP segments on tracked ports", k.matched_tcp);
     counter(&mut reg, "kernel_matched_arp", "ARP frames", k.matched_arp);
@@ -274,23 +282,18 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, shape: Shape) -> String {
         k.lru_evictions,
     );
     gauge(&mut reg, "kernel_flows", "Flow-map entries live", k.flows_live as i64);
-    counter(
-        &mut reg,
-        "records_bad",
-        "Event-ring records that did not decode",
-        snap.userspace.bad_records,
-    );
+    counter(&mut reg, "records_bad", "Event-ring records that did not decode", st.bad_records);
     gauge(
         &mut reg,
         "pairs_expired",
         "Pairs forgotten after being idle",
-        snap.userspace.expired_pairs as i64,
+        tracker.stats.expired_pairs as i64,
     );
     counter(
         &mut reg,
         "arp_expired",
         "ARP addresses forgotten after being idle",
-        snap.userspace.expired_arp,
+        tracker.stats.expired_arp,
     );
     gauge(
         &mut reg,
@@ -298,7 +301,7 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, shape: Shape) -> String {
         "When kernel_flows and kernel_lru_evictions were counted (epoch seconds)",
         k.flows_counted_at as i64,
     );
-    let u = &snap.userspace;
+    let u = &st.user_stats();
     gauge(&mut reg, "tracker_phones", "Pairs that carried a keepalive (phones)", u.phones as i64);
     gauge(
         &mut reg,
@@ -318,6 +321,7 @@ pub fn render(snap: &Snapshot, tracker: &Tracker, shape: Shape) -> String {
     );
 
     if shape.per_phone {
+        let snap = st.snapshot();
         let pk = Family::<Labels, Counter>::default();
         let pr = Family::<Labels, Counter>::default();
         let seen = Family::<Labels, Gauge>::default();
@@ -432,7 +436,7 @@ fn respond<B>(
             Ok(s) => s,
             Err(p) => p.into_inner(),
         };
-        render(&st.snapshot(), &st.tracker, shape)
+        render(&st, shape)
     };
     let gzip = req
         .headers()

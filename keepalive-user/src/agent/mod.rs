@@ -340,6 +340,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             metrics: opts.metrics.map(|a| a.to_string()),
         },
         bad_records: 0,
+        lifecycle: lifecycle::Lifecycle::default(),
     }));
     let socket_task = tokio::spawn(socket::serve(listener, state.clone()));
     log("info", "stats socket", &[("path", &opts.socket.display())]);
@@ -367,7 +368,6 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(opts.refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut lifecycle = lifecycle::Lifecycle::default();
     let mut syslog = opts.syslog.clone().map(syslog::Syslog::new);
     let flows = FlowCounter::start(probe.flow_maps()?, opts.refresh)?;
     let mut released = std::time::Instant::now();
@@ -413,12 +413,13 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                 if opts.output == Output::View {
                     view::draw(&st)?;
                 }
-                // The findings' transitions, for the JSON lines and the syslog sink.
-                if opts.output == Output::Findings || syslog.is_some() {
+                // The findings' transitions, for the JSON lines, the syslog sink and the metrics
+                // (which export what the lifecycle follows, so a scrape builds no report).
+                if opts.output == Output::Findings || syslog.is_some() || opts.metrics.is_some() {
                     let picked = sweep.pick(&st.tracker, opts.refresh);
                     let (rows, global) = Report::rows_for(&st.tracker, picked.into_iter());
                     let hold = hold_down(&opts.settings);
-                    let moved = lifecycle.observe(now_ns(), &rows, &global, hold);
+                    let moved = st.lifecycle.observe(now_ns(), &rows, &global, hold);
                     emit(&moved, opts.output, syslog.as_mut())?;
                 }
             }
@@ -466,7 +467,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             let snap = st.snapshot();
             let hold = hold_down(&opts.settings);
             let moved =
-                lifecycle.observe(now_ns(), &snap.report.phones, &snap.report.findings, hold);
+                st.lifecycle.observe(now_ns(), &snap.report.phones, &snap.report.findings, hold);
             emit(&moved, opts.output, syslog.as_mut())?;
         }
     }

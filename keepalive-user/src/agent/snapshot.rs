@@ -120,6 +120,8 @@ pub struct State {
     pub agent: AgentInfo,
     /// Records that did not decode.
     pub bad_records: u64,
+    /// The findings' episodes, followed on every refresh (JSON lines, syslog, metrics).
+    pub lifecycle: super::lifecycle::Lifecycle,
 }
 
 /// The document `keepalive stats --format json` prints.
@@ -180,23 +182,28 @@ impl State {
         }
     }
 
+    /// The agent's own counters, without building any report.
+    pub fn user_stats(&self) -> UserStats {
+        UserStats {
+            records: self.tracker.stats.records,
+            bad_records: self.bad_records,
+            phones: self.tracker.phone_count(),
+            candidates: self.tracker.candidate_count(),
+            streams: self.tracker.stream_count(),
+            arp_addresses: self.tracker.arp.len(),
+            sip_buffered: self.tracker.sip_buffered(),
+            expired_pairs: self.tracker.stats.expired_pairs,
+            expired_arp: self.tracker.stats.expired_arp,
+            evictions: self.tracker.evictions,
+            limits: self.tracker.limits(),
+        }
+    }
+
     fn with_report(&self, report: Report) -> Snapshot {
         Snapshot {
             agent: self.agent.clone(),
             kernel: self.kernel,
-            userspace: UserStats {
-                records: self.tracker.stats.records,
-                bad_records: self.bad_records,
-                phones: self.tracker.phone_count(),
-                candidates: self.tracker.candidate_count(),
-                streams: self.tracker.stream_count(),
-                arp_addresses: self.tracker.arp.len(),
-                sip_buffered: self.tracker.sip_buffered(),
-                expired_pairs: self.tracker.stats.expired_pairs,
-                expired_arp: self.tracker.stats.expired_arp,
-                evictions: self.tracker.evictions,
-                limits: self.tracker.limits(),
-            },
+            userspace: self.user_stats(),
             page: None,
             report,
         }

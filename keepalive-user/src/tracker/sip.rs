@@ -237,7 +237,9 @@ impl Assembler {
             };
             let head = &self.buf[..head_end.0];
             let body_len = content_length(head).unwrap_or(0);
-            let total = head_end.1 + body_len;
+            // A Content-Length near usize::MAX (found by the `sip` fuzz target) must not wrap:
+            // the message then never completes, and MAX_MESSAGE drops it.
+            let total = head_end.1.saturating_add(body_len);
             if self.buf.len() < total {
                 return false;
             }
@@ -409,6 +411,18 @@ mod tests {
             Expires: 3600\r\nContent-Length: 0\r\n\r\n";
         let m = Message::parse(ok.as_bytes()).unwrap();
         assert_eq!((m.status, m.method.as_str(), m.expires()), (Some(200), "REGISTER", Some(120)));
+    }
+
+    /// The `sip` fuzz target's crash: a Content-Length of u64::MAX overflowed the message's
+    /// total length. The message now never completes (and is dropped by MAX_MESSAGE).
+    #[test]
+    fn a_content_length_of_u64_max_never_overflows() {
+        let msg = "SIP/2.0 200 OK\r\nCSeq: 101 REGISTER\r\nCall-ID: x\r\n\
+            Content-Length: 000000000000000000000000000018446744073709551615\r\n\r\n";
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        a.feed(1, 1000, msg.len() as u16, msg.as_bytes(), &mut out);
+        assert!(out.is_empty(), "a body that long never arrives");
     }
 
     #[test]
