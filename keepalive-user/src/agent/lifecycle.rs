@@ -109,6 +109,8 @@ pub struct Transition {
 
 #[derive(Debug)]
 struct Active {
+    /// The pair's key, parsed once (the metrics ask for it at every scrape).
+    key: Option<(IpAddr, IpAddr, u16)>,
     episode: u32,
     severity: Severity,
     subject: Subject,
@@ -154,7 +156,7 @@ impl Lifecycle {
         let mut out = Vec::new();
         // The identities holding now, per evaluated subject; each evaluated subject's other
         // active identities are not holding.
-        let mut holding: HashMap<u64, (Subject, &Finding)> = HashMap::new();
+        let mut holding: HashMap<u64, (Option<&PhoneRow>, &Finding)> = HashMap::new();
         let mut evaluated_pairs = std::collections::HashSet::new();
         for p in rows {
             for f in &p.findings {
@@ -163,17 +165,18 @@ impl Lifecycle {
                 match holding.get(&id) {
                     Some((_, g)) if g.severity >= f.severity => {}
                     _ => {
-                        holding.insert(id, (Subject::of(p), f));
+                        holding.insert(id, (Some(p), f));
                     }
                 }
             }
             evaluated_pairs.insert(pair_hash(p));
         }
         for f in global {
-            holding.insert(identity(None, f), (Subject::default(), f));
+            holding.insert(identity(None, f), (None, f));
         }
 
-        for (id, (subject, f)) in &holding {
+        let subject_of = |p: &Option<&PhoneRow>| p.map_or_else(Subject::default, Subject::of);
+        for (id, (row, f)) in &holding {
             match self.active.get_mut(id) {
                 None => {
                     if self.episodes.len() > Self::EPISODES_KEPT {
@@ -181,10 +184,12 @@ impl Lifecycle {
                     }
                     let episode = self.episodes.entry(*id).or_default();
                     *episode += 1;
+                    let subject = subject_of(row);
                     let a = Active {
+                        key: subject.key(),
                         episode: *episode,
                         severity: f.severity,
-                        subject: subject.clone(),
+                        subject,
                         finding: (*f).clone(),
                         absent_since: None,
                         evaluated_ns: now_ns,
@@ -195,8 +200,17 @@ impl Lifecycle {
                 Some(a) => {
                     a.absent_since = None;
                     a.evaluated_ns = now_ns;
-                    a.subject = subject.clone();
-                    a.finding = (*f).clone();
+                    // Copied only when they changed: every pair with a finding is evaluated
+                    // again and again, most of the time to the same finding.
+                    let moved = row.is_some_and(|p| {
+                        a.subject.phone_port != Some(p.phone_port) || a.subject.device != p.device
+                    });
+                    if moved {
+                        a.subject = subject_of(row);
+                    }
+                    if a.finding != **f {
+                        a.finding = (*f).clone();
+                    }
                     if f.severity > a.severity {
                         a.severity = f.severity;
                         out.push(transition(Event::Escalated, *id, a));
@@ -245,7 +259,7 @@ impl Lifecycle {
     pub fn worst_by_pair(&self) -> HashMap<(IpAddr, IpAddr, u16), Severity> {
         let mut worst: HashMap<(IpAddr, IpAddr, u16), Severity> = HashMap::new();
         for a in self.active.values() {
-            if let Some(key) = a.subject.key() {
+            if let Some(key) = a.key {
                 let w = worst.entry(key).or_insert(a.severity);
                 *w = (*w).max(a.finding.severity);
             }

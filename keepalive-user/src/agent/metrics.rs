@@ -113,11 +113,22 @@ impl Default for Shape {
 /// among them `keepalive_phone_cycles_to_unregister{phone,server,device}`. Returns how many the
 /// cap left out.
 fn finding_series(reg: &mut Registry, lifecycle: &Lifecycle, max: usize) -> usize {
-    let mut active: Vec<(&Subject, &Finding)> = lifecycle
-        .findings()
-        .filter(|(s, f)| s.phone.is_some() && f.severity >= Severity::Warning)
-        .collect();
-    // Critical first, then a stable order (the lifecycle's map has none).
+    let mut critical = Vec::new();
+    let mut warning = Vec::new();
+    for (s, f) in lifecycle.findings().filter(|(s, _)| s.phone.is_some()) {
+        match f.severity {
+            Severity::Critical => critical.push((s, f)),
+            Severity::Warning => warning.push((s, f)),
+            Severity::Info => {}
+        }
+    }
+    let dropped = (critical.len() + warning.len()).saturating_sub(max);
+    // Critical first; only what is exported is put in a stable order (the lifecycle's map has
+    // none), so a site-wide outage costs a pass, not a sort, of its findings.
+    let mut active: Vec<(&Subject, &Finding)> = critical;
+    active.truncate(max);
+    let room = max - active.len();
+    active.extend(warning.into_iter().take(room));
     active.sort_by(|a, b| {
         (std::cmp::Reverse(a.1.severity), &a.0.phone, &a.0.server, a.1.kind.as_str()).cmp(&(
             std::cmp::Reverse(b.1.severity),
@@ -126,7 +137,6 @@ fn finding_series(reg: &mut Registry, lifecycle: &Lifecycle, max: usize) -> usiz
             b.1.kind.as_str(),
         ))
     });
-    let dropped = active.len().saturating_sub(max);
     let series = Family::<Labels, Gauge>::default();
     let cycles = Family::<Labels, Gauge>::default();
     for (p, f) in active.into_iter().take(max) {
@@ -431,12 +441,17 @@ fn respond<B>(
         "/" => return text(StatusCode::OK, "keepalive: metrics at /metrics\n"),
         _ => return text(StatusCode::NOT_FOUND, "keepalive serves /metrics\n"),
     }
-    let body = {
+    // The text the last refresh rendered (a pointer copy under the lock: at most one refresh
+    // old); rendered here only with --metrics-per-phone, or before the first refresh.
+    let body: Arc<str> = {
         let st = match state.lock() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
         };
-        render(&st, shape)
+        match (&st.metrics, shape.per_phone) {
+            (Some(text), false) => text.clone(),
+            _ => render(&st, shape).into(),
+        }
     };
     let gzip = req
         .headers()
@@ -457,7 +472,7 @@ fn respond<B>(
         r.headers_mut().insert(header::CONTENT_ENCODING, header::HeaderValue::from_static("gzip"));
         r
     } else {
-        Response::new(Body::from(body))
+        Response::new(Body::from(body.to_string()))
     };
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(OPENMETRICS));
     r.headers_mut().insert(header::VARY, header::HeaderValue::from_static("Accept-Encoding"));

@@ -341,6 +341,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         },
         bad_records: 0,
         lifecycle: lifecycle::Lifecycle::default(),
+        metrics: None,
     }));
     let socket_task = tokio::spawn(socket::serve(listener, state.clone()));
     log("info", "stats socket", &[("path", &opts.socket.display())]);
@@ -421,6 +422,11 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                     let hold = hold_down(&opts.settings);
                     let moved = st.lifecycle.observe(now_ns(), &rows, &global, hold);
                     emit(&moved, opts.output, syslog.as_mut())?;
+                }
+                if opts.metrics.is_some() && !opts.metrics_per_phone {
+                    let shape =
+                        metrics::Shape { per_phone: false, max_findings: opts.metrics_max_findings };
+                    st.metrics = Some(metrics::render(&st, shape).into());
                 }
             }
             _ = sighup.recv() => {

@@ -122,6 +122,9 @@ pub struct State {
     pub bad_records: u64,
     /// The findings' episodes, followed on every refresh (JSON lines, syslog, metrics).
     pub lifecycle: super::lifecycle::Lifecycle,
+    /// The metrics text, rendered on every refresh (which holds the state anyway), so a scrape
+    /// only copies a pointer and never holds up the ingest.
+    pub metrics: Option<std::sync::Arc<str>>,
 }
 
 /// The document `keepalive stats --format json` prints.
