@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Attach the XDP program to interfaces and report what it records.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Analyse a pcap or pcapng capture: which phones are about to unregister, and why.
     Analyze(AnalyzeArgs),
     /// Print the running agent's phones, findings and kernel counters.
@@ -242,6 +242,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = crate::agent::metrics::DEFAULT_MAX_FINDINGS,
           value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub metrics_max_findings: u32,
+    /// TLS and basic auth for the metrics, from a web config file in the format Prometheus'
+    /// exporters read (tls_server_config: cert_file, key_file; basic_auth_users: bcrypt).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_web_config: Option<std::path::PathBuf>,
     /// Also send finding transitions (firing, escalated, resolved) as RFC 5424 syslog to
     /// udp://HOST:PORT, tcp://HOST:PORT or unix:///dev/log.
     #[arg(long, value_name = "URL", value_parser = crate::agent::syslog::parse_target)]

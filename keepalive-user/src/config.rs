@@ -224,7 +224,7 @@ impl ConfigFile {
 fn parse_run(argv: &[OsString]) -> Result<RunArgs, ConfigError> {
     let cli = Cli::try_parse_from(argv).map_err(|e| ConfigError::Combined(e.to_string()))?;
     match cli.command {
-        Command::Run(a) => Ok(a),
+        Command::Run(a) => Ok(*a),
         _ => Err(ConfigError::Combined("not a `keepalive run` command line".into())),
     }
 }
@@ -306,6 +306,10 @@ mod tests {
             ),
             ("metrics-max-findings = 500", &["--metrics-max-findings", "500"]),
             ("syslog = \"udp://127.0.0.1:514\"", &["--syslog", "udp://127.0.0.1:514"]),
+            (
+                "metrics-web-config = \"/etc/k/web.yml\"",
+                &["--metrics-web-config", "/etc/k/web.yml"],
+            ),
             ("socket = \"/run/k/s.sock\"", &["--socket", "/run/k/s.sock"]),
             ("socket-mode = \"0600\"", &["--socket-mode", "0600"]),
             ("expire = \"2h\"", &["--expire", "2h"]),

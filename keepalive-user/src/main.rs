@@ -73,6 +73,7 @@ fn run_options(args: &RunArgs) -> anyhow::Result<agent::Options> {
         metrics: args.metrics,
         metrics_per_phone: args.metrics_per_phone,
         metrics_max_findings: args.metrics_max_findings as usize,
+        metrics_web_config: args.metrics_web_config.clone(),
         output,
         refresh: args.refresh,
         expire: args.expire,

@@ -704,3 +704,93 @@ fn the_metrics_endpoint_answers_head_gzip_404_and_100_concurrent_scrapes() {
     }
     drop(agent);
 }
+
+/// `--metrics-web-config`: the metrics over TLS with basic auth, as Prometheus' own exporters
+/// serve them; curl (with the test's self-signed certificate as its CA) is the client. The
+/// right password gets the metrics; a wrong one, or none, gets 401; plain HTTP gets nothing.
+#[test]
+fn metrics_over_tls_with_basic_auth() {
+    if !common::have_root("metrics_over_tls_with_basic_auth") {
+        return;
+    }
+    for tool in ["openssl", "curl"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            assert!(std::env::var_os("KEEPALIVE_REQUIRE_ROOT").is_none(), "{tool} is missing");
+            eprintln!("skipped: {tool} not installed");
+            return;
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("keepalive-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (crt, key) = (dir.join("metrics.crt"), dir.join("metrics.key"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let hash = bcrypt::hash("secret", 4).unwrap();
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  prometheus: {hash}\n",
+            crt.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let net = VethPair::new();
+    let agent = Agent::start(
+        &net.ns_b,
+        &[
+            "--iface",
+            &net.if_b,
+            "--json",
+            "--metrics",
+            "9108",
+            "--metrics-web-config",
+            web.to_str().unwrap(),
+        ],
+    );
+    let curl = |args: &[&str]| -> String {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &net.ns_b,
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args(["--max-time", "5", "--cacert"])
+            .arg(&crt)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let url = "https://127.0.0.1:9108/metrics";
+    assert_eq!(curl(&["-u", "prometheus:secret", url]), "200");
+    assert_eq!(curl(&["-u", "prometheus:wrong", url]), "401");
+    assert_eq!(curl(&[url]), "401");
+    // Plain HTTP on the TLS port: no HTTP answer.
+    assert_eq!(curl(&["-u", "prometheus:secret", "http://127.0.0.1:9108/metrics"]), "000");
+    // The body is the metrics.
+    let body = Command::new("ip")
+        .args(["netns", "exec", &net.ns_b, "curl", "-s", "--max-time", "5", "--cacert"])
+        .arg(&crt)
+        .args(["-u", "prometheus:secret", url])
+        .output()
+        .unwrap();
+    parse_metrics(&String::from_utf8_lossy(&body.stdout));
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}

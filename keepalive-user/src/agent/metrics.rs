@@ -380,7 +380,14 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 /// Serves `/metrics` (GET and HEAD, gzip when the scraper accepts it) with hyper until the task
 /// is dropped, at most [`MAX_CONCURRENT_SCRAPES`] connections at a time.
-pub async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, shape: Shape) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<Mutex<State>>,
+    shape: Shape,
+    web: super::web_config::WebConfig,
+    refresh: Duration,
+) {
+    let tls = web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let mut failures = super::RateLimited::new(Duration::from_secs(10));
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_SCRAPES));
     loop {
@@ -398,17 +405,41 @@ pub async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, shape: Shape
                 continue;
             }
         };
-        let state = state.clone();
+        let (state, web, tls) = (state.clone(), web.clone(), tls.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(respond(&req, &state, shape)) }
+                let (state, web) = (state.clone(), web.clone());
+                async move {
+                    let auth = req
+                        .headers()
+                        .get(hyper::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    let response = if web.authorized(auth).await {
+                        respond(&req, &state, shape, refresh)
+                    } else {
+                        unauthorized()
+                    };
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let http = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+                .clone();
+            match tls {
+                Some(acceptor) => {
+                    // The handshake within the header timeout too.
+                    let tls = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await;
+                    if let Ok(Ok(stream)) = tls {
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = http.serve_connection(io, service).await;
+                    }
+                }
+                None => {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = http.serve_connection(io, service).await;
+                }
+            }
             drop(slot);
         });
     }
@@ -416,11 +447,22 @@ pub async fn serve(listener: TcpListener, state: Arc<Mutex<State>>, shape: Shape
 
 type Body = http_body_util::Full<bytes::Bytes>;
 
+/// 401 with the challenge (RFC 7617).
+fn unauthorized() -> hyper::Response<Body> {
+    use hyper::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+    let mut r = hyper::Response::new(Body::from("keepalive: authentication required\n"));
+    *r.status_mut() = hyper::StatusCode::UNAUTHORIZED;
+    r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"keepalive\""));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
 /// The answer to one request.
 fn respond<B>(
     req: &hyper::Request<B>,
     state: &Mutex<State>,
     shape: Shape,
+    refresh: Duration,
 ) -> hyper::Response<Body> {
     use hyper::{header, Method, Response, StatusCode};
     let text = |status: StatusCode, body: &'static str| {
@@ -441,16 +483,24 @@ fn respond<B>(
         "/" => return text(StatusCode::OK, "keepalive: metrics at /metrics\n"),
         _ => return text(StatusCode::NOT_FOUND, "keepalive serves /metrics\n"),
     }
-    // The text the last refresh rendered (a pointer copy under the lock: at most one refresh
-    // old); rendered here only with --metrics-per-phone, or before the first refresh.
+    // The text a refresh rendered, when it is at most one refresh old (a pointer copy under
+    // the lock: scrapers faster than the refresh); else rendered here, and kept. Either way the
+    // next refresh renders again for the next scrape.
     let body: Arc<str> = {
-        let st = match state.lock() {
+        let mut st = match state.lock() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
         };
-        match (&st.metrics, shape.per_phone) {
-            (Some(text), false) => text.clone(),
-            _ => render(&st, shape).into(),
+        st.metrics_wanted = true;
+        match &st.metrics {
+            Some((text, at)) if !shape.per_phone && at.elapsed() <= refresh => text.clone(),
+            _ => {
+                let text: Arc<str> = render(&st, shape).into();
+                if !shape.per_phone {
+                    st.metrics = Some((text.clone(), std::time::Instant::now()));
+                }
+                text
+            }
         }
     };
     let gzip = req

@@ -11,6 +11,7 @@
 //! * [`lifecycle`]: findings as episodes (firing, escalated, resolved) for the JSON lines and
 //!   syslog.
 //! * [`syslog`]: the RFC 5424 sink (`--syslog`).
+//! * [`web_config`]: TLS and basic auth for the metrics (`--metrics-web-config`).
 
 pub mod flows;
 pub mod lifecycle;
@@ -19,6 +20,7 @@ pub mod snapshot;
 pub mod socket;
 pub mod syslog;
 pub mod view;
+pub mod web_config;
 
 use std::{
     io::Write,
@@ -62,6 +64,8 @@ pub struct Options {
     pub metrics_per_phone: bool,
     /// At most this many `keepalive_finding` series.
     pub metrics_max_findings: usize,
+    /// TLS and basic auth for the metrics (exporter-toolkit web config file).
+    pub metrics_web_config: Option<PathBuf>,
     /// Output: the terminal view, JSON lines of findings, or JSON lines of every event.
     pub output: Output,
     /// How often the view, counters and expiry run.
@@ -133,7 +137,8 @@ impl Options {
                 "metrics",
                 self.metrics != new.metrics
                     || self.metrics_per_phone != new.metrics_per_phone
-                    || self.metrics_max_findings != new.metrics_max_findings,
+                    || self.metrics_max_findings != new.metrics_max_findings
+                    || self.metrics_web_config != new.metrics_web_config,
             ),
             ("output", self.output != new.output),
             ("syslog", self.syslog != new.syslog),
@@ -171,6 +176,9 @@ pub enum AgentError {
     /// The stats socket.
     #[error(transparent)]
     Socket(#[from] socket::SocketError),
+    /// The metrics web config (TLS, basic auth).
+    #[error(transparent)]
+    WebConfig(#[from] web_config::WebConfigError),
     /// The metrics address.
     #[error("cannot serve metrics on {addr}: {error}")]
     Metrics {
@@ -306,6 +314,11 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     // touches nothing shared; then refuse, before attaching to any interface, when another
     // agent owns the socket.
     crate::preflight::check()?;
+    // The metrics' TLS and users are read before anything is loaded, too.
+    let web = match &opts.metrics_web_config {
+        Some(path) => web_config::WebConfig::load(path)?,
+        None => web_config::WebConfig::default(),
+    };
     // Both handlers first: a SIGHUP (a reload, a closed terminal) must never kill the agent with
     // its default action, not even while it attaches. Without --config it is logged and ignored.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -342,6 +355,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         bad_records: 0,
         lifecycle: lifecycle::Lifecycle::default(),
         metrics: None,
+        metrics_wanted: false,
     }));
     let socket_task = tokio::spawn(socket::serve(listener, state.clone()));
     log("info", "stats socket", &[("path", &opts.socket.display())]);
@@ -355,7 +369,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             per_phone: opts.metrics_per_phone,
             max_findings: opts.metrics_max_findings,
         };
-        tokio::spawn(metrics::serve(l, state.clone(), shape))
+        tokio::spawn(metrics::serve(l, state.clone(), shape, web, opts.refresh))
     });
 
     let mut opts = opts;
@@ -423,10 +437,12 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                     let moved = st.lifecycle.observe(now_ns(), &rows, &global, hold);
                     emit(&moved, opts.output, syslog.as_mut())?;
                 }
-                if opts.metrics.is_some() && !opts.metrics_per_phone {
+                if st.metrics_wanted && !opts.metrics_per_phone {
+                    st.metrics_wanted = false;
                     let shape =
                         metrics::Shape { per_phone: false, max_findings: opts.metrics_max_findings };
-                    st.metrics = Some(metrics::render(&st, shape).into());
+                    let text = metrics::render(&st, shape).into();
+                    st.metrics = Some((text, std::time::Instant::now()));
                 }
             }
             _ = sighup.recv() => {

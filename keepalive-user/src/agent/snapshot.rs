@@ -122,9 +122,12 @@ pub struct State {
     pub bad_records: u64,
     /// The findings' episodes, followed on every refresh (JSON lines, syslog, metrics).
     pub lifecycle: super::lifecycle::Lifecycle,
-    /// The metrics text, rendered on every refresh (which holds the state anyway), so a scrape
-    /// only copies a pointer and never holds up the ingest.
-    pub metrics: Option<std::sync::Arc<str>>,
+    /// The metrics text and when it was rendered: by the refresh after a scrape asked for it
+    /// (the refresh holds the state anyway), so a scrape mostly copies a pointer.
+    pub metrics: Option<(std::sync::Arc<str>, std::time::Instant)>,
+    /// A scrape came since the last rendering: the next refresh renders. Nobody scraping, the
+    /// refreshes render nothing.
+    pub metrics_wanted: bool,
 }
 
 /// The document `keepalive stats --format json` prints.
