@@ -9,7 +9,6 @@ mod common;
 
 use std::{
     io::{Read, Write},
-    net::TcpStream,
     process::Command,
     time::Duration,
 };
@@ -20,16 +19,8 @@ use serde_json::Value;
 use common::{sccp_phone, socket_path, stats, stats_with, Agent, BIN};
 
 /// One HTTP/1.1 exchange with 127.0.0.1:`port` in `ns`: the raw response.
-fn http(ns: &str, port: u16, request: String) -> Vec<u8> {
-    VethPair::in_ns(ns, move || {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
-        out
-    })
-    .join()
-    .unwrap()
+fn http(ns: &str, port: u16, request: &str) -> Vec<u8> {
+    common::http(ns, port, request).expect("an HTTP answer")
 }
 
 fn request(method: &str, path: &str, extra: &str) -> String {
@@ -37,7 +28,7 @@ fn request(method: &str, path: &str, extra: &str) -> String {
 }
 
 fn scrape(ns: &str, port: u16) -> String {
-    String::from_utf8(http(ns, port, request("GET", "/metrics", ""))).unwrap()
+    String::from_utf8(http(ns, port, &request("GET", "/metrics", ""))).unwrap()
 }
 
 /// Head (lowercased, names and values) and body of a raw response.
@@ -100,20 +91,7 @@ fn agent_tracks_phones_serves_stats_and_metrics_and_cleans_up() {
         return;
     }
     let lab = RouterLab::new();
-    let mut agent = Agent::start(
-        &lab.ns_router,
-        &[
-            "--iface",
-            lab.r_phone,
-            "--iface",
-            lab.r_cucm,
-            "--json",
-            "--refresh",
-            "200ms",
-            "--metrics",
-            "9108",
-        ],
-    );
+    let mut agent = lab.agent(&["--refresh", "200ms", "--metrics", "9108"]);
     assert!(
         agent.log.contains("iface=r-phone") && agent.log.contains("iface=r-cucm"),
         "{}",
@@ -323,11 +301,10 @@ fn a_replayed_capture_gives_the_live_agent_what_analyze_gives() {
     if !common::have_root("a_replayed_capture_gives_the_live_agent_what_analyze_gives") {
         return;
     }
-    if Command::new("tcpreplay").arg("--version").output().is_err() {
-        if std::env::var_os("KEEPALIVE_REQUIRE_ROOT").is_some() {
-            panic!("tcpreplay is required in CI (scripts/bootstrap.sh installs it)");
-        }
-        eprintln!("skipped: tcpreplay not installed");
+    if !common::have_tools(
+        &["tcpreplay"],
+        "a_replayed_capture_gives_the_live_agent_what_analyze_gives",
+    ) {
         return;
     }
     let net = VethPair::new();
@@ -587,22 +564,14 @@ fn syslog_and_json_lines_carry_one_firing_and_one_resolution_per_episode() {
         }
     });
     ready_rx.recv().unwrap();
-    let mut agent = Agent::start(
-        &lab.ns_router,
-        &[
-            "--iface",
-            lab.r_phone,
-            "--iface",
-            lab.r_cucm,
-            "--json",
-            "--refresh",
-            "200ms",
-            "--time-scale",
-            "20",
-            "--syslog",
-            "udp://127.0.0.1:5514",
-        ],
-    );
+    let mut agent = lab.agent(&[
+        "--refresh",
+        "200ms",
+        "--time-scale",
+        "20",
+        "--syslog",
+        "udp://127.0.0.1:5514",
+    ]);
     sccp_phone(&lab, "SEP00AB00CD0031", 5, Duration::from_millis(200));
     // Quiet for 3 s: grace 0.75 s at ×20, so the KeepAlives are missed.
     std::thread::sleep(Duration::from_secs(3));
@@ -662,31 +631,31 @@ fn the_metrics_endpoint_answers_head_gzip_404_and_100_concurrent_scrapes() {
     let net = VethPair::new();
     let agent = Agent::start(&net.ns_b, &["--iface", &net.if_b, "--json", "--metrics", "9108"]);
     let ns = net.ns_b.clone();
-    let (head, body) = split(&http(&ns, 9108, request("GET", "/metrics", "")));
+    let (head, body) = split(&http(&ns, 9108, &request("GET", "/metrics", "")));
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert_eq!(header(&head, "content-length"), Some(body.len().to_string().as_str()), "{head}");
     assert!(header(&head, "content-type").unwrap().starts_with("application/openmetrics-text"));
     parse_metrics(std::str::from_utf8(&body).unwrap());
 
-    let (head, body) = split(&http(&ns, 9108, request("HEAD", "/metrics", "")));
+    let (head, body) = split(&http(&ns, 9108, &request("HEAD", "/metrics", "")));
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(body.is_empty(), "HEAD has no body");
     assert!(header(&head, "content-length").is_some_and(|n| n.parse::<usize>().unwrap() > 100));
 
     let (head, body) =
-        split(&http(&ns, 9108, request("GET", "/metrics", "Accept-Encoding: gzip\r\n")));
+        split(&http(&ns, 9108, &request("GET", "/metrics", "Accept-Encoding: gzip\r\n")));
     assert_eq!(header(&head, "content-encoding"), Some("gzip"), "{head}");
     let mut text = String::new();
     flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
     parse_metrics(&text);
     let (head, _) =
-        split(&http(&ns, 9108, request("GET", "/metrics", "Accept-Encoding: gzip;q=0\r\n")));
+        split(&http(&ns, 9108, &request("GET", "/metrics", "Accept-Encoding: gzip;q=0\r\n")));
     assert_eq!(header(&head, "content-encoding"), None, "gzip;q=0 refuses it");
 
-    let (head, body) = split(&http(&ns, 9108, request("GET", "/nothing", "")));
+    let (head, body) = split(&http(&ns, 9108, &request("GET", "/nothing", "")));
     assert!(head.starts_with("http/1.1 404"), "{head}");
     assert_eq!(body, b"keepalive serves /metrics\n");
-    let (head, _) = split(&http(&ns, 9108, request("POST", "/metrics", "Content-Length: 0\r\n")));
+    let (head, _) = split(&http(&ns, 9108, &request("POST", "/metrics", "Content-Length: 0\r\n")));
     assert!(
         head.starts_with("http/1.1 405") && header(&head, "allow") == Some("get, head"),
         "{head}"
@@ -713,12 +682,8 @@ fn metrics_over_tls_with_basic_auth() {
     if !common::have_root("metrics_over_tls_with_basic_auth") {
         return;
     }
-    for tool in ["openssl", "curl"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            assert!(std::env::var_os("KEEPALIVE_REQUIRE_ROOT").is_none(), "{tool} is missing");
-            eprintln!("skipped: {tool} not installed");
-            return;
-        }
+    if !common::have_tools(&["openssl", "curl"], "metrics_over_tls_with_basic_auth") {
+        return;
     }
     let dir = std::env::temp_dir().join(format!("keepalive-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

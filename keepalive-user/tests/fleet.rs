@@ -38,23 +38,6 @@ fn rules_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus")
 }
 
-/// Whether the fleet's binaries are here; in CI (KEEPALIVE_REQUIRE_ROOT) they must be.
-fn have(tools: &[&str], test: &str) -> bool {
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| Command::new(t).arg("--version").output().is_err())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("KEEPALIVE_REQUIRE_ROOT").is_some() {
-        panic!("{test}: {missing:?} missing (scripts/bootstrap.sh installs them)");
-    }
-    eprintln!("skipped {test}: {missing:?} not installed (prometheus, prometheus-alertmanager)");
-    false
-}
-
 fn promtool(args: &[&str]) -> String {
     let out = Command::new("promtool").args(args).current_dir(rules_dir()).output().unwrap();
     let text =
@@ -65,7 +48,7 @@ fn promtool(args: &[&str]) -> String {
 
 #[test]
 fn the_rules_pass_promtool_and_their_unit_tests_fire_and_resolve_each_alert() {
-    if !have(&["promtool"], "the_rules_pass_promtool") {
+    if !common::have_tools(&["promtool"], "the_rules_pass_promtool") {
         return;
     }
     assert!(promtool(&["check", "rules", "keepalive-rules.yml"]).contains("SUCCESS: 9 rules"));
@@ -96,7 +79,7 @@ fn the_rules_pass_promtool_and_their_unit_tests_fire_and_resolve_each_alert() {
 /// in, passes promtool (as recording rules), and it shows what it promises.
 #[test]
 fn the_dashboard_queries_pass_promtool() {
-    if !have(&["promtool"], "the_dashboard_queries_pass_promtool") {
+    if !common::have_tools(&["promtool"], "the_dashboard_queries_pass_promtool") {
         return;
     }
     let path = rules_dir().join("../grafana/keepalive.json");
@@ -234,25 +217,12 @@ fn read_request(c: &mut TcpStream) -> Option<String> {
     }
 }
 
-/// `GET path` on 127.0.0.1:`port` inside `ns`: the body, or None if nothing answers.
+/// `GET path` on 127.0.0.1:`port` inside `ns`: the body, or None if nothing answers 200.
 fn get(ns: &str, port: u16, path: &str) -> Option<String> {
-    let path = path.to_string();
-    spawn_in(ns, move || {
-        let mut s = TcpStream::connect_timeout(
-            &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_secs(2),
-        )
-        .ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let (head, body) = out.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-    })
-    .join()
-    .ok()
-    .flatten()
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let out = String::from_utf8(common::http(ns, port, &request).ok()?).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 /// Polls `f` every 500 ms for up to `limit`.
@@ -328,7 +298,7 @@ fn spawn_server(name: &'static str, ns: &str, program: &str, args: &[String]) ->
 fn prometheus_and_alertmanager_name_the_phone_about_to_unregister_and_the_agent_down() {
     const TEST: &str = "prometheus_and_alertmanager_name_the_phone_about_to_unregister";
     if !common::have_root(TEST)
-        || !have(&["prometheus", "prometheus-alertmanager", "promtool"], TEST)
+        || !common::have_tools(&["prometheus", "prometheus-alertmanager", "promtool"], TEST)
     {
         return;
     }

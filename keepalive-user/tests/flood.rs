@@ -153,16 +153,8 @@ fn snapshot(agent: &Agent) -> (Value, Duration) {
 }
 
 fn scrape(ns: &str, port: u16) -> String {
-    VethPair::in_ns(ns, move || {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .join()
-    .unwrap()
+    let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    String::from_utf8(common::http(ns, port, request).expect("a scrape")).unwrap()
 }
 
 fn metric(body: &str, series: &str) -> Option<f64> {
@@ -174,12 +166,7 @@ fn a_flood_on_the_voice_vlan_stays_bounded_and_the_real_phones_keep_their_rows()
     if !common::have_root("a_flood_on_the_voice_vlan_stays_bounded") {
         return;
     }
-    if Command::new("tcpreplay").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("KEEPALIVE_REQUIRE_ROOT").is_none(),
-            "tcpreplay is required in CI (scripts/bootstrap.sh installs it)"
-        );
-        eprintln!("skipped: tcpreplay not installed");
+    if !common::have_tools(&["tcpreplay"], "a_flood_on_the_voice_vlan_stays_bounded") {
         return;
     }
     let lab = RouterLab::new();
@@ -197,23 +184,15 @@ fn a_flood_on_the_voice_vlan_stays_bounded_and_the_real_phones_keep_their_rows()
     }
     // Small limits, so that every table fills: 2 500 candidates, 20 000 ARP addresses,
     // 1.25 MiB of partial SIP messages.
-    let mut agent = Agent::start(
-        &lab.ns_router,
-        &[
-            "--iface",
-            lab.r_phone,
-            "--iface",
-            lab.r_cucm,
-            "--json",
-            "--refresh",
-            "300ms",
-            "--max-phones",
-            "20000",
-            "--metrics",
-            "9108",
-            "--metrics-per-phone",
-        ],
-    );
+    let mut agent = lab.agent(&[
+        "--refresh",
+        "300ms",
+        "--max-phones",
+        "20000",
+        "--metrics",
+        "9108",
+        "--metrics-per-phone",
+    ]);
     let server = cucm(&lab, 2);
     let stop = Arc::new(AtomicBool::new(false));
     // A KeepAlive a second: the final snapshot, taken right after the phones stop, comes

@@ -17,17 +17,12 @@ use std::{
 use anyhow::{bail, Context as _};
 use clap::CommandFactory as _;
 
-/// The workspace root (xtask's parent).
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is in the workspace").into()
-}
-
 /// The version the package carries (the workspace's).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Where `dist` writes.
 pub fn dist_dir() -> PathBuf {
-    root().join("target/dist")
+    crate::root().join("target/dist")
 }
 
 /// The .deb `dist` writes.
@@ -75,7 +70,7 @@ pub fn run() -> anyhow::Result<(PathBuf, PathBuf)> {
         bail!("cargo-deb is not installed: run `bash scripts/bootstrap.sh` as root (or `cargo install cargo-deb --locked`)");
     }
     fs::create_dir_all(dist_dir())?;
-    generate(&root().join("packaging/gen"))?;
+    generate(&crate::root().join("packaging/gen"))?;
     let deb = deb_path();
     let _ = fs::remove_file(&deb);
     crate::cargo(&[

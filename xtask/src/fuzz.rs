@@ -7,7 +7,7 @@
 //! fails the command with the file to reproduce it; each one found becomes a named regression
 //! test (as `time_running_backwards_is_survived` did).
 
-use std::{path::Path, process::Command};
+use std::process::Command;
 
 use anyhow::{bail, Context as _};
 
@@ -27,7 +27,7 @@ pub struct Args {
 
 /// Builds the targets once, then runs each for `args.seconds`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?;
+    let root = crate::root();
     let fuzz = root.join("fuzz");
     let work = root.join("target/fuzz");
     let targets: Vec<&str> = if args.targets.is_empty() {

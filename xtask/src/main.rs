@@ -53,6 +53,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The workspace root (xtask's parent).
+pub(crate) fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+        .into()
+}
+
 /// The median of `v` (sorted in place; the upper one of an even count), for the benches' trials.
 pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -74,7 +82,7 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
 /// Clippy on the eBPF crate, built the way aya-build builds it (nightly, build-std, the target
 /// architecture cfg), in a target directory of its own so it never invalidates that build.
 fn clippy_ebpf() -> anyhow::Result<()> {
-    let target_dir = dist::root().join("target/ebpf-clippy");
+    let target_dir = root().join("target/ebpf-clippy");
     let status = Command::new("rustup")
         .args(["run", "nightly", "cargo", "clippy", "--package", "keepalive-ebpf"])
         .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core", "--release"])

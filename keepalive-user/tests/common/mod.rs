@@ -15,6 +15,41 @@ pub fn have_root(test: &str) -> bool {
     false
 }
 
+/// Whether `tools` run here (`TOOL --version`). When one does not, the test is skipped with a
+/// reason, unless KEEPALIVE_REQUIRE_ROOT is set (CI), where the bootstrap must have installed it.
+pub fn have_tools(tools: &[&str], test: &str) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| Command::new(t).arg("--version").output().is_err())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var_os("KEEPALIVE_REQUIRE_ROOT").is_some() {
+        panic!("{test}: {missing:?} missing (scripts/bootstrap.sh installs them)");
+    }
+    eprintln!("skipped {test}: {missing:?} not installed");
+    false
+}
+
+/// One HTTP/1.1 exchange with 127.0.0.1:`port` inside `ns`: the raw response (the request
+/// should say `Connection: close`). Connecting waits 2 s at most, reading 10 s.
+pub fn http(ns: &str, port: u16, request: &str) -> std::io::Result<Vec<u8>> {
+    let request = request.to_owned();
+    keepalive_lab::lab::spawn_in(ns, move || {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(request.as_bytes())?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)?;
+        Ok(out)
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("the HTTP client thread panicked")))
+}
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{IpAddr, TcpListener, TcpStream},
@@ -168,6 +203,15 @@ impl RouterLab {
             .expect("sysctl");
         assert!(fwd.success(), "enable forwarding in the router namespace");
         lab
+    }
+}
+
+impl RouterLab {
+    /// `keepalive run` in the router on both of its interfaces, with `--json` and `extra`.
+    pub fn agent(&self, extra: &[&str]) -> Agent {
+        let mut args = vec!["--iface", self.r_phone, "--iface", self.r_cucm, "--json"];
+        args.extend_from_slice(extra);
+        Agent::start(&self.ns_router, &args)
     }
 }
 
