@@ -169,7 +169,7 @@ impl Lifecycle {
                     }
                 }
             }
-            evaluated_pairs.insert(pair_hash(p));
+            evaluated_pairs.insert((p.phone.as_str(), p.server.as_str(), p.server_port));
         }
         for f in global {
             holding.insert(identity(None, f), (None, f));
@@ -224,7 +224,13 @@ impl Lifecycle {
                 continue;
             }
             let global = a.subject.phone.is_none();
-            let was_evaluated = global || evaluated_pairs.contains(&subject_hash(&a.subject));
+            let s = &a.subject;
+            let was_evaluated = global
+                || evaluated_pairs.contains(&(
+                    s.phone.as_deref().unwrap_or(""),
+                    s.server.as_deref().unwrap_or(""),
+                    s.server_port.unwrap_or(0),
+                ));
             if was_evaluated {
                 a.evaluated_ns = now_ns;
                 let since = *a.absent_since.get_or_insert(now_ns);
@@ -266,23 +272,6 @@ impl Lifecycle {
         }
         worst
     }
-}
-
-fn pair_hash(p: &PhoneRow) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (p.phone.as_str(), p.server.as_str(), p.server_port).hash(&mut h);
-    h.finish()
-}
-
-fn subject_hash(s: &Subject) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (
-        s.phone.as_deref().unwrap_or(""),
-        s.server.as_deref().unwrap_or(""),
-        s.server_port.unwrap_or(0),
-    )
-        .hash(&mut h);
-    h.finish()
 }
 
 fn transition(event: Event, id: u64, a: &Active) -> Transition {
