@@ -482,7 +482,7 @@ mod tests {
         let lab = run(&["--time-scale", "288"]).unwrap();
         assert_eq!(
             (lab.late_floor_s, lab.retransmission_floor_s, lab.arp_window_s),
-            (0.05, 0.05, 1.0)
+            (0.08, 0.05, 1.0)
         );
         let replay = run(&["--time-scale", "288", "--replay"]).unwrap();
         assert_eq!(replay.late_floor_s, crate::tracker::REPLAY_JITTER_S);

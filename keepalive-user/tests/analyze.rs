@@ -176,29 +176,52 @@ fn scattered_first_copy_losses_are_intermittent_loss_not_mac_aging() {
     }
 }
 
+/// One SCCP phone sending 16 KeepAlives, each answered 2 ms later; the one after KeepAlive `i`
+/// goes `gap(i)` later.
+fn sccp_phone(gap: impl Fn(u64) -> u64) -> Report {
+    use keepalive_lab::fixtures::{
+        sccp_keepalive, sccp_keepalive_ack,
+        scenario::{Conn, Host, MS, T0},
+    };
+    let mut tl = Timeline::default();
+    let phone = Host { mac: scenario::phone_mac(5), ip: "10.20.0.5".parse().unwrap() };
+    let mut c = Conn::new(phone, scenario::cucm(), 49_005, 2000, 5);
+    c.open(&mut tl, T0);
+    let mut t = T0 + 5 * MS;
+    for i in 0..16 {
+        c.phone_send(&mut tl, t, &sccp_keepalive(), &[], false);
+        c.server_send(&mut tl, t + 2 * MS, &sccp_keepalive_ack());
+        t += gap(i);
+    }
+    run(&mut tl)
+}
+
 /// A phone whose timer restarts after it has handled the ack drifts a few ms per cycle: not a
 /// loss, however long the drift accumulates (the demo's phone does this and once raised a
 /// false `first-transmission-loss`).
 #[test]
 fn a_drifting_timer_is_not_loss() {
-    use keepalive_lab::fixtures::{
-        sccp_keepalive, sccp_keepalive_ack,
-        scenario::{Conn, Host, Timeline, MS, S, T0},
-    };
+    use keepalive_lab::fixtures::scenario::{MS, S};
     for drift_ms in [3, 20, 60] {
-        let mut tl = Timeline::default();
-        let phone = Host { mac: scenario::phone_mac(5), ip: "10.20.0.5".parse().unwrap() };
-        let mut c = Conn::new(phone, scenario::cucm(), 49_005, 2000, 5);
-        c.open(&mut tl, T0);
-        let mut t = T0 + 5 * MS;
-        for _ in 0..16 {
-            c.phone_send(&mut tl, t, &sccp_keepalive(), &[], false);
-            c.server_send(&mut tl, t + 2 * MS, &sccp_keepalive_ack());
-            t += 30 * S + drift_ms * MS;
-        }
-        let r = run(&mut tl);
+        let r = sccp_phone(|_| 30 * S + drift_ms * MS);
         assert!(warnings(&r).is_empty(), "drift {drift_ms} ms: {:#?}", warnings(&r));
     }
+}
+
+/// A timer that slips once (a busy phone, or a busy router timestamping the frame late) and
+/// keeps its interval from there has a new schedule: every keepalive after the slip arrives
+/// that much after the old one, which is not a lost first copy each time (the flood lab once
+/// raised `first-transmission-loss` from a 54 ms slip). A shift of a whole minimum RTO (the
+/// phones' 100 ms) that stays is: the first copy of each keepalive is lost from there on.
+#[test]
+fn a_timer_that_slips_once_is_not_loss() {
+    use keepalive_lab::fixtures::scenario::{MS, S};
+    for slip_ms in [20, 54, 75] {
+        let r = sccp_phone(|i| S + if i == 8 { slip_ms * MS } else { 0 });
+        assert!(warnings(&r).is_empty(), "slip {slip_ms} ms: {:#?}", warnings(&r));
+    }
+    let r = sccp_phone(|i| S + if i == 8 { 100 * MS } else { 0 });
+    assert_eq!(finding(only_row(&r), "first-transmission-loss").fields["evidence"], "lateness");
 }
 
 #[test]

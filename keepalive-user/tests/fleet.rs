@@ -410,8 +410,24 @@ fn prometheus_and_alertmanager_name_the_phone_about_to_unregister_and_the_agent_
     // Port security on A's phone 0 after three healthy KeepAlives.
     std::thread::sleep(t.primary.mul_f64(3.3));
     fault::port_security(&lab_a, 0, t.primary.mul_f64(0.3)).expect("port security");
+    // First the agent: its critical rto-growth reaches Prometheus as a series. How soon
+    // depends on the kernel's RTO backoff under the staged fault (and on a busy machine), so
+    // this waits longer; what is asserted after it is what the rules and Alertmanager do.
+    let finding = "/api/v1/query?query=keepalive_finding%7Bkind%3D%22rto-growth%22%2C\
+                   severity%3D%22critical%22%7D";
+    let critical = wait_for(t.primary.mul_f64(20.0), || {
+        let v: Value = serde_json::from_str(&get(&mon.0, PROM, finding)?).ok()?;
+        (!v["data"]["result"].as_array()?.is_empty()).then_some(v)
+    });
+    if critical.is_none() {
+        let stats = common::stats_with(&agent_a.socket, "json", false, &[]);
+        panic!(
+            "agent A never reported a critical rto-growth for phone 0; its stats: {}",
+            String::from_utf8_lossy(&stats.stdout)
+        );
+    }
     let mut seen: Vec<Value> = Vec::new();
-    let forecast = wait_for(t.primary.mul_f64(8.0), || {
+    let forecast = wait_for(Duration::from_secs(15), || {
         let all = alerts(&mon.0);
         seen.extend(all.iter().cloned());
         firing(&all, "KeepalivePhoneUnregisterForecast").first().map(|a| (*a).clone())

@@ -91,15 +91,45 @@ fn cucm(lab: &RouterLab, phones: usize) -> JoinHandle<()> {
     })
 }
 
+/// What a phone's own side saw: the ground truth a warning about it is checked against.
+#[derive(Debug, Clone, Copy)]
+struct PhoneRun {
+    /// KeepAlives answered by a KeepAliveAck.
+    answered: u64,
+    /// Segments its kernel retransmitted (`tcpi_total_retrans`): a first copy lost on the way.
+    retransmitted: u32,
+    /// The longest time between two of its KeepAlives leaving the socket.
+    longest_gap: Duration,
+}
+
+/// `tcpi_total_retrans` of a connected socket (tcp(7), TCP_INFO).
+fn total_retransmissions(s: &TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain data, and the kernel writes at most `len` bytes of it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_total_retrans
+}
+
 /// A phone at `phone` registering as `device`, then sending a KeepAlive every `gap` until
-/// `stop`, each waiting for its Ack; returns how many were answered.
+/// `stop`, each waiting for its Ack.
 fn phone(
     lab: &RouterLab,
     phone: &'static str,
     device: &'static str,
     gap: Duration,
     stop: Arc<AtomicBool>,
-) -> JoinHandle<u64> {
+) -> JoinHandle<PhoneRun> {
     let cucm: SocketAddr = (lab.cucm.parse::<IpAddr>().unwrap(), 2000).into();
     VethPair::in_ns(&lab.ns_phone, move || {
         let sock =
@@ -115,13 +145,17 @@ fn phone(
         s.read_exact(&mut ack).unwrap();
         let mut answered = 0;
         let mut ka = [0u8; 12];
+        let (mut last, mut longest_gap) = (None::<Instant>, Duration::ZERO);
         while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            longest_gap = longest_gap.max(last.map_or(Duration::ZERO, |l| now - l));
+            last = Some(now);
             s.write_all(&fixtures::sccp_keepalive()).unwrap();
             s.read_exact(&mut ka).expect("KeepAliveAck");
             answered += 1;
             std::thread::sleep(gap);
         }
-        answered
+        PhoneRun { answered, retransmitted: total_retransmissions(&s), longest_gap }
     })
 }
 
@@ -227,7 +261,8 @@ fn a_flood_on_the_voice_vlan_stays_bounded_and_the_real_phones_keep_their_rows()
     std::thread::sleep(Duration::from_millis(1_000));
 
     stop.store(true, Ordering::Relaxed);
-    let answered: Vec<u64> = phones.into_iter().map(|p| p.join().expect("phone")).collect();
+    let runs: Vec<PhoneRun> = phones.into_iter().map(|p| p.join().expect("phone")).collect();
+    let answered: Vec<u64> = runs.iter().map(|r| r.answered).collect();
     // The last Acks are in the rings; the agent drains them every 10 ms, but after a flood it
     // may still be working through the backlog: wait (at most 3 s) until the rows hold every
     // answer the phones got, then read. A lost event would never arrive, and fail below.
@@ -294,10 +329,10 @@ fn a_flood_on_the_voice_vlan_stays_bounded_and_the_real_phones_keep_their_rows()
     let rows = snap["report"]["phones"].as_array().unwrap();
     assert_eq!(snap["report"]["summary"]["phones"], 2);
     assert!(rows.iter().all(|r| !flood::is_spoofed(r["phone"].as_str().unwrap())));
-    for (addr, device, answered) in [
-        ("192.0.2.31", "SEP00AB00CD0031", answered[0]),
-        ("192.0.2.32", "SEP00AB00CD0032", answered[1]),
-    ] {
+    for (addr, device, run) in
+        [("192.0.2.31", "SEP00AB00CD0031", runs[0]), ("192.0.2.32", "SEP00AB00CD0032", runs[1])]
+    {
+        let answered = run.answered;
         let row = rows
             .iter()
             .find(|r| r["phone"] == addr)
@@ -315,7 +350,26 @@ fn a_flood_on_the_voice_vlan_stays_bounded_and_the_real_phones_keep_their_rows()
             .iter()
             .filter(|f| f["severity"] != "info")
             .collect();
-        assert!(warnings.is_empty(), "{addr}: {warnings:?}");
+        // Nothing to warn of, unless the lab really lost the phone's first copies: the veth
+        // that carries the flood also carries the phone, and its ring (256 frames, see
+        // drivers/net/veth.c VETH_RING_SIZE) overflows when the router's CPU falls behind
+        // the replay. Then the phone's kernel retransmitted, or the phone itself was late,
+        // and a loss finding is the truth; any other warning is a false alarm.
+        // (The phone's own lateness is judged against the agent's lateness floor, 80 ms,
+        // less what a starved router adds when it timestamps the frame.)
+        let late = run.longest_gap > gap + Duration::from_millis(50);
+        if run.retransmitted == 0 && !late {
+            assert!(warnings.is_empty(), "{addr} lost nothing ({run:?}): {warnings:?}");
+        } else {
+            eprintln!("{addr}: the lab lost or delayed its KeepAlives ({run:?}): {warnings:?}");
+            for w in &warnings {
+                let kind = w["kind"].as_str().unwrap_or_default();
+                assert!(
+                    matches!(kind, "first-transmission-loss" | "intermittent-loss"),
+                    "{addr} ({run:?}): {w}"
+                );
+            }
+        }
     }
 
     // Metrics: per-phone series name the real phones only; evictions by reason as in stats.

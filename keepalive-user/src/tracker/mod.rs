@@ -46,12 +46,15 @@ pub struct Settings {
     pub delta_s: f64,
     /// Answers to one ARP request closer than this come from rival responders (s).
     pub arp_window_s: f64,
-    /// Lateness or retransmission delay below this is jitter, not loss (s). Real time: a lost
-    /// segment costs at least one minimum RTO (200 ms on Linux, about 100 ms on the phones in
-    /// docs/DOMAIN.md), far above scheduling jitter.
+    /// Lateness below this is jitter, not loss (s). Real time: a lost segment costs at least
+    /// one minimum RTO (200 ms on Linux, about 100 ms on the phones in docs/DOMAIN.md), so the
+    /// floor sits 20 ms under the smallest of them. A phone whose timer slips once by a few
+    /// tens of milliseconds (a busy phone, a busy router timestamping the frame) shifts its
+    /// schedule for good, and every keepalive after it arrives that much "late": below the
+    /// floor that is a new schedule, above it a lost first copy each time.
     pub late_floor_s: f64,
     /// A retransmission delay (both copies seen) below this is a duplicate, not a loss (s).
-    /// The same as `late_floor_s` in real time; a replay shrinks it further (see
+    /// Both copies are on the wire, so no schedule jitter blurs it; a replay shrinks it (see
     /// [`Settings::replayed`]).
     pub retransmission_floor_s: f64,
     /// Streams idle longer than this are forgotten (s); pairs stay.
@@ -109,7 +112,7 @@ impl Default for Settings {
             grace_s: 15.0,
             delta_s: 5.0,
             arp_window_s: 1.0,
-            late_floor_s: 0.05,
+            late_floor_s: 0.08,
             retransmission_floor_s: 0.05,
             idle_stream_s: 3600.0,
             time_scale: 1.0,
