@@ -295,7 +295,8 @@ fn live(a: &Args) -> anyhow::Result<()> {
          MiB); peak {:.0} MiB while answering stats, {:.0} MiB after; \
          `keepalive stats --format json --limit 100000` {:.0} ms for {:.1} MB, the default page \
          {:.0} ms for {:.1} MB, one phone (--phone) {:.0} ms for {:.1} kB; {} /metrics scrapes while \
-         ingesting: median {:.1} ms, longest {:.1} ms, {:.1} kB",
+         ingesting: median {:.1} ms, longest {:.1} ms, {:.1} kB; {} refreshes ({} skipped while \
+         the evaluator was busy), the state held by a refresh {:.1} ms at most",
         s.phones,
         s.frames,
         s.replay_pps / 1000,
@@ -318,6 +319,9 @@ fn live(a: &Args) -> anyhow::Result<()> {
         s.scrape_ms,
         s.scrape_max_ms,
         s.scrape_bytes as f64 / 1e3,
+        s.refreshes,
+        s.refreshes_skipped,
+        s.refresh_held_max_ms,
     );
     let r = &l.ring;
     println!(

@@ -392,6 +392,13 @@ pub struct Scale {
     pub scrape_max_ms: f64,
     /// Size of a scrape (bytes).
     pub scrape_bytes: usize,
+    /// The agent's refreshes over the run (`userspace.evaluation` in its stats): evaluated,
+    /// and skipped because the evaluator was still busy.
+    pub refreshes: u64,
+    /// Refreshes skipped.
+    pub refreshes_skipped: u64,
+    /// The longest a refresh held the agent's state at once (ms): how long ingest waited.
+    pub refresh_held_max_ms: f64,
 }
 
 /// One `/metrics` scrape of the bench agent (127.0.0.1:9108 in its namespace): (bytes, time).
@@ -538,6 +545,10 @@ fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
         scrape_ms,
         scrape_max_ms,
         scrape_bytes,
+        refreshes: v["userspace"]["evaluation"]["refreshes"].as_u64().unwrap_or(0),
+        refreshes_skipped: v["userspace"]["evaluation"]["skipped"].as_u64().unwrap_or(0),
+        refresh_held_max_ms: v["userspace"]["evaluation"]["held_max_us"].as_f64().unwrap_or(0.0)
+            / 1e3,
     })
 }
 

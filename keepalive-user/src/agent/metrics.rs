@@ -1,6 +1,8 @@
-//! Prometheus metrics (OpenMetrics text, encoded by `prometheus-client`), computed from a
-//! snapshot at each scrape and served on `--metrics ADDR` by hyper (GET and HEAD, gzip when
-//! asked, a bounded number of scrapes at once).
+//! Prometheus metrics (OpenMetrics text, encoded by `prometheus-client`), rendered by the
+//! evaluator at each refresh while scrapes come ([`super::evaluator`]: a [`Census`] of the
+//! tracker taken under the lock, the finding series from the lifecycle without it) and served
+//! on `--metrics ADDR` by hyper (GET and HEAD, gzip when asked, a bounded number of scrapes at
+//! once). A scrape copies the latest text.
 //!
 //! Cardinality is bounded by default: labels are protocol, role, state, finding kind and
 //! severity, plus one `keepalive_finding` series per active warning or critical finding (and a
@@ -9,11 +11,13 @@
 //! phone↔server pair) come only with `--metrics-per-phone`.
 
 use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::{Duration, Instant},
 };
+
+use parking_lot::Mutex;
 
 use prometheus_client::{
     encoding::{text::encode, EncodeMetric, MetricEncoder, NoLabelSet},
@@ -24,12 +28,15 @@ use tokio::net::TcpListener;
 
 use super::{
     lifecycle::{Lifecycle, Subject},
-    snapshot::State,
+    snapshot::{Interface, KernelStats, State, UserStats},
 };
 use crate::{
     findings::{Finding, Severity},
-    tracker::latency::Histogram,
+    tracker::latency::{Histogram, Latencies},
 };
+
+/// The refreshes render the metrics while the latest scrape is at most this old.
+pub const SCRAPED_RECENTLY: Duration = Duration::from_secs(300);
 
 type Labels = Vec<(String, String)>;
 
@@ -174,18 +181,73 @@ fn finding_series(reg: &mut Registry, lifecycle: &Lifecycle, max: usize) -> usiz
     dropped
 }
 
-/// The metrics text of the agent's state. The bounded families and the finding series come
-/// from the tracker's counters and the findings the lifecycle follows (refreshed by the agent's
-/// sweep), so a scrape builds no report and holds the state for one pass over the pairs; only
-/// `--metrics-per-phone` builds the whole report.
-pub fn render(st: &State, shape: Shape) -> String {
-    let tracker = &st.tracker;
+/// What the metrics need from the agent's state, taken under the lock in one pass over the
+/// pairs (counts, no rows), and rendered from by the evaluator without it.
+#[derive(Debug)]
+pub struct Census {
+    version: &'static str,
+    interfaces: Vec<Interface>,
+    latency: Latencies,
+    /// Pairs by (protocol, role, worst finding).
+    by_state: BTreeMap<(&'static str, &'static str, &'static str), i64>,
+    /// Keepalives, acks and retransmissions by protocol, expired pairs included.
+    totals: BTreeMap<&'static str, [u64; 3]>,
+    kernel: KernelStats,
+    user: UserStats,
+}
+
+impl Census {
+    /// Takes the census of `st`; `worst` is each pair's worst active finding, as the lifecycle
+    /// last saw it.
+    pub fn take(st: &State, worst: &HashMap<(IpAddr, IpAddr, u16), Severity>) -> Self {
+        let tracker = &st.tracker;
+        let mut by_state: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
+        let mut totals: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
+        for pair in tracker.phones() {
+            let protocol = crate::record::app_name(pair.app);
+            let k = &pair.key;
+            let state = if worst.is_empty() {
+                "ok"
+            } else {
+                match worst.get(&(k.phone, k.server, k.server_port)) {
+                    Some(Severity::Critical) => "critical",
+                    Some(Severity::Warning) => "warning",
+                    _ => "ok",
+                }
+            };
+            *by_state.entry((protocol, pair.role().as_str(), state)).or_default() += 1;
+            let t = totals.entry(protocol).or_default();
+            t[0] += pair.keepalives;
+            t[1] += pair.acks;
+            t[2] += pair.retransmission_count;
+        }
+        for (app, e) in &tracker.expired {
+            let t = totals.entry(crate::record::app_name(*app)).or_default();
+            t[0] += e.keepalives;
+            t[1] += e.acks;
+            t[2] += e.retransmissions;
+        }
+        Self {
+            version: st.agent.version,
+            interfaces: st.agent.interfaces.clone(),
+            latency: tracker.latency.clone(),
+            by_state,
+            totals,
+            kernel: st.kernel,
+            user: st.user_stats(),
+        }
+    }
+}
+
+/// The metrics text: the bounded families from `census`, and the finding series from the
+/// findings `lifecycle` follows. Building it reads no pair, so it runs without the state lock.
+pub fn render(census: &Census, lifecycle: &Lifecycle, shape: Shape) -> String {
     let mut reg = Registry::with_prefix("keepalive");
     let build = Family::<Labels, Gauge>::default();
-    build.get_or_create(&labels(&[("version", st.agent.version)])).set(1);
+    build.get_or_create(&labels(&[("version", census.version)])).set(1);
     reg.register("build_info", "The agent's version (value 1)", build);
     let ifaces = Family::<Labels, Gauge>::default();
-    for i in &st.agent.interfaces {
+    for i in &census.interfaces {
         let mode = match i.mode {
             crate::loader::Attached::Native => "native",
             crate::loader::Attached::Skb => "skb",
@@ -193,19 +255,19 @@ pub fn render(st: &State, shape: Shape) -> String {
         ifaces.get_or_create(&labels(&[("iface", &i.name), ("mode", mode)])).set(1);
     }
     reg.register("interface_info", "An interface the program is attached to (value 1)", ifaces);
-    let dropped = finding_series(&mut reg, &st.lifecycle, shape.max_findings);
+    let dropped = finding_series(&mut reg, lifecycle, shape.max_findings);
     use crate::tracker::latency::{ACK_BOUNDS, RETRANSMISSION_BOUNDS};
     reg.register_with_unit(
         "ack_latency",
         "Time from a keepalive to the server's answer (KeepAliveAck, 2xx), by protocol and role",
         prometheus_client::registry::Unit::Seconds,
-        Histograms::of(&ACK_BOUNDS, &tracker.latency.ack),
+        Histograms::of(&ACK_BOUNDS, &census.latency.ack),
     );
     reg.register_with_unit(
         "retransmission_delay",
         "Delay of a TCP retransmission after the first copy, by protocol and role",
         prometheus_client::registry::Unit::Seconds,
-        Histograms::of(&RETRANSMISSION_BOUNDS, &tracker.latency.retransmission),
+        Histograms::of(&RETRANSMISSION_BOUNDS, &census.latency.retransmission),
     );
     gauge(
         &mut reg,
@@ -214,33 +276,10 @@ pub fn render(st: &State, shape: Shape) -> String {
         dropped as i64,
     );
     let phones = Family::<Labels, Gauge>::default();
-    let mut by_state: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
-    let mut totals: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
-    let worst = st.lifecycle.worst_by_pair();
-    for pair in tracker.phones() {
-        let protocol = crate::record::app_name(pair.app);
-        let k = &pair.key;
-        let state = match worst.get(&(k.phone, k.server, k.server_port)) {
-            Some(Severity::Critical) => "critical",
-            Some(Severity::Warning) => "warning",
-            _ => "ok",
-        };
-        *by_state.entry((protocol, pair.role().as_str(), state)).or_default() += 1;
-        let t = totals.entry(protocol).or_default();
-        t[0] += pair.keepalives;
-        t[1] += pair.acks;
-        t[2] += pair.retransmission_count;
-    }
-    for (app, e) in &tracker.expired {
-        let t = totals.entry(crate::record::app_name(*app)).or_default();
-        t[0] += e.keepalives;
-        t[1] += e.acks;
-        t[2] += e.retransmissions;
-    }
-    for ((proto, role, state), n) in by_state {
+    for ((proto, role, state), n) in &census.by_state {
         phones
             .get_or_create(&labels(&[("protocol", proto), ("role", role), ("state", state)]))
-            .set(n);
+            .set(*n);
     }
     reg.register(
         "phones",
@@ -250,7 +289,7 @@ pub fn render(st: &State, shape: Shape) -> String {
     let ka = Family::<Labels, Counter>::default();
     let acks = Family::<Labels, Counter>::default();
     let retx = Family::<Labels, Counter>::default();
-    for (proto, [k, a, r]) in &totals {
+    for (proto, [k, a, r]) in &census.totals {
         let l = labels(&[("protocol", proto)]);
         ka.get_or_create(&l).inc_by(*k);
         acks.get_or_create(&l).inc_by(*a);
@@ -260,14 +299,13 @@ pub fn render(st: &State, shape: Shape) -> String {
     reg.register("acks", "Keepalives acknowledged (KeepAliveAck, 2xx)", acks);
     reg.register("retransmissions", "TCP retransmissions on phone connections", retx);
     let findings = Family::<Labels, Gauge>::default();
-    for (_, f) in st.lifecycle.findings() {
+    for (_, f) in lifecycle.findings() {
         findings
             .get_or_create(&labels(&[("kind", f.kind.as_str()), ("severity", f.severity.as_str())]))
             .inc();
     }
     reg.register("findings", "Current findings, by kind and severity", findings);
-
-    let k = &st.kernel;
+    let k = &census.kernel;
     counter(&mut reg, "kernel_packets_seen", "Frames the XDP program ran on", k.seen);
     counter(&mut reg, "kernel_matched_tcp", "TCP segments on tracked ports", k.matched_tcp);
     counter(&mut reg, "kernel_matched_arp", "ARP frames", k.matched_arp);
@@ -292,18 +330,23 @@ pub fn render(st: &State, shape: Shape) -> String {
         k.lru_evictions,
     );
     gauge(&mut reg, "kernel_flows", "Flow-map entries live", k.flows_live as i64);
-    counter(&mut reg, "records_bad", "Event-ring records that did not decode", st.bad_records);
+    counter(
+        &mut reg,
+        "records_bad",
+        "Event-ring records that did not decode",
+        census.user.bad_records,
+    );
     gauge(
         &mut reg,
         "pairs_expired",
         "Pairs forgotten after being idle",
-        tracker.stats.expired_pairs as i64,
+        census.user.expired_pairs as i64,
     );
     counter(
         &mut reg,
         "arp_expired",
         "ARP addresses forgotten after being idle",
-        tracker.stats.expired_arp,
+        census.user.expired_arp,
     );
     gauge(
         &mut reg,
@@ -311,7 +354,7 @@ pub fn render(st: &State, shape: Shape) -> String {
         "When kernel_flows and kernel_lru_evictions were counted (epoch seconds)",
         k.flows_counted_at as i64,
     );
-    let u = &st.user_stats();
+    let u = &census.user;
     gauge(&mut reg, "tracker_phones", "Pairs that carried a keepalive (phones)", u.phones as i64);
     gauge(
         &mut reg,
@@ -330,33 +373,40 @@ pub fn render(st: &State, shape: Shape) -> String {
         evictions,
     );
 
-    if shape.per_phone {
-        let snap = st.snapshot();
-        let pk = Family::<Labels, Counter>::default();
-        let pr = Family::<Labels, Counter>::default();
-        let seen = Family::<Labels, Gauge>::default();
-        let sev = Family::<Labels, Gauge>::default();
-        for p in &snap.report.phones {
-            let port = p.server_port.to_string();
-            let l = labels(&[
-                ("phone", &p.phone),
-                ("server", &p.server),
-                ("server_port", &port),
-                ("protocol", p.protocol),
-                ("device", p.device.as_deref().unwrap_or("")),
-            ]);
-            pk.get_or_create(&l).inc_by(p.keepalives);
-            pr.get_or_create(&l).inc_by(p.retransmissions.len() as u64);
-            seen.get_or_create(&l).set(p.last_seen as i64);
-            sev.get_or_create(&l).set(p.worst().map_or(0, |s| s as i64 + 1));
-        }
-        reg.register("phone_keepalives", "Keepalives of one phone-server pair", pk);
-        reg.register("phone_retransmissions", "Recent retransmissions of one pair", pr);
-        reg.register("phone_last_seen_seconds", "Last frame of one pair (epoch seconds)", seen);
-        reg.register("phone_severity", "Worst finding: 0 none, 1 info, 2 warning, 3 critical", sev);
-    }
     let mut out = String::new();
     // Encoding into a String cannot fail.
+    let _ = encode(&mut out, &reg);
+    out
+}
+
+/// `--metrics-per-phone`: one series per phone↔server pair, from a whole report of `st`
+/// (unbounded; built at the scrape, under the lock). The text ends in `# EOF`.
+fn per_phone(st: &State) -> String {
+    let mut reg = Registry::with_prefix("keepalive");
+    let snap = st.snapshot();
+    let pk = Family::<Labels, Counter>::default();
+    let pr = Family::<Labels, Counter>::default();
+    let seen = Family::<Labels, Gauge>::default();
+    let sev = Family::<Labels, Gauge>::default();
+    for p in &snap.report.phones {
+        let port = p.server_port.to_string();
+        let l = labels(&[
+            ("phone", &p.phone),
+            ("server", &p.server),
+            ("server_port", &port),
+            ("protocol", p.protocol),
+            ("device", p.device.as_deref().unwrap_or("")),
+        ]);
+        pk.get_or_create(&l).inc_by(p.keepalives);
+        pr.get_or_create(&l).inc_by(p.retransmissions.len() as u64);
+        seen.get_or_create(&l).set(p.last_seen as i64);
+        sev.get_or_create(&l).set(p.worst().map_or(0, |s| s as i64 + 1));
+    }
+    reg.register("phone_keepalives", "Keepalives of one phone-server pair", pk);
+    reg.register("phone_retransmissions", "Recent retransmissions of one pair", pr);
+    reg.register("phone_last_seen_seconds", "Last frame of one pair (epoch seconds)", seen);
+    reg.register("phone_severity", "Worst finding: 0 none, 1 info, 2 warning, 3 critical", sev);
+    let mut out = String::new();
     let _ = encode(&mut out, &reg);
     out
 }
@@ -415,7 +465,7 @@ pub async fn serve(
                         .get(hyper::header::AUTHORIZATION)
                         .and_then(|v| v.to_str().ok());
                     let response = if web.authorized(auth).await {
-                        respond(&req, &state, shape, refresh)
+                        respond(&req, &state, shape, refresh).await
                     } else {
                         unauthorized()
                     };
@@ -458,7 +508,7 @@ fn unauthorized() -> hyper::Response<Body> {
 }
 
 /// The answer to one request.
-fn respond<B>(
+async fn respond<B>(
     req: &hyper::Request<B>,
     state: &Mutex<State>,
     shape: Shape,
@@ -483,25 +533,31 @@ fn respond<B>(
         "/" => return text(StatusCode::OK, "keepalive: metrics at /metrics\n"),
         _ => return text(StatusCode::NOT_FOUND, "keepalive serves /metrics\n"),
     }
-    // The text a refresh rendered, when it is at most one refresh old (a pointer copy under
-    // the lock: scrapers faster than the refresh); else rendered here, and kept. Either way the
-    // next refresh renders again for the next scrape.
-    let body: Arc<str> = {
-        let mut st = match state.lock() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
+    // The text the evaluator rendered at the latest refresh (a pointer copy under the lock).
+    // A scrape is what makes the refreshes render: after a pause in scraping (or at the first
+    // scrape) the text is old, and the scrape waits for the next refresh's, a few at most.
+    let fresh = refresh.mul_f64(2.0).max(Duration::from_secs(1));
+    let deadline = Instant::now() + fresh + Duration::from_secs(2);
+    let bounded = loop {
+        let latest = {
+            let mut st = state.lock();
+            st.scraped = Some(Instant::now());
+            st.metrics.clone()
         };
-        st.metrics_wanted = true;
-        match &st.metrics {
-            Some((text, at)) if !shape.per_phone && at.elapsed() <= refresh => text.clone(),
-            _ => {
-                let text: Arc<str> = render(&st, shape).into();
-                if !shape.per_phone {
-                    st.metrics = Some((text.clone(), std::time::Instant::now()));
-                }
-                text
+        match latest {
+            Some((text, at)) if at.elapsed() <= fresh || Instant::now() >= deadline => break text,
+            None if Instant::now() >= deadline => {
+                return text(StatusCode::SERVICE_UNAVAILABLE, "keepalive: no metrics yet\n")
             }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
+    };
+    let body: Arc<str> = if shape.per_phone {
+        let pairs = per_phone(&state.lock());
+        let bounded = bounded.strip_suffix("# EOF\n").unwrap_or(&bounded);
+        format!("{bounded}{pairs}").into()
+    } else {
+        bounded
     };
     let gzip = req
         .headers()

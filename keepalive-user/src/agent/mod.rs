@@ -8,11 +8,14 @@
 //! * [`metrics`]: the Prometheus exposition.
 //! * [`view`]: the terminal view and the JSON-lines findings.
 //! * [`flows`]: the flow-map count, on a thread of its own.
+//! * [`evaluator`]: the refreshes' evaluation of findings, lifecycle and metrics, on a thread
+//!   of its own that holds the state only in short slices.
 //! * [`lifecycle`]: findings as episodes (firing, escalated, resolved) for the JSON lines and
 //!   syslog.
 //! * [`syslog`]: the RFC 5424 sink (`--syslog`).
 //! * [`web_config`]: TLS and basic auth for the metrics (`--metrics-web-config`).
 
+pub mod evaluator;
 pub mod flows;
 pub mod lifecycle;
 pub mod metrics;
@@ -25,9 +28,11 @@ pub mod web_config;
 use std::{
     io::Write,
     path::PathBuf,
-    sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
+
+use parking_lot::Mutex;
 
 use keepalive_common::wire::Config;
 
@@ -35,7 +40,6 @@ use self::{
     flows::{FlowCount, FlowCounter},
     snapshot::{AgentInfo, Interface, KernelStats, State},
 };
-use crate::report::Report;
 use crate::{
     loader::{LoadOptions, LoaderError, Mode, Probe},
     record::EventJson,
@@ -246,48 +250,6 @@ fn now_ns() -> u64 {
 /// How often freed heap is given back to the system (rows built on refreshes, expired pairs).
 const RELEASE_MEMORY_EVERY: Duration = Duration::from_secs(30);
 
-/// Pairs evaluated on a refresh in `--json` mode: those that saw traffic since the last
-/// refresh, plus a slice of all pairs so that each is looked at within this period (for
-/// findings that come from silence, such as `missed-keepalive`). A whole report per refresh
-/// took 0.3 s of the ingest loop at 100 000 phones while the ring buffer (before the event
-/// rings) filled.
-const SWEEP_EVERY: Duration = Duration::from_secs(10);
-
-/// Which pairs a refresh in `--json` mode evaluates.
-struct Sweep {
-    /// Time of the newest event of any pair at the previous refresh.
-    since_ns: u64,
-    /// Where the round-robin slice continues.
-    next: usize,
-}
-
-impl Sweep {
-    /// Indices of the pairs to evaluate now: changed since the last call, or in this
-    /// refresh's slice of the round robin.
-    fn pick(&mut self, tracker: &Tracker, refresh: Duration) -> Vec<usize> {
-        let n = tracker.slot_count();
-        let per_refresh = refresh.as_secs_f64() / SWEEP_EVERY.as_secs_f64();
-        let slice = ((n as f64 * per_refresh).ceil() as usize).clamp(1, n.max(1));
-        let start = if self.next >= n { 0 } else { self.next };
-        let in_slice = |i: usize| (i + n - start) % n.max(1) < slice;
-        let since = self.since_ns;
-        let mut latest = since;
-        let picked = tracker
-            .phone_slots()
-            .filter(|(i, p)| {
-                latest = latest.max(p.last_ns);
-                p.last_ns > since || in_slice(*i)
-            })
-            .map(|(i, _)| i)
-            .collect();
-        self.next = start + slice;
-        // The newest event seen, not the clock: a record stamped before this refresh but
-        // ingested after it is still "since".
-        self.since_ns = latest;
-        picked
-    }
-}
-
 fn kernel_stats(probe: &Probe, flows: FlowCount) -> Result<KernelStats, LoaderError> {
     let c = probe.counters()?;
     Ok(KernelStats {
@@ -353,9 +315,9 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             metrics: opts.metrics.map(|a| a.to_string()),
         },
         bad_records: 0,
-        lifecycle: lifecycle::Lifecycle::default(),
         metrics: None,
-        metrics_wanted: false,
+        scraped: None,
+        evaluation: Default::default(),
     }));
     let socket_task = tokio::spawn(socket::serve(listener, state.clone()));
     log("info", "stats socket", &[("path", &opts.socket.display())]);
@@ -383,17 +345,27 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(opts.refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut syslog = opts.syslog.clone().map(syslog::Syslog::new);
     let flows = FlowCounter::start(probe.flow_maps()?, opts.refresh)?;
     let mut released = std::time::Instant::now();
-    let mut sweep = Sweep { since_ns: 0, next: 0 };
+    // Findings are evaluated for the JSON lines, the syslog sink and the metrics (which export
+    // what the lifecycle follows, so a scrape builds no report).
+    let evaluator =
+        (opts.output == Output::Findings || opts.syslog.is_some() || opts.metrics.is_some())
+            .then(|| {
+                let sinks = evaluator::Sinks {
+                    json_lines: opts.output == Output::Findings,
+                    syslog: opts.syslog.clone().map(syslog::Syslog::new),
+                };
+                evaluator::Evaluator::start(state.clone(), sinks)
+            })
+            .transpose()?;
     let mut batch = Vec::new();
     let mut total: u64 = 0;
     let mut evicted = EvictionLog::default();
     let reason = loop {
         tokio::select! {
             _ = source.next_batch(&mut batch) => {
-                let mut st = lock(&state);
+                let mut st = state.lock();
                 let mut out = std::io::stdout().lock();
                 for rec in batch.drain(..) {
                     if opts.output == Output::Events {
@@ -419,7 +391,8 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                     socket::release_memory();
                     released = std::time::Instant::now();
                 }
-                let mut st = lock(&state);
+                let mut st = state.lock();
+                let held = Instant::now();
                 st.kernel = kernel;
                 st.tracker.advance(now_ns());
                 st.tracker.expire(opts.expire.as_nanos() as u64);
@@ -428,21 +401,24 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                 if opts.output == Output::View {
                     view::draw(&st)?;
                 }
-                // The findings' transitions, for the JSON lines, the syslog sink and the metrics
-                // (which export what the lifecycle follows, so a scrape builds no report).
-                if opts.output == Output::Findings || syslog.is_some() || opts.metrics.is_some() {
-                    let picked = sweep.pick(&st.tracker, opts.refresh);
-                    let (rows, global) = Report::rows_for(&st.tracker, picked.into_iter());
-                    let hold = hold_down(&opts.settings);
-                    let moved = st.lifecycle.observe(now_ns(), &rows, &global, hold);
-                    emit(&moved, opts.output, syslog.as_mut())?;
-                }
-                if st.metrics_wanted && !opts.metrics_per_phone {
-                    st.metrics_wanted = false;
-                    let shape =
-                        metrics::Shape { per_phone: false, max_findings: opts.metrics_max_findings };
-                    let text = metrics::render(&st, shape).into();
-                    st.metrics = Some((text, std::time::Instant::now()));
+                let e = &mut st.evaluation;
+                e.held_max_us = e.held_max_us.max(held.elapsed().as_micros() as u64);
+                let scraped = st.scraped.is_some_and(|t| t.elapsed() <= metrics::SCRAPED_RECENTLY);
+                drop(st);
+                if let Some(ev) = &evaluator {
+                    let job = evaluator::Job {
+                        now_ns: now_ns(),
+                        hold_down: hold_down(&opts.settings),
+                        refresh: opts.refresh,
+                        metrics: scraped.then_some(metrics::Shape {
+                            per_phone: opts.metrics_per_phone,
+                            max_findings: opts.metrics_max_findings,
+                        }),
+                        whole: false,
+                    };
+                    if !ev.offer(job) {
+                        state.lock().evaluation.skipped += 1;
+                    }
                 }
             }
             _ = sighup.recv() => {
@@ -454,7 +430,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                     Err(e) => log("warn", "reload refused, options unchanged", &[("error", &e)]),
                     Ok(new) => {
                         let r = opts.reload_from(&new);
-                        lock(&state).tracker.settings = opts.settings;
+                        state.lock().tracker.settings = opts.settings;
                         if r.applied.contains(&"refresh") {
                             tick = tokio::time::interval(opts.refresh);
                             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -482,16 +458,17 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         t.abort();
     }
     let kernel = kernel_stats(&probe, flows.finish()?)?;
-    {
-        let mut st = lock(&state);
-        st.kernel = kernel;
-        if opts.output == Output::Findings || syslog.is_some() {
-            let snap = st.snapshot();
-            let hold = hold_down(&opts.settings);
-            let moved =
-                st.lifecycle.observe(now_ns(), &snap.report.phones, &snap.report.findings, hold);
-            emit(&moved, opts.output, syslog.as_mut())?;
-        }
+    state.lock().kernel = kernel;
+    if let Some(ev) = evaluator {
+        // The last word on every pair, for the JSON lines and the syslog.
+        let job = evaluator::Job {
+            now_ns: now_ns(),
+            hold_down: hold_down(&opts.settings),
+            refresh: opts.refresh,
+            metrics: None,
+            whole: true,
+        };
+        ev.finish(job)?;
     }
     let k = kernel;
     log(
@@ -517,30 +494,6 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
 /// The lifecycle's hold-down in wall time (nominal seconds divided by `--time-scale`).
 fn hold_down(settings: &Settings) -> Duration {
     Duration::try_from_secs_f64(settings.wall_s(lifecycle::HOLD_DOWN_S)).unwrap_or(Duration::ZERO)
-}
-
-/// Writes transitions as JSON lines (in `--json` mode) and to the syslog sink.
-fn emit(
-    moved: &[lifecycle::Transition],
-    output: Output,
-    syslog: Option<&mut syslog::Syslog>,
-) -> std::io::Result<()> {
-    if output == Output::Findings {
-        view::print_transitions(moved)?;
-    }
-    if let Some(s) = syslog {
-        for t in moved {
-            s.send(t);
-        }
-    }
-    Ok(())
-}
-
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    match state.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 /// Logs what the tracker evicted since the last refresh, at most once a minute (a flood would

@@ -94,6 +94,25 @@ pub struct UserStats {
     pub evictions: Evictions,
     /// The limits in force (`--max-phones`).
     pub limits: Limits,
+    /// The refreshes' evaluation of findings (`agent::evaluator`).
+    pub evaluation: Evaluation,
+}
+
+/// What the refreshes' evaluation did, and how long it kept the ingest waiting.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Refreshes evaluated.
+    pub refreshes: u64,
+    /// Refreshes that came while the evaluator was still busy with an earlier one. Nothing is
+    /// lost: the pairs they would have evaluated are still "changed" for the next one.
+    pub skipped: u64,
+    /// Pairs the latest evaluation looked at.
+    pub pairs: usize,
+    /// How long the latest evaluation took, start to end (µs).
+    pub last_us: u64,
+    /// The longest a refresh held the state at once since the agent started (µs): the expiry,
+    /// or one slice of an evaluation. The ingest of the event rings waits that long at most.
+    pub held_max_us: u64,
 }
 
 /// Which rows an answer lists.
@@ -120,14 +139,14 @@ pub struct State {
     pub agent: AgentInfo,
     /// Records that did not decode.
     pub bad_records: u64,
-    /// The findings' episodes, followed on every refresh (JSON lines, syslog, metrics).
-    pub lifecycle: super::lifecycle::Lifecycle,
-    /// The metrics text and when it was rendered: by the refresh after a scrape asked for it
-    /// (the refresh holds the state anyway), so a scrape mostly copies a pointer.
+    /// The metrics text and when it was rendered, by the evaluator at a refresh
+    /// (`agent::evaluator`): a scrape copies a pointer.
     pub metrics: Option<(std::sync::Arc<str>, std::time::Instant)>,
-    /// A scrape came since the last rendering: the next refresh renders. Nobody scraping, the
-    /// refreshes render nothing.
-    pub metrics_wanted: bool,
+    /// The latest scrape. The refreshes render the metrics while scrapes keep coming
+    /// ([`super::metrics::SCRAPED_RECENTLY`]); nobody scraping, they render nothing.
+    pub scraped: Option<std::time::Instant>,
+    /// The refreshes' evaluation.
+    pub evaluation: Evaluation,
 }
 
 /// The document `keepalive stats --format json` prints.
@@ -202,6 +221,7 @@ impl State {
             expired_arp: self.tracker.stats.expired_arp,
             evictions: self.tracker.evictions,
             limits: self.tracker.limits(),
+            evaluation: self.evaluation,
         }
     }
 

@@ -17,9 +17,11 @@ use std::{
     io::{Read, Write},
     os::unix::{fs::PermissionsExt, net::UnixStream},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
+
+use parking_lot::Mutex;
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
@@ -253,10 +255,7 @@ impl Query {
 fn render(state: &Mutex<State>, query: &Query) -> Vec<u8> {
     let keep = |row: &PhoneRow| query.keeps(row);
     let (offset, limit) = (query.offset as usize, query.limit as usize);
-    let snap = match state.lock() {
-        Ok(s) => s.snapshot_page(keep, offset, limit),
-        Err(poisoned) => poisoned.into_inner().snapshot_page(keep, offset, limit),
-    };
+    let snap = state.lock().snapshot_page(keep, offset, limit);
     let mut out = Vec::new();
     let written = if query.table {
         table(&snap, &mut out)

@@ -242,16 +242,19 @@ fn row(pair: &Pair, ctx: &Context<'_>) -> PhoneRow {
 }
 
 impl Report {
-    /// The rows of the phones in the slots `indices` ([`Tracker::phone_slots`]) and the findings not tied to
-    /// a pair: what the live agent re-evaluates on a refresh without building a whole report.
-    pub fn rows_for(
-        tracker: &Tracker,
-        indices: impl Iterator<Item = usize>,
-    ) -> (Vec<PhoneRow>, Vec<Finding>) {
+    /// The rows of the phones in the slots `indices` ([`Tracker::phone_slots`]): what the live
+    /// agent re-evaluates on a refresh without building a whole report.
+    pub fn rows_at(tracker: &Tracker, indices: impl Iterator<Item = usize>) -> Vec<PhoneRow> {
         let ctx =
             Context { settings: &tracker.settings, now_ns: tracker.now_ns, arp: &tracker.arp };
-        let rows = indices.filter_map(|i| tracker.phone_at(i)).map(|p| row(p, &ctx)).collect();
-        (rows, findings::global(tracker, &ctx))
+        indices.filter_map(|i| tracker.phone_at(i)).map(|p| row(p, &ctx)).collect()
+    }
+
+    /// The findings not tied to a pair, evaluated whole.
+    pub fn unattached(tracker: &Tracker) -> Vec<Finding> {
+        let ctx =
+            Context { settings: &tracker.settings, now_ns: tracker.now_ns, arp: &tracker.arp };
+        findings::global(tracker, &ctx)
     }
 
     /// Builds the report of what `tracker` holds.
