@@ -397,8 +397,11 @@ pub struct Scale {
     pub refreshes: u64,
     /// Refreshes skipped.
     pub refreshes_skipped: u64,
-    /// The longest a refresh held the agent's state at once (ms): how long ingest waited.
+    /// The longest a refresh held the agent's state at once (ms).
     pub refresh_held_max_ms: f64,
+    /// The longest the agent's ingest waited for its state (ms), during the replay (the stats
+    /// requests after it are not counted).
+    pub ingest_waited_max_ms: f64,
 }
 
 /// One `/metrics` scrape of the bench agent (127.0.0.1:9108 in its namespace): (bytes, time).
@@ -548,6 +551,10 @@ fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
         refreshes: v["userspace"]["evaluation"]["refreshes"].as_u64().unwrap_or(0),
         refreshes_skipped: v["userspace"]["evaluation"]["skipped"].as_u64().unwrap_or(0),
         refresh_held_max_ms: v["userspace"]["evaluation"]["held_max_us"].as_f64().unwrap_or(0.0)
+            / 1e3,
+        ingest_waited_max_ms: v["userspace"]["evaluation"]["ingest_waited_max_us"]
+            .as_f64()
+            .unwrap_or(0.0)
             / 1e3,
     })
 }

@@ -365,7 +365,10 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let reason = loop {
         tokio::select! {
             _ = source.next_batch(&mut batch) => {
+                let asked = Instant::now();
                 let mut st = state.lock();
+                let e = &mut st.evaluation;
+                e.ingest_waited_max_us = e.ingest_waited_max_us.max(asked.elapsed().as_micros() as u64);
                 let mut out = std::io::stdout().lock();
                 for rec in batch.drain(..) {
                     if opts.output == Output::Events {

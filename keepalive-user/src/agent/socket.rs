@@ -126,7 +126,11 @@ pub async fn serve(listener: UnixListener, state: Arc<Mutex<State>>) {
         tokio::spawn(async move {
             let (mut rd, mut wr) = stream.into_split();
             let body = match read_request(&mut rd).await {
-                Ok(query) => render(&state, &query),
+                // Off the runtime's one thread, which drains the event rings: the page is
+                // built on a blocking thread that shares the lock with the ingest.
+                Ok(query) => tokio::task::spawn_blocking(move || render(&state, &query))
+                    .await
+                    .unwrap_or_else(|_| b"error: building the answer failed\n".to_vec()),
                 Err(why) => format!("error: {why}\n").into_bytes(),
             };
             // A client that went away is not the agent's problem.
@@ -255,7 +259,7 @@ impl Query {
 fn render(state: &Mutex<State>, query: &Query) -> Vec<u8> {
     let keep = |row: &PhoneRow| query.keeps(row);
     let (offset, limit) = (query.offset as usize, query.limit as usize);
-    let snap = state.lock().snapshot_page(keep, offset, limit);
+    let snap = State::snapshot_page_sliced(&mut state.lock(), keep, offset, limit);
     let mut out = Vec::new();
     let written = if query.table {
         table(&snap, &mut out)

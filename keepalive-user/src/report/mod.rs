@@ -5,6 +5,8 @@
 pub mod json;
 pub mod table;
 
+use std::{net::IpAddr, ops::Range};
+
 use serde::Serialize;
 
 use crate::{
@@ -287,21 +289,9 @@ impl Report {
         offset: usize,
         limit: usize,
     ) -> (Self, usize) {
-        let end = offset.saturating_add(limit);
-        let mut matching = 0;
-        let mut report = Self::build_with(tracker, totals, |r, phones| {
-            if keep(&r) {
-                matching += 1;
-                phones.push(r);
-                if phones.len() > 2 * end.max(8) {
-                    phones.sort_by(row_order);
-                    phones.truncate(end);
-                }
-            }
-        });
-        report.phones.truncate(end);
-        report.phones.drain(..offset.min(report.phones.len()));
-        (report, matching)
+        let mut pager = Pager::new(keep, offset, limit);
+        pager.add(tracker, 0..tracker.slot_count());
+        pager.finish(tracker, totals)
     }
 
     /// The report with only its first `rows` phone rows (worst first, as [`Report::build`]
@@ -344,38 +334,70 @@ impl Report {
         totals: &SourceTotals,
         mut take: impl FnMut(PhoneRow, &mut Vec<PhoneRow>),
     ) -> Self {
+        let mut rows = Rows::default();
+        rows.add(tracker, 0..tracker.slot_count(), &mut take);
+        rows.finish(tracker, totals)
+    }
+}
+
+/// A report's rows and counts, accumulated a range of pair slots at a time
+/// ([`Tracker::phone_slots`]).
+#[derive(Debug, Default)]
+struct Rows {
+    /// Findings by severity: critical, warning, info.
+    counts: [usize; 3],
+    pairs: usize,
+    with_findings: usize,
+    phones: Vec<PhoneRow>,
+    addresses: Vec<IpAddr>,
+}
+
+impl Rows {
+    fn count(&mut self, f: &Finding) {
+        self.counts[match f.severity {
+            Severity::Critical => 0,
+            Severity::Warning => 1,
+            Severity::Info => 2,
+        }] += 1;
+    }
+
+    /// The rows of the pairs in `slots`, each handed to `take` with the rows kept so far.
+    fn add(
+        &mut self,
+        tracker: &Tracker,
+        slots: Range<usize>,
+        take: &mut impl FnMut(PhoneRow, &mut Vec<PhoneRow>),
+    ) {
+        let ctx =
+            Context { settings: &tracker.settings, now_ns: tracker.now_ns, arp: &tracker.arp };
+        for pair in slots.filter_map(|i| tracker.phone_at(i)) {
+            let r = row(pair, &ctx);
+            self.pairs += 1;
+            r.findings.iter().for_each(|f| self.count(f));
+            self.with_findings += usize::from(r.worst().is_some_and(|s| s >= Severity::Warning));
+            self.addresses.push(pair.key.phone);
+            take(r, &mut self.phones);
+        }
+    }
+
+    /// The report: the rows kept, worst first, and the findings of no pair.
+    fn finish(mut self, tracker: &Tracker, totals: &SourceTotals) -> Report {
         let ctx =
             Context { settings: &tracker.settings, now_ns: tracker.now_ns, arp: &tracker.arp };
         let findings = findings::global(tracker, &ctx);
-        let mut counts = [0usize; 3];
-        let mut count = |f: &Finding| match f.severity {
-            Severity::Critical => counts[0] += 1,
-            Severity::Warning => counts[1] += 1,
-            Severity::Info => counts[2] += 1,
-        };
-        findings.iter().for_each(&mut count);
-        let (mut pairs, mut with_findings) = (0, 0);
-        let mut phones = Vec::new();
-        for pair in tracker.phones() {
-            let r = row(pair, &ctx);
-            pairs += 1;
-            r.findings.iter().for_each(&mut count);
-            with_findings += usize::from(r.worst().is_some_and(|s| s >= Severity::Warning));
-            take(r, &mut phones);
-        }
-        let mut addresses: Vec<_> = tracker.phones().map(|p| p.key.phone).collect();
-        phones.sort_by(row_order);
-        addresses.sort_unstable();
-        addresses.dedup();
+        findings.iter().for_each(|f| self.count(f));
+        self.phones.sort_by(row_order);
+        self.addresses.sort_unstable();
+        self.addresses.dedup();
         let summary = Summary {
             packets: totals.packets,
             matched: totals.matched,
-            phones: pairs,
-            phone_addresses: addresses.len(),
-            phones_with_findings: with_findings,
-            critical: counts[0],
-            warning: counts[1],
-            info: counts[2],
+            phones: self.pairs,
+            phone_addresses: self.addresses.len(),
+            phones_with_findings: self.with_findings,
+            critical: self.counts[0],
+            warning: self.counts[1],
+            info: self.counts[2],
             arp_frames: tracker.arp.frames,
             parse_errors: totals.parse_errors,
             start: tracker.first_ns.map(epoch_s),
@@ -394,7 +416,51 @@ impl Report {
                 time: epoch_s(a.time_ns),
             })
             .collect();
-        Self { summary, phones, arp, findings }
+        Report { summary, phones: self.phones, arp, findings }
+    }
+}
+
+/// A page of rows ([`Report::build_page`]) built a range of pair slots at a time, so that a
+/// caller holding the tracker behind a lock can let others take it between ranges (the live
+/// agent's stats socket). The page is then of a tracker that changed while it was built: each
+/// pair's row is as it was when its range was read.
+#[derive(Debug)]
+pub struct Pager<K> {
+    keep: K,
+    offset: usize,
+    end: usize,
+    matching: usize,
+    rows: Rows,
+}
+
+impl<K: Fn(&PhoneRow) -> bool> Pager<K> {
+    /// A page of the rows `keep` accepts, from `offset` on, at most `limit` of them.
+    pub fn new(keep: K, offset: usize, limit: usize) -> Self {
+        let end = offset.saturating_add(limit);
+        Self { keep, offset, end, matching: 0, rows: Rows::default() }
+    }
+
+    /// Adds the pairs in `slots`.
+    pub fn add(&mut self, tracker: &Tracker, slots: Range<usize>) {
+        let (keep, end, matching) = (&self.keep, self.end, &mut self.matching);
+        self.rows.add(tracker, slots, &mut |r, phones| {
+            if keep(&r) {
+                *matching += 1;
+                phones.push(r);
+                if phones.len() > end.max(8).saturating_mul(2) {
+                    phones.sort_by(row_order);
+                    phones.truncate(end);
+                }
+            }
+        });
+    }
+
+    /// The page, and how many rows `keep` accepted in all.
+    pub fn finish(self, tracker: &Tracker, totals: &SourceTotals) -> (Report, usize) {
+        let mut report = self.rows.finish(tracker, totals);
+        report.phones.truncate(self.end);
+        report.phones.drain(..self.offset.min(report.phones.len()));
+        (report, self.matching)
     }
 }
 
