@@ -53,6 +53,24 @@ fn main() {
     let t = Instant::now();
     let _ = Report::build_top(&tracker, &SourceTotals::default(), 25, 10);
     let top = t.elapsed();
+    // What a live refresh holds the state for, each at once (`agent::evaluator`).
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        f();
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    let mut n = 0u64;
+    let walk = time(&mut || n += tracker.phones().map(|p| p.last_ns & 1).sum::<u64>());
+    let census =
+        time(&mut || n += tracker.phones().map(|p| p.role() as u64 + p.keepalives).sum::<u64>());
+    let slice = time(&mut || n += Report::rows_at(&tracker, 0..512).len() as u64);
+    let expire = time(&mut || tracker.expire(u64::MAX));
+    let streams = time(&mut || tracker.expire_streams());
+    eprintln!(
+        "refresh holds: a pass over the pairs {walk:.1} ms (with roles and counts {census:.1} ms), \
+         the rows of 512 slots {slice:.1} ms, the expiry {expire:.1} ms, the streams' expiry \
+         {streams:.1} ms ({n})"
+    );
     let mut kinds = std::collections::BTreeMap::new();
     for f in report.phones.iter().flat_map(|p| &p.findings) {
         *kinds.entry(f.kind.as_str()).or_insert(0) += 1;

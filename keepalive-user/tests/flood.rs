@@ -338,11 +338,18 @@ fn a_flood_on_the_voice_vlan_stays_bounded_and_the_real_phones_keep_their_rows()
             .find(|r| r["phone"] == addr)
             .unwrap_or_else(|| panic!("{addr} kept its row: {rows:?}"));
         assert!(answered >= 5, "{addr} answered {answered}");
-        assert_eq!(
-            (n(&row["keepalives"]), n(&row["acks"])),
-            (answered, answered),
-            "{row}\n{context}"
-        );
+        // Every KeepAlive and Ack, unless an event ring overflowed (counted): at 100 000
+        // frames a second on this machine's two CPUs that is rare, and then each lost event
+        // is one count short, and may leave a silence or an unanswered KeepAlive behind.
+        let lost = n(&k["ringbuf_full"]);
+        let counts = (n(&row["keepalives"]), n(&row["acks"]));
+        if lost == 0 {
+            assert_eq!(counts, (answered, answered), "{row}\n{context}");
+        } else {
+            eprintln!("{addr}: {lost} events lost to a full ring (counted): {counts:?}");
+            assert!(counts.0 <= answered && counts.1 <= answered, "{row}\n{context}");
+            assert!(counts.0 + counts.1 + lost >= 2 * answered, "{row}\n{context}");
+        }
         assert_eq!((&row["device"], &row["role"]), (&Value::from(device), &Value::from("primary")));
         let warnings: Vec<&Value> = row["findings"]
             .as_array()
@@ -354,20 +361,25 @@ fn a_flood_on_the_voice_vlan_stays_bounded_and_the_real_phones_keep_their_rows()
         // that carries the flood also carries the phone, and its ring (256 frames, see
         // drivers/net/veth.c VETH_RING_SIZE) overflows when the router's CPU falls behind
         // the replay. Then the phone's kernel retransmitted, or the phone itself was late,
-        // and a loss finding is the truth; any other warning is a false alarm.
+        // and a loss finding is the truth; a phone that waited seconds for its Ack has
+        // missed KeepAlives; an event lost to a full ring leaves a silence or an unanswered
+        // KeepAlive in the agent. Any other warning is a false alarm.
         // (The phone's own lateness is judged against the agent's lateness floor, 80 ms,
         // less what a starved router adds when it timestamps the frame.)
         let late = run.longest_gap > gap + Duration::from_millis(50);
-        if run.retransmitted == 0 && !late {
+        let explained = |kind: &str| match kind {
+            "first-transmission-loss" | "intermittent-loss" => true,
+            "missed-keepalive" => lost > 0 || run.longest_gap > gap * 2,
+            "unanswered-keepalive" => lost > 0,
+            _ => false,
+        };
+        if run.retransmitted == 0 && !late && lost == 0 {
             assert!(warnings.is_empty(), "{addr} lost nothing ({run:?}): {warnings:?}");
         } else {
             eprintln!("{addr}: the lab lost or delayed its KeepAlives ({run:?}): {warnings:?}");
             for w in &warnings {
                 let kind = w["kind"].as_str().unwrap_or_default();
-                assert!(
-                    matches!(kind, "first-transmission-loss" | "intermittent-loss"),
-                    "{addr} ({run:?}): {w}"
-                );
+                assert!(explained(kind), "{addr} ({run:?}, {lost} events lost): {w}");
             }
         }
     }

@@ -534,18 +534,26 @@ async fn respond<B>(
         _ => return text(StatusCode::NOT_FOUND, "keepalive serves /metrics\n"),
     }
     // The text the evaluator rendered at the latest refresh (a pointer copy under the lock).
-    // A scrape is what makes the refreshes render: after a pause in scraping (or at the first
-    // scrape) the text is old, and the scrape waits for the next refresh's, a few at most.
+    // Scrapes are what make the refreshes render: while they keep coming, the latest text is
+    // at most one evaluation old. After a pause in scraping (or at the first scrape) the text
+    // is older, and the scrape waits for the next refresh's, a few seconds at most.
     let fresh = refresh.mul_f64(2.0).max(Duration::from_secs(1));
     let deadline = Instant::now() + fresh + Duration::from_secs(2);
+    let mut rendering = None;
     let bounded = loop {
         let latest = {
             let mut st = state.lock();
-            st.scraped = Some(Instant::now());
-            st.metrics.clone()
+            let now = Instant::now();
+            let before = st.scraped.replace(now);
+            // Whether the refreshes were rendering already when this scrape came.
+            let r = *rendering.get_or_insert_with(|| {
+                before.is_some_and(|t| now.duration_since(t) <= SCRAPED_RECENTLY)
+            });
+            st.metrics.clone().map(|m| (m, r))
         };
         match latest {
-            Some((text, at)) if at.elapsed() <= fresh || Instant::now() >= deadline => break text,
+            Some(((text, at), rendering)) if rendering || at.elapsed() <= fresh => break text,
+            Some(((text, _), _)) if Instant::now() >= deadline => break text,
             None if Instant::now() >= deadline => {
                 return text(StatusCode::SERVICE_UNAVAILABLE, "keepalive: no metrics yet\n")
             }

@@ -347,21 +347,18 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let flows = FlowCounter::start(probe.flow_maps()?, opts.refresh)?;
     let mut released = std::time::Instant::now();
-    // Findings are evaluated for the JSON lines, the syslog sink and the metrics (which export
-    // what the lifecycle follows, so a scrape builds no report).
-    let evaluator =
-        (opts.output == Output::Findings || opts.syslog.is_some() || opts.metrics.is_some())
-            .then(|| {
-                let sinks = evaluator::Sinks {
-                    json_lines: opts.output == Output::Findings,
-                    syslog: opts.syslog.clone().map(syslog::Syslog::new),
-                };
-                evaluator::Evaluator::start(state.clone(), sinks)
-            })
-            .transpose()?;
+    // The expiry runs on the evaluator's thread, and so do the findings, for the JSON lines,
+    // the syslog sink and the metrics (which export what the lifecycle follows, so a scrape
+    // builds no report).
+    let findings =
+        opts.output == Output::Findings || opts.syslog.is_some() || opts.metrics.is_some();
+    let sinks = evaluator::Sinks {
+        json_lines: opts.output == Output::Findings,
+        syslog: opts.syslog.clone().map(syslog::Syslog::new),
+    };
+    let evaluator = evaluator::Evaluator::start(state.clone(), sinks)?;
     let mut batch = Vec::new();
     let mut total: u64 = 0;
-    let mut evicted = EvictionLog::default();
     let reason = loop {
         tokio::select! {
             _ = source.next_batch(&mut batch) => {
@@ -395,33 +392,26 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                     released = std::time::Instant::now();
                 }
                 let mut st = state.lock();
-                let held = Instant::now();
                 st.kernel = kernel;
-                st.tracker.advance(now_ns());
-                st.tracker.expire(opts.expire.as_nanos() as u64);
-                st.tracker.expire_streams();
-                evicted.report(&st.tracker);
                 if opts.output == Output::View {
                     view::draw(&st)?;
                 }
-                let e = &mut st.evaluation;
-                e.held_max_us = e.held_max_us.max(held.elapsed().as_micros() as u64);
                 let scraped = st.scraped.is_some_and(|t| t.elapsed() <= metrics::SCRAPED_RECENTLY);
                 drop(st);
-                if let Some(ev) = &evaluator {
-                    let job = evaluator::Job {
-                        now_ns: now_ns(),
-                        hold_down: hold_down(&opts.settings),
-                        refresh: opts.refresh,
-                        metrics: scraped.then_some(metrics::Shape {
-                            per_phone: opts.metrics_per_phone,
-                            max_findings: opts.metrics_max_findings,
-                        }),
-                        whole: false,
-                    };
-                    if !ev.offer(job) {
-                        state.lock().evaluation.skipped += 1;
-                    }
+                let job = evaluator::Job {
+                    now_ns: now_ns(),
+                    expire: opts.expire,
+                    findings,
+                    hold_down: hold_down(&opts.settings),
+                    refresh: opts.refresh,
+                    metrics: scraped.then_some(metrics::Shape {
+                        per_phone: opts.metrics_per_phone,
+                        max_findings: opts.metrics_max_findings,
+                    }),
+                    whole: false,
+                };
+                if !evaluator.offer(job) {
+                    state.lock().evaluation.skipped += 1;
                 }
             }
             _ = sighup.recv() => {
@@ -462,17 +452,16 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     }
     let kernel = kernel_stats(&probe, flows.finish()?)?;
     state.lock().kernel = kernel;
-    if let Some(ev) = evaluator {
-        // The last word on every pair, for the JSON lines and the syslog.
-        let job = evaluator::Job {
-            now_ns: now_ns(),
-            hold_down: hold_down(&opts.settings),
-            refresh: opts.refresh,
-            metrics: None,
-            whole: true,
-        };
-        ev.finish(job)?;
-    }
+    // The last word on every pair, for the JSON lines and the syslog.
+    evaluator.finish(evaluator::Job {
+        now_ns: now_ns(),
+        expire: opts.expire,
+        findings: opts.output == Output::Findings || opts.syslog.is_some(),
+        hold_down: hold_down(&opts.settings),
+        refresh: opts.refresh,
+        metrics: None,
+        whole: true,
+    })?;
     let k = kernel;
     log(
         "info",

@@ -20,6 +20,7 @@ pub mod tcp;
 use std::{
     collections::{HashMap, VecDeque},
     net::{IpAddr, Ipv4Addr},
+    ops::Range,
 };
 
 use keepalive_common::wire::{tcp_flags, App, Config, Event, EventKind, FlowKey};
@@ -309,8 +310,17 @@ impl Tracker {
     /// Forgets pairs not heard from for `idle_ns` (with their streams), so a long-running agent
     /// holds only phones that are alive, and candidates older than [`CANDIDATE_TIMEOUT_S`].
     /// ARP addresses not answered for `idle_ns` go too, except those of the pairs held. The
-    /// counts of forgotten phones move to [`Tracker::expired`].
+    /// counts of forgotten phones move to [`Tracker::expired`]. (The live agent runs the three
+    /// parts apart, the pairs a range of slots at a time: `agent::evaluator`.)
     pub fn expire(&mut self, idle_ns: u64) {
+        self.expire_candidates();
+        self.expire_idle(idle_ns, 0..self.slots.len());
+        self.expire_arp(idle_ns);
+    }
+
+    /// Forgets candidates older than [`CANDIDATE_TIMEOUT_S`] (oldest first, from their queue:
+    /// only the expired ones are looked at).
+    pub fn expire_candidates(&mut self) {
         let now = self.now_ns;
         let timeout = (self.settings.wall_s(CANDIDATE_TIMEOUT_S) * 1e9) as u64;
         while let Some(&(key, first_ns)) = self.queue.front() {
@@ -322,7 +332,13 @@ impl Tracker {
                 self.remove(i, Removal::CandidateTimeout);
             }
         }
-        for i in 0..self.slots.len() {
+    }
+
+    /// Forgets the pairs in the slots `slots` ([`Tracker::slot_count`]) not heard from for
+    /// `idle_ns`.
+    pub fn expire_idle(&mut self, idle_ns: u64, slots: Range<usize>) {
+        let now = self.now_ns;
+        for i in slots.start..slots.end.min(self.slots.len()) {
             let idle = self.slots[i]
                 .pair
                 .as_ref()
@@ -331,13 +347,17 @@ impl Tracker {
                 self.remove(i, Removal::Idle);
             }
         }
+    }
+
+    /// Forgets ARP addresses not answered for `idle_ns`, except those of the pairs held.
+    pub fn expire_arp(&mut self, idle_ns: u64) {
         // The set of tracked addresses costs a walk of every pair: build it only once an idle
         // address has to be judged (most refreshes find none).
         let tracked = std::cell::OnceCell::new();
         let slots = &self.slots;
-        let n = self
-            .arp
-            .expire(now, idle_ns, |ip| tracked.get_or_init(|| tracked_v4(slots)).contains(&ip));
+        let n = self.arp.expire(self.now_ns, idle_ns, |ip| {
+            tracked.get_or_init(|| tracked_v4(slots)).contains(&ip)
+        });
         self.stats.expired_arp += n as u64;
     }
 
