@@ -66,10 +66,14 @@ fn main() {
     let slice = time(&mut || n += Report::rows_at(&tracker, 0..512).len() as u64);
     let expire = time(&mut || tracker.expire(u64::MAX));
     let streams = time(&mut || tracker.expire_streams());
+    let pairs = time(&mut || tracker.expire_idle(u64::MAX, 0..16_384));
+    let arp = time(&mut || tracker.expire_arp_some(u64::MAX, 16_384));
+    let some_streams = time(&mut || tracker.expire_streams_some(16_384));
     eprintln!(
         "refresh holds: a pass over the pairs {walk:.1} ms (with roles and counts {census:.1} ms), \
-         the rows of 512 slots {slice:.1} ms, the expiry {expire:.1} ms, the streams' expiry \
-         {streams:.1} ms ({n})"
+         the rows of 512 slots {slice:.1} ms; the whole expiry {expire:.1} ms and the streams' \
+         {streams:.1} ms, where the live agent's slices of 16 384 take {pairs:.1} ms (pairs), \
+         {arp:.1} ms (ARP) and {some_streams:.1} ms (streams) ({n})"
     );
     let mut kinds = std::collections::BTreeMap::new();
     for f in report.phones.iter().flat_map(|p| &p.findings) {

@@ -1,5 +1,5 @@
 //! Prometheus metrics (OpenMetrics text, encoded by `prometheus-client`), rendered by the
-//! evaluator at each refresh while scrapes come ([`super::evaluator`]: a [`Census`] of the
+//! evaluator at each refresh ([`super::evaluator`]: a [`Census`] of the
 //! tracker taken under the lock, the finding series from the lifecycle without it) and served
 //! on `--metrics ADDR` by hyper (GET and HEAD, gzip when asked, a bounded number of scrapes at
 //! once). A scrape copies the latest text.
@@ -34,9 +34,6 @@ use crate::{
     findings::{Finding, Severity},
     tracker::latency::{Histogram, Latencies},
 };
-
-/// The refreshes render the metrics while the latest scrape is at most this old.
-pub const SCRAPED_RECENTLY: Duration = Duration::from_secs(300);
 
 type Labels = Vec<(String, String)>;
 
@@ -533,31 +530,18 @@ async fn respond<B>(
         "/" => return text(StatusCode::OK, "keepalive: metrics at /metrics\n"),
         _ => return text(StatusCode::NOT_FOUND, "keepalive serves /metrics\n"),
     }
-    // The text the evaluator rendered at the latest refresh (a pointer copy under the lock).
-    // Scrapes are what make the refreshes render: while they keep coming, the latest text is
-    // at most one evaluation old. After a pause in scraping (or at the first scrape) the text
-    // is older, and the scrape waits for the next refresh's, a few seconds at most.
-    let fresh = refresh.mul_f64(2.0).max(Duration::from_secs(1));
-    let deadline = Instant::now() + fresh + Duration::from_secs(2);
-    let mut rendering = None;
+    // The text the evaluator rendered at the latest refresh (a pointer copy under the lock):
+    // at most one refresh and one evaluation old. Only a scrape that comes before the first
+    // rendering waits for it, a few seconds at most.
+    let deadline = Instant::now() + refresh.mul_f64(2.0) + Duration::from_secs(2);
     let bounded = loop {
-        let latest = {
-            let mut st = state.lock();
-            let now = Instant::now();
-            let before = st.scraped.replace(now);
-            // Whether the refreshes were rendering already when this scrape came.
-            let r = *rendering.get_or_insert_with(|| {
-                before.is_some_and(|t| now.duration_since(t) <= SCRAPED_RECENTLY)
-            });
-            st.metrics.clone().map(|m| (m, r))
-        };
+        let latest = state.lock().metrics.clone();
         match latest {
-            Some(((text, at), rendering)) if rendering || at.elapsed() <= fresh => break text,
-            Some(((text, _), _)) if Instant::now() >= deadline => break text,
+            Some(text) => break text,
             None if Instant::now() >= deadline => {
                 return text(StatusCode::SERVICE_UNAVAILABLE, "keepalive: no metrics yet\n")
             }
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     };
     let body: Arc<str> = if shape.per_phone {

@@ -316,7 +316,6 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         },
         bad_records: 0,
         metrics: None,
-        scraped: None,
         evaluation: Default::default(),
     }));
     let socket_task = tokio::spawn(socket::serve(listener, state.clone()));
@@ -396,7 +395,6 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                 if opts.output == Output::View {
                     view::draw(&st)?;
                 }
-                let scraped = st.scraped.is_some_and(|t| t.elapsed() <= metrics::SCRAPED_RECENTLY);
                 drop(st);
                 let job = evaluator::Job {
                     now_ns: now_ns(),
@@ -404,7 +402,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                     findings,
                     hold_down: hold_down(&opts.settings),
                     refresh: opts.refresh,
-                    metrics: scraped.then_some(metrics::Shape {
+                    metrics: opts.metrics.is_some().then_some(metrics::Shape {
                         per_phone: opts.metrics_per_phone,
                         max_findings: opts.metrics_max_findings,
                     }),

@@ -143,12 +143,9 @@ pub struct State {
     pub agent: AgentInfo,
     /// Records that did not decode.
     pub bad_records: u64,
-    /// The metrics text and when it was rendered, by the evaluator at a refresh
-    /// (`agent::evaluator`): a scrape copies a pointer.
-    pub metrics: Option<(std::sync::Arc<str>, std::time::Instant)>,
-    /// The latest scrape. The refreshes render the metrics while scrapes keep coming
-    /// ([`super::metrics::SCRAPED_RECENTLY`]); nobody scraping, they render nothing.
-    pub scraped: Option<std::time::Instant>,
+    /// The metrics text, rendered by the evaluator at each refresh (`agent::evaluator`): a
+    /// scrape copies a pointer.
+    pub metrics: Option<std::sync::Arc<str>>,
     /// The refreshes' evaluation.
     pub evaluation: Evaluation,
 }

@@ -8,7 +8,9 @@
 //! Replies and gratuitous announcements (sender address = target address) count as answers;
 //! probes (sender address 0.0.0.0, RFC 5227) do not.
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::net::Ipv4Addr;
+
+use indexmap::IndexMap;
 
 /// MACs remembered per address.
 const MACS_KEPT: usize = 8;
@@ -62,7 +64,10 @@ struct Seen {
 /// Per-address ARP knowledge.
 #[derive(Debug, Default)]
 pub struct ArpTable {
-    by_ip: HashMap<Ipv4Addr, Vec<Seen>>,
+    /// In an order a cursor can walk a slice at a time ([`ArpTable::expire_some`]).
+    by_ip: IndexMap<Ipv4Addr, Vec<Seen>>,
+    /// Where the expiry continues.
+    cursor: usize,
     /// Anomalies found, oldest first.
     pub anomalies: Vec<Anomaly>,
     /// ARP frames seen.
@@ -194,7 +199,7 @@ impl ArpTable {
         // Unkept addresses first, then the oldest.
         order.select_nth_unstable(n - 1);
         for (_, _, ip) in &order[..n] {
-            self.by_ip.remove(ip);
+            self.by_ip.swap_remove(ip);
         }
         n
     }
@@ -202,14 +207,37 @@ impl ArpTable {
     /// Forgets the addresses last answered for more than `idle_ns` before `now_ns`, except those
     /// `keep` accepts (a tracked phone's or server's: hosts refresh ARP rarely, and the answer
     /// a phone's keepalives follow matters for as long as the phone is tracked); `keep` is asked
-    /// only about idle addresses. Returns how many were forgotten.
-    pub fn expire(&mut self, now_ns: u64, idle_ns: u64, keep: impl Fn(Ipv4Addr) -> bool) -> usize {
-        let before = self.by_ip.len();
-        self.by_ip.retain(|ip, seen| {
+    /// only about idle addresses. Looks at `budget` addresses at most, from where the last call
+    /// stopped: an address removed is replaced in its place by the last one (`swap_remove`),
+    /// which is then judged in its turn. Returns how many were forgotten.
+    pub fn expire_some(
+        &mut self,
+        now_ns: u64,
+        idle_ns: u64,
+        budget: usize,
+        keep: impl Fn(Ipv4Addr) -> bool,
+    ) -> usize {
+        let whole = budget >= self.by_ip.len();
+        let budget = budget.min(self.by_ip.len());
+        // A whole pass starts at the beginning, so that it judges every address once.
+        let (mut i, mut forgotten) = (if whole { 0 } else { self.cursor }, 0);
+        for _ in 0..budget {
+            if i >= self.by_ip.len() {
+                i = 0;
+            }
+            let Some((ip, seen)) = self.by_ip.get_index(i) else {
+                break;
+            };
             let last = seen.iter().map(|s| s.last_ns).max().unwrap_or(0);
-            now_ns.saturating_sub(last) <= idle_ns || keep(*ip)
-        });
-        before - self.by_ip.len()
+            if now_ns.saturating_sub(last) <= idle_ns || keep(*ip) {
+                i += 1;
+            } else {
+                self.by_ip.swap_remove_index(i);
+                forgotten += 1;
+            }
+        }
+        self.cursor = i;
+        forgotten
     }
 
     /// Addresses known.

@@ -23,6 +23,7 @@ use std::{
     ops::Range,
 };
 
+use indexmap::IndexMap;
 use keepalive_common::wire::{tcp_flags, App, Config, Event, EventKind, FlowKey};
 
 use self::limits::CANDIDATE_TIMEOUT_S;
@@ -183,7 +184,14 @@ pub struct Tracker {
     slots: Vec<Slot>,
     free: Vec<usize>,
     index: HashMap<PairKey, usize>,
-    streams: HashMap<FlowKey, Stream>,
+    /// The IPv4 addresses of the pairs held (phones and servers), each with how many pairs
+    /// have it: what ARP expiry and eviction keep.
+    addresses: HashMap<Ipv4Addr, u32>,
+    /// Connection directions, in an order a cursor can walk a slice at a time (see
+    /// [`Tracker::expire_streams_some`]).
+    streams: IndexMap<FlowKey, Stream>,
+    /// Where the streams' expiry continues.
+    streams_cursor: usize,
     /// Candidates in the order they were made, with their first time (entries of candidates
     /// since promoted or removed are skipped when met).
     queue: VecDeque<(PairKey, u64)>,
@@ -247,7 +255,9 @@ impl Tracker {
             slots: Vec::new(),
             free: Vec::new(),
             index: HashMap::new(),
-            streams: HashMap::new(),
+            addresses: HashMap::new(),
+            streams: IndexMap::new(),
+            streams_cursor: 0,
             queue: VecDeque::new(),
             phones: 0,
             candidates: 0,
@@ -321,17 +331,29 @@ impl Tracker {
     /// Forgets candidates older than [`CANDIDATE_TIMEOUT_S`] (oldest first, from their queue:
     /// only the expired ones are looked at).
     pub fn expire_candidates(&mut self) {
+        while self.expire_candidates_some(usize::MAX) == usize::MAX {}
+    }
+
+    /// The same for `budget` entries of the queue at most; returns how many it took (fewer
+    /// than `budget`: none expired is left).
+    pub fn expire_candidates_some(&mut self, budget: usize) -> usize {
         let now = self.now_ns;
         let timeout = (self.settings.wall_s(CANDIDATE_TIMEOUT_S) * 1e9) as u64;
-        while let Some(&(key, first_ns)) = self.queue.front() {
+        let mut taken = 0;
+        while taken < budget {
+            let Some(&(key, first_ns)) = self.queue.front() else {
+                break;
+            };
             if now.saturating_sub(first_ns) <= timeout {
                 break;
             }
             self.queue.pop_front();
+            taken += 1;
             if let Some(i) = self.candidate_slot(&key, first_ns) {
                 self.remove(i, Removal::CandidateTimeout);
             }
         }
+        taken
     }
 
     /// Forgets the pairs in the slots `slots` ([`Tracker::slot_count`]) not heard from for
@@ -351,35 +373,54 @@ impl Tracker {
 
     /// Forgets ARP addresses not answered for `idle_ns`, except those of the pairs held.
     pub fn expire_arp(&mut self, idle_ns: u64) {
-        // The set of tracked addresses costs a walk of every pair: build it only once an idle
-        // address has to be judged (most refreshes find none).
-        let tracked = std::cell::OnceCell::new();
-        let slots = &self.slots;
-        let n = self.arp.expire(self.now_ns, idle_ns, |ip| {
-            tracked.get_or_init(|| tracked_v4(slots)).contains(&ip)
-        });
+        self.expire_arp_some(idle_ns, usize::MAX);
+    }
+
+    /// The same for the next `budget` addresses only, from where the last call stopped (the
+    /// live agent's refreshes walk the table a slice at a time).
+    pub fn expire_arp_some(&mut self, idle_ns: u64, budget: usize) {
+        let tracked = &self.addresses;
+        let n = self.arp.expire_some(self.now_ns, idle_ns, budget, |ip| tracked.contains_key(&ip));
         self.stats.expired_arp += n as u64;
     }
 
     /// Forgets streams idle for longer than the setting (pairs and their history stay), and
     /// any left behind by a removed pair.
     pub fn expire_streams(&mut self) {
+        self.streams_cursor = 0;
+        self.expire_streams_some(self.streams.len());
+    }
+
+    /// The same for the next `budget` streams only, from where the last call stopped: a
+    /// stream removed is replaced in its place by the last one (`swap_remove`), which is then
+    /// judged in its turn.
+    pub fn expire_streams_some(&mut self, budget: usize) {
         let idle = (self.settings.idle_stream_s * 1e9) as u64;
         let now = self.now_ns;
-        let slots = &self.slots;
-        let mut freed = 0;
-        self.streams.retain(|_, s| {
-            let keep = slots
+        let mut i = self.streams_cursor;
+        for _ in 0..budget {
+            if i >= self.streams.len() {
+                i = 0;
+                if self.streams.is_empty() {
+                    break;
+                }
+            }
+            let Some((_, s)) = self.streams.get_index(i) else {
+                break;
+            };
+            let keep = self
+                .slots
                 .get(s.pair)
                 .filter(|slot| slot.generation == s.generation)
                 .and_then(|slot| slot.pair.as_ref())
                 .is_some_and(|p| now.saturating_sub(p.last_ns) <= idle);
-            if !keep {
-                freed += s.sip_buffered();
+            if keep {
+                i += 1;
+            } else if let Some((_, s)) = self.streams.swap_remove_index(i) {
+                self.sip_bytes = self.sip_bytes.saturating_sub(s.sip_buffered());
             }
-            keep
-        });
-        self.sip_bytes = self.sip_bytes.saturating_sub(freed);
+        }
+        self.streams_cursor = i;
     }
 
     /// Streams (connection directions) held.
@@ -472,6 +513,9 @@ impl Tracker {
             }
         };
         self.index.insert(pk, i);
+        for a in v4_of(&pk) {
+            *self.addresses.entry(a).or_default() += 1;
+        }
         self.queue.push_back((pk, ts_ns));
         self.candidates += 1;
         self.evictions.candidates_created += 1;
@@ -515,6 +559,14 @@ impl Tracker {
         let was_candidate = std::mem::replace(&mut slot.candidate, false);
         self.free.push(i);
         self.index.remove(&p.key);
+        for a in v4_of(&p.key) {
+            if let Some(n) = self.addresses.get_mut(&a) {
+                *n -= 1;
+                if *n == 0 {
+                    self.addresses.remove(&a);
+                }
+            }
+        }
         for port in p.ports() {
             self.forget_connection(&p.key, port);
         }
@@ -539,7 +591,7 @@ impl Tracker {
     /// Forgets both streams of one connection.
     fn forget_connection(&mut self, pk: &PairKey, phone_port: u16) {
         for key in flow_keys(pk, phone_port) {
-            if let Some(s) = self.streams.remove(&key) {
+            if let Some(s) = self.streams.swap_remove(&key) {
                 self.sip_bytes = self.sip_bytes.saturating_sub(s.sip_buffered());
             }
         }
@@ -548,8 +600,8 @@ impl Tracker {
     /// Removes a batch of the ARP addresses heard from longest ago, keeping those of tracked
     /// phones and servers while others are left.
     fn evict_arp(&mut self) {
-        let tracked = tracked_v4(&self.slots);
-        let n = self.arp.evict_oldest(self.limits.arp_batch(), |ip| tracked.contains(&ip));
+        let tracked = &self.addresses;
+        let n = self.arp.evict_oldest(self.limits.arp_batch(), |ip| tracked.contains_key(&ip));
         self.evictions.arp_full += n as u64;
     }
 
@@ -581,7 +633,7 @@ impl Tracker {
         match self.streams.get(&key) {
             Some(s) if self.current(s) => return (s.ifindex == ev.ifindex).then_some(key),
             Some(_) => {
-                if let Some(s) = self.streams.remove(&key) {
+                if let Some(s) = self.streams.swap_remove(&key) {
                     self.sip_bytes = self.sip_bytes.saturating_sub(s.sip_buffered());
                 }
             }
@@ -767,14 +819,10 @@ fn tcp_ack(pair: &mut Pair, ack: u32, ts_ns: u64) {
 }
 
 /// The IPv4 addresses of the pairs held in `slots`, phones and servers.
-fn tracked_v4(slots: &[Slot]) -> std::collections::HashSet<Ipv4Addr> {
-    slots
-        .iter()
-        .filter_map(|s| s.pair.as_ref())
-        .flat_map(|p| [p.key.phone, p.key.server])
-        .filter_map(|a| match a {
-            IpAddr::V4(v4) => Some(v4),
-            IpAddr::V6(_) => None,
-        })
-        .collect()
+/// The IPv4 addresses of a pair (phone and server).
+fn v4_of(pk: &PairKey) -> impl Iterator<Item = Ipv4Addr> {
+    [pk.phone, pk.server].into_iter().filter_map(|a| match a {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    })
 }
