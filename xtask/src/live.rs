@@ -397,8 +397,10 @@ pub struct Scale {
     pub refreshes: u64,
     /// Refreshes skipped.
     pub refreshes_skipped: u64,
-    /// The longest a refresh held the agent's state at once (ms).
+    /// The longest a refresh held the agent's state at once (ms), and doing what.
     pub refresh_held_max_ms: f64,
+    /// What that hold was doing.
+    pub refresh_held_in: String,
     /// The longest the agent's ingest waited for its state (ms), during the replay (the stats
     /// requests after it are not counted).
     pub ingest_waited_max_ms: f64,
@@ -552,6 +554,10 @@ fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
         refreshes_skipped: v["userspace"]["evaluation"]["skipped"].as_u64().unwrap_or(0),
         refresh_held_max_ms: v["userspace"]["evaluation"]["held_max_us"].as_f64().unwrap_or(0.0)
             / 1e3,
+        refresh_held_in: v["userspace"]["evaluation"]["held_max_in"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
         ingest_waited_max_ms: v["userspace"]["evaluation"]["ingest_waited_max_us"]
             .as_f64()
             .unwrap_or(0.0)

@@ -92,7 +92,6 @@ impl Evaluator {
         let busy = Arc::new(AtomicBool::new(false));
         let flag = busy.clone();
         let thread = std::thread::Builder::new().name("evaluator".into()).spawn(move || {
-            lower_priority();
             let mut ev = Work {
                 state,
                 sinks,
@@ -141,20 +140,6 @@ impl Evaluator {
     }
 }
 
-/// The nice value of the evaluator thread. When the CPUs are short, the ingest (and the
-/// replay or the traffic itself) comes first: an event lost to a full ring is lost for good,
-/// where an evaluation that falls behind only skips refreshes (counted) and catches up.
-pub const NICE: i32 = 10;
-
-/// Gives the calling thread [`NICE`]. On Linux, setpriority(2) with `PRIO_PROCESS` and a
-/// thread id sets that thread's nice value alone (sched(7), "The nice value"), and lowering
-/// one's own priority needs no privilege. Failing changes nothing but the order under load.
-fn lower_priority() {
-    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
-    let tid = unsafe { libc::gettid() };
-    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE) };
-}
-
 /// What the evaluator thread owns.
 struct Work {
     state: Arc<Mutex<State>>,
@@ -167,33 +152,35 @@ struct Work {
 impl Work {
     fn evaluate(&mut self, job: &Job) -> std::io::Result<()> {
         let started = Instant::now();
-        let mut held_max = Duration::ZERO;
+        let mut held_max = (Duration::ZERO, "");
         let mut st = self.state.lock();
         let mut held = Instant::now();
-        // A slice done: note how long the lock was held, and let a waiting ingest have it.
-        let mut yield_lock = |st: &mut MutexGuard<'_, State>, held: &mut Instant| {
-            held_max = held_max.max(held.elapsed());
-            MutexGuard::bump(st);
-            *held = Instant::now();
-        };
+        // A slice of `what` done: note how long the lock was held, and let a waiting ingest
+        // have it.
+        let mut yield_lock =
+            |st: &mut MutexGuard<'_, State>, held: &mut Instant, what: &'static str| {
+                held_max = held_max.max((held.elapsed(), what));
+                MutexGuard::bump(st);
+                *held = Instant::now();
+            };
 
         // The expiry, a slice of pair slots at a time; the hash-map walks when due.
         let idle_ns = job.expire.as_nanos().min(u128::from(u64::MAX)) as u64;
         st.tracker.advance(job.now_ns);
         while st.tracker.expire_candidates_some(EXPIRE_SLICE) == EXPIRE_SLICE {
-            yield_lock(&mut st, &mut held);
+            yield_lock(&mut st, &mut held, "candidates");
         }
         let mut start = 0;
         while start < st.tracker.slot_count() {
             let end = start + EXPIRE_SLICE;
             st.tracker.expire_idle(idle_ns, start..end);
             start = end;
-            yield_lock(&mut st, &mut held);
+            yield_lock(&mut st, &mut held, "idle pairs");
         }
         st.tracker.expire_arp_some(idle_ns, EXPIRE_SLICE);
-        yield_lock(&mut st, &mut held);
+        yield_lock(&mut st, &mut held, "arp");
         st.tracker.expire_streams_some(EXPIRE_SLICE);
-        yield_lock(&mut st, &mut held);
+        yield_lock(&mut st, &mut held, "streams");
         self.evicted.report(&st.tracker);
         if !job.findings {
             drop(st);
@@ -205,14 +192,16 @@ impl Work {
         } else {
             self.sweep.pick(&st.tracker, job.refresh)
         };
+        yield_lock(&mut st, &mut held, "sweep");
         let global = Report::unattached(&st.tracker);
+        yield_lock(&mut st, &mut held, "network findings");
         let mut rows = Vec::with_capacity(picked.len());
         for slice in picked.chunks(SLICE) {
             rows.extend(Report::rows_at(&st.tracker, slice.iter().copied()));
             // A waiting ingest takes the lock now, and this continues after it (a slot whose
             // pair was evicted meanwhile is skipped; one reused by a new pair is evaluated,
             // which is only early).
-            yield_lock(&mut st, &mut held);
+            yield_lock(&mut st, &mut held, "rows");
         }
         drop(st);
 
@@ -229,10 +218,17 @@ impl Work {
 
         let census = job.metrics.map(|shape| {
             let worst = self.lifecycle.worst_by_pair();
-            let st = self.state.lock();
-            let held = Instant::now();
-            let census = Census::take(&st, &worst);
-            held_max = held_max.max(held.elapsed());
+            let mut st = self.state.lock();
+            let mut census = Census::new(&st);
+            let mut start = 0;
+            while start < st.tracker.slot_count() {
+                let held = Instant::now();
+                let end = start + EXPIRE_SLICE;
+                census.add(&st.tracker, start..end, &worst);
+                start = end;
+                held_max = held_max.max((held.elapsed(), "census"));
+                MutexGuard::bump(&mut st);
+            }
             (census, shape)
         });
         let text =
@@ -245,13 +241,21 @@ impl Work {
     }
 
     /// Records one refresh in the agent's stats.
-    fn account(&self, started: Instant, held_max: Duration, pairs: usize) -> std::io::Result<()> {
+    fn account(
+        &self,
+        started: Instant,
+        (held, what): (Duration, &'static str),
+        pairs: usize,
+    ) -> std::io::Result<()> {
         let mut st = self.state.lock();
         let e = &mut st.evaluation;
         e.refreshes += 1;
         e.pairs = pairs;
         e.last_us = started.elapsed().as_micros() as u64;
-        e.held_max_us = e.held_max_us.max(held_max.as_micros() as u64);
+        let held = held.as_micros() as u64;
+        if held > e.held_max_us {
+            (e.held_max_us, e.held_max_in) = (held, what);
+        }
         Ok(())
     }
 }

@@ -13,6 +13,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::{IpAddr, SocketAddr},
+    ops::Range,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -32,7 +33,10 @@ use super::{
 };
 use crate::{
     findings::{Finding, Severity},
-    tracker::latency::{Histogram, Latencies},
+    tracker::{
+        latency::{Histogram, Latencies},
+        Tracker,
+    },
 };
 
 type Labels = Vec<(String, String)>;
@@ -178,8 +182,8 @@ fn finding_series(reg: &mut Registry, lifecycle: &Lifecycle, max: usize) -> usiz
     dropped
 }
 
-/// What the metrics need from the agent's state, taken under the lock in one pass over the
-/// pairs (counts, no rows), and rendered from by the evaluator without it.
+/// What the metrics need from the agent's state, counted under the lock a range of pair slots
+/// at a time (counts, no rows), and rendered from by the evaluator without it.
 #[derive(Debug)]
 pub struct Census {
     version: &'static str,
@@ -194,30 +198,10 @@ pub struct Census {
 }
 
 impl Census {
-    /// Takes the census of `st`; `worst` is each pair's worst active finding, as the lifecycle
-    /// last saw it.
-    pub fn take(st: &State, worst: &HashMap<(IpAddr, IpAddr, u16), Severity>) -> Self {
+    /// The census of `st` without its pairs, which [`Census::add`] counts.
+    pub fn new(st: &State) -> Self {
         let tracker = &st.tracker;
-        let mut by_state: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
         let mut totals: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
-        for pair in tracker.phones() {
-            let protocol = crate::record::app_name(pair.app);
-            let k = &pair.key;
-            let state = if worst.is_empty() {
-                "ok"
-            } else {
-                match worst.get(&(k.phone, k.server, k.server_port)) {
-                    Some(Severity::Critical) => "critical",
-                    Some(Severity::Warning) => "warning",
-                    _ => "ok",
-                }
-            };
-            *by_state.entry((protocol, pair.role().as_str(), state)).or_default() += 1;
-            let t = totals.entry(protocol).or_default();
-            t[0] += pair.keepalives;
-            t[1] += pair.acks;
-            t[2] += pair.retransmission_count;
-        }
         for (app, e) in &tracker.expired {
             let t = totals.entry(crate::record::app_name(*app)).or_default();
             t[0] += e.keepalives;
@@ -228,10 +212,34 @@ impl Census {
             version: st.agent.version,
             interfaces: st.agent.interfaces.clone(),
             latency: tracker.latency.clone(),
-            by_state,
+            by_state: BTreeMap::new(),
             totals,
             kernel: st.kernel,
             user: st.user_stats(),
+        }
+    }
+
+    /// Counts the pairs in the slots `slots`; `worst` is each pair's worst active finding, as
+    /// the lifecycle last saw it.
+    pub fn add(
+        &mut self,
+        tracker: &Tracker,
+        slots: Range<usize>,
+        worst: &HashMap<(IpAddr, IpAddr, u16), Severity>,
+    ) {
+        for pair in slots.filter_map(|i| tracker.phone_at(i)) {
+            let protocol = crate::record::app_name(pair.app);
+            let k = &pair.key;
+            let state = match worst.get(&(k.phone, k.server, k.server_port)) {
+                Some(Severity::Critical) => "critical",
+                Some(Severity::Warning) => "warning",
+                _ => "ok",
+            };
+            *self.by_state.entry((protocol, pair.role().as_str(), state)).or_default() += 1;
+            let t = self.totals.entry(protocol).or_default();
+            t[0] += pair.keepalives;
+            t[1] += pair.acks;
+            t[2] += pair.retransmission_count;
         }
     }
 }

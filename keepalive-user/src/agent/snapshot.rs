@@ -114,6 +114,9 @@ pub struct Evaluation {
     /// The longest a refresh held the state at once since the agent started (µs): the expiry,
     /// or one slice of an evaluation.
     pub held_max_us: u64,
+    /// What that longest hold was doing: candidates, idle pairs, arp, streams, sweep, network
+    /// findings, rows or census.
+    pub held_max_in: &'static str,
     /// The longest the ingest of the event rings waited for the state since the agent started
     /// (µs), whoever held it: a refresh, a `stats` answer (built in slices too), a scrape.
     pub ingest_waited_max_us: u64,
