@@ -94,6 +94,46 @@ pub mod sccp_msg {
     pub const UNREGISTER_ACK: u16 = 0x0118;
 }
 
+/// The content type of a TLS record (RFC 8446 §5.1, RFC 5246 §6.2.1), as [`Event::tls_types`]
+/// carries it: the wire value − 20, in two bits. Every other wire value is not a record
+/// header (the classifier stops there).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsContent {
+    /// 20, `change_cipher_spec`.
+    ChangeCipherSpec = 0,
+    /// 21, `alert`.
+    Alert = 1,
+    /// 22, `handshake`.
+    Handshake = 2,
+    /// 23, `application_data` (in TLS 1.3, every record after the handshake).
+    ApplicationData = 3,
+}
+
+impl TlsContent {
+    /// The content type of a record header's first byte, if it is one.
+    #[inline(always)]
+    pub const fn from_wire(b: u8) -> Option<Self> {
+        match b {
+            20 => Some(Self::ChangeCipherSpec),
+            21 => Some(Self::Alert),
+            22 => Some(Self::Handshake),
+            23 => Some(Self::ApplicationData),
+            _ => None,
+        }
+    }
+
+    /// From two bits of [`Event::tls_types`].
+    pub const fn from_bits(b: u8) -> Self {
+        match b & 3 {
+            0 => Self::ChangeCipherSpec,
+            1 => Self::Alert,
+            2 => Self::Handshake,
+            _ => Self::ApplicationData,
+        }
+    }
+}
+
 /// TCP flag bits as they appear in byte 13 of the TCP header.
 pub mod tcp_flags {
     /// FIN.
@@ -108,8 +148,8 @@ pub mod tcp_flags {
     pub const ACK: u8 = 0x10;
 }
 
-/// How many SCCP message ids one event can carry (PDUs walked per segment).
-pub const SCCP_MAX_IDS: usize = 8;
+/// How many SCCP PDUs or TLS records one event can carry (walked per segment).
+pub const MAX_PDUS: usize = 8;
 /// How many VLAN tags are parsed (802.1ad outer + 802.1Q inner).
 pub const MAX_VLANS: usize = 2;
 /// How many bytes of payload follow a SIP event (or an SCCP event carrying a Register) in its
@@ -161,20 +201,23 @@ pub struct Event {
     pub payload_len: u16,
     /// TCP flags ([`tcp_flags`]).
     pub tcp_flags: u8,
-    /// Number of valid entries in `sccp_ids`.
-    pub sccp_count: u8,
-    /// SCCP message ids of the PDUs that start in this segment, in order ([`sccp_msg`]).
-    pub sccp_ids: [u16; SCCP_MAX_IDS],
-    /// Bytes of the last SCCP PDU that lie beyond this segment (it continues in the next one).
-    pub sccp_spill: u32,
+    /// Number of valid entries in `pdus`.
+    pub pdu_count: u8,
+    /// The application units that start in this segment, in order: SCCP PDUs' message ids
+    /// ([`sccp_msg`]), or TLS records' lengths (their content types are in `tls_types`).
+    pub pdus: [u16; MAX_PDUS],
+    /// Bytes of the last SCCP PDU or TLS record that lie beyond this segment (it continues in
+    /// the next one).
+    pub spill: u32,
     /// [`SipKind`] as a byte.
     pub sip_kind: u8,
     /// TLS record content type of the first record (20..=23), 0 when none.
     pub tls_type: u8,
     /// SIP status code when `sip_kind` is a response.
     pub sip_status: u16,
-    /// TLS record length of the first record.
-    pub tls_len: u16,
+    /// The content type of each TLS record in `pdus`, two bits each, record 0 in the lowest
+    /// ([`TlsContent`]: the content type − 20).
+    pub tls_types: u16,
     /// ARP operation (1 request, 2 reply).
     pub arp_op: u16,
     /// ARP sender hardware address.
@@ -211,13 +254,13 @@ impl Event {
         ack: 0,
         payload_len: 0,
         tcp_flags: 0,
-        sccp_count: 0,
-        sccp_ids: [0; SCCP_MAX_IDS],
-        sccp_spill: 0,
+        pdu_count: 0,
+        pdus: [0; MAX_PDUS],
+        spill: 0,
         sip_kind: 0,
         tls_type: 0,
         sip_status: 0,
-        tls_len: 0,
+        tls_types: 0,
         arp_op: 0,
         arp_sha: [0; 6],
         arp_tha: [0; 6],
@@ -258,10 +301,19 @@ impl Event {
 
     const WORDS: usize = core::mem::size_of::<Self>() / 8;
 
-    /// The SCCP message ids found in this segment.
+    /// The SCCP message ids found in this segment (on an SCCP port).
     pub fn sccp_ids(&self) -> &[u16] {
-        let n = (self.sccp_count as usize).min(SCCP_MAX_IDS);
-        &self.sccp_ids[..n]
+        let n = (self.pdu_count as usize).min(MAX_PDUS);
+        &self.pdus[..n]
+    }
+
+    /// The TLS records that start in this segment (on a TLS port): content type and length.
+    pub fn tls_records(&self) -> impl Iterator<Item = (TlsContent, u16)> + '_ {
+        let n = (self.pdu_count as usize).min(MAX_PDUS);
+        self.pdus[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| (TlsContent::from_bits((self.tls_types >> (2 * i)) as u8), len))
     }
 
     /// The direction-specific IPv4 flow key of a TCP event over IPv4 (`ip_version` 4; the
@@ -368,11 +420,11 @@ pub struct FlowStats {
     pub keepalives: u32,
     /// SCCP KeepAliveAck (or SIP responses) seen.
     pub acks: u32,
-    /// Sequence number at which an SCCP PDU spilling out of the previous segment ends: a segment
-    /// starting exactly at `sccp_resume_seq - sccp_spill` skips `sccp_spill` bytes.
-    pub sccp_resume_seq: u32,
-    /// See `sccp_resume_seq`.
-    pub sccp_spill: u32,
+    /// Sequence number at which an SCCP PDU or TLS record spilling out of the previous segment
+    /// ends: a segment starting exactly at `resume_seq - spill` skips `spill` bytes.
+    pub resume_seq: u32,
+    /// See `resume_seq`.
+    pub spill: u32,
 }
 
 /// The positions of one CPU's ring of fixed-size slots (the event ring or the payload ring).

@@ -213,12 +213,11 @@ fn on_tcp(r: &XdpReader, m: &TcpMatch, ev: &mut Event, counters: &mut Counters) 
     // SAFETY: a live LRU map value; a concurrent update from another CPU can only make the
     // counters approximate, never invalid.
     let flow = unsafe { &mut *flow };
-    let skip =
-        if flow.sccp_spill != 0 && flow.sccp_resume_seq.wrapping_sub(flow.sccp_spill) == ev.seq {
-            flow.sccp_spill
-        } else {
-            0
-        };
+    let skip = if flow.spill != 0 && flow.resume_seq.wrapping_sub(flow.spill) == ev.seq {
+        flow.spill
+    } else {
+        0
+    };
     classify_app(r, m, skip, ev);
     update_flow(flow, ev);
 }
@@ -264,15 +263,15 @@ fn update_flow(flow: &mut FlowStats, ev: &Event) {
         } else {
             flow.next_seq = end;
         }
-        flow.sccp_spill = ev.sccp_spill;
-        flow.sccp_resume_seq = end.wrapping_add(ev.sccp_spill);
+        flow.spill = ev.spill;
+        flow.resume_seq = end.wrapping_add(ev.spill);
     }
     match App::from_u8(ev.app) {
         App::Sccp => {
             let mut i = 0;
-            while i < ev.sccp_ids.len() {
-                if i < ev.sccp_count as usize {
-                    match ev.sccp_ids[i] {
+            while i < ev.pdus.len() {
+                if i < ev.pdu_count as usize {
+                    match ev.pdus[i] {
                         sccp_msg::KEEPALIVE => flow.keepalives += 1,
                         sccp_msg::KEEPALIVE_ACK => flow.acks += 1,
                         _ => {}

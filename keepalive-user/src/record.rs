@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use keepalive_common::wire::{sccp_msg, App, Event, EventKind, SipKind};
+use keepalive_common::wire::{sccp_msg, App, Event, EventKind, SipKind, TlsContent};
 use serde::Serialize;
 
 /// One event with the payload that travelled with it.
@@ -135,9 +135,29 @@ pub struct TcpJson {
     /// SIP status code.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// TLS record type.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_type: Option<u8>,
+    /// TLS records that start in the segment: content type and length.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<TlsRecordJson>,
+}
+
+/// One TLS record header of [`TcpJson`].
+#[derive(Debug, Serialize)]
+pub struct TlsRecordJson {
+    /// "application-data", "handshake", "alert" or "change-cipher-spec".
+    #[serde(rename = "type")]
+    pub content: &'static str,
+    /// The record's length field.
+    pub len: u16,
+}
+
+/// The JSON spelling of a TLS content type.
+pub fn tls_content_name(c: TlsContent) -> &'static str {
+    match c {
+        TlsContent::ApplicationData => "application-data",
+        TlsContent::Handshake => "handshake",
+        TlsContent::Alert => "alert",
+        TlsContent::ChangeCipherSpec => "change-cipher-spec",
+    }
 }
 
 /// ARP part of [`EventJson`].
@@ -187,10 +207,18 @@ impl EventJson {
                 ack: ev.ack,
                 flags: flags(ev.tcp_flags),
                 len: ev.payload_len,
-                sccp: ev.sccp_ids().iter().map(|&id| sccp_name(id)).collect(),
+                sccp: if ev.app == App::Sccp as u8 {
+                    ev.sccp_ids().iter().map(|&id| sccp_name(id)).collect()
+                } else {
+                    Vec::new()
+                },
                 sip,
                 status: (ev.sip_kind == SipKind::Response as u8).then_some(ev.sip_status),
-                tls_type: (ev.tls_type != 0).then_some(ev.tls_type),
+                tls: ev
+                    .tls_records()
+                    .filter(|_| matches!(App::from_u8(ev.app), App::SccpTls | App::SipTls))
+                    .map(|(c, len)| TlsRecordJson { content: tls_content_name(c), len })
+                    .collect(),
             }),
             arp: (!is_tcp).then(|| ArpJson {
                 op: if ev.arp_op == 2 { "reply" } else { "request" },

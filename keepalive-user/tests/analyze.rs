@@ -18,34 +18,8 @@ use keepalive::{
 use keepalive_lab::fixtures::scenario::{self, Timeline, Vantage};
 use serde_json::Value;
 
-fn run(tl: &mut Timeline) -> Report {
-    analyze::bytes(&tl.to_pcap(), &Options::default()).expect("a valid capture")
-}
-
-fn kinds(p: &PhoneRow) -> Vec<&'static str> {
-    p.findings.iter().map(|f| f.kind.as_str()).collect()
-}
-
-fn finding<'a>(p: &'a PhoneRow, kind: &str) -> &'a keepalive::findings::Finding {
-    p.findings.iter().find(|f| f.kind == kind).unwrap_or_else(|| {
-        panic!("no {kind} finding on {} → {}: {:?}", p.phone, p.server, kinds(p))
-    })
-}
-
-fn warnings(r: &Report) -> Vec<String> {
-    r.phones
-        .iter()
-        .flat_map(|p| p.findings.iter().map(move |f| (p, f)))
-        .filter(|(_, f)| f.severity >= Severity::Warning)
-        .map(|(p, f)| format!("{} → {}: {} {}", p.phone, p.server, f.kind, f.message))
-        .chain(r.findings.iter().map(|f| format!("network: {} {}", f.kind, f.message)))
-        .collect()
-}
-
-fn only_row(r: &Report) -> &PhoneRow {
-    assert_eq!(r.phones.len(), 1, "one phone↔server pair expected");
-    &r.phones[0]
-}
+mod common;
+use common::report::{finding, kinds, only_row, run, warnings};
 
 // ---------------------------------------------------------------- case study 1 (proxy ARP)
 

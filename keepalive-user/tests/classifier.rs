@@ -74,7 +74,7 @@ fn sccp_ids_beyond_sixteen_bits_are_other_not_aliases() {
 fn two_pdus_in_one_segment_are_both_reported() {
     let (_, ev) = run(&by_name("sccp-two-pdus"));
     assert_eq!(ev.sccp_ids(), &[sccp_msg::REGISTER, sccp_msg::KEEPALIVE]);
-    assert_eq!(ev.sccp_spill, 0);
+    assert_eq!(ev.spill, 0);
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn a_pdu_spilling_into_the_next_segment_is_resumed() {
     let reg = fixtures::sccp_register("SEP0024142DDF24");
     let (_, ev) = run(&by_name("sccp-pdu-spills"));
     assert_eq!(ev.sccp_ids(), &[sccp_msg::KEEPALIVE, sccp_msg::REGISTER]);
-    assert_eq!(ev.sccp_spill as usize, reg.len() - 20);
+    assert_eq!(ev.spill as usize, reg.len() - 20);
     // The next segment: the rest of the Register, then a KeepAlive. Without the carried skip
     // the walk starts mid-PDU and finds nothing; with it, the KeepAlive is found.
     let e = fixtures::phone_eth();
@@ -100,7 +100,7 @@ fn a_pdu_spilling_into_the_next_segment_is_resumed() {
     let Decision::Tcp(m) = d else { panic!("not tcp") };
     let mut ev2 = Event::ZERO;
     assert_eq!(fill(seg2.as_slice(), &d, &mut ev2), Outcome::Tcp);
-    classify_app(seg2.as_slice(), &m, ev.sccp_spill, &mut ev2);
+    classify_app(seg2.as_slice(), &m, ev.spill, &mut ev2);
     assert_eq!(ev2.sccp_ids(), &[sccp_msg::KEEPALIVE]);
 }
 
@@ -139,7 +139,7 @@ fn ethernet_padding_is_not_payload() {
     let (o, ev) = run(&by_name("sccp-ack-padded"));
     assert_eq!(o, Outcome::Tcp);
     assert_eq!(ev.payload_len, 0);
-    assert_eq!(ev.sccp_count, 0);
+    assert_eq!(ev.pdu_count, 0);
 }
 
 #[test]
@@ -166,12 +166,70 @@ fn sip_start_lines() {
 }
 
 #[test]
-fn tls_ports_record_framing_only() {
+fn tls_ports_record_every_record_header() {
+    use keepalive_common::wire::TlsContent::{self, *};
+    let records = |name: &str| -> (Vec<(TlsContent, u16)>, u32, u8) {
+        let (_, ev) = run(&by_name(name));
+        (ev.tls_records().collect(), ev.spill, ev.tls_type)
+    };
+    // A handshake record of 0x40 bytes of which the segment holds 4: the rest spills.
     let (_, ev) = run(&by_name("sccp-tls-handshake"));
-    assert_eq!((ev.app, ev.tls_type, ev.tls_len), (App::SccpTls as u8, 22, 0x40));
-    assert_eq!(ev.sccp_count, 0);
+    assert_eq!(ev.app, App::SccpTls as u8);
+    assert_eq!(records("sccp-tls-handshake"), (vec![(Handshake, 0x40)], 0x40 - 4, 22));
     let (_, ev) = run(&by_name("sip-tls-appdata"));
-    assert_eq!((ev.app, ev.tls_type, ev.tls_len), (App::SipTls as u8, 23, 0x210));
+    assert_eq!(ev.app, App::SipTls as u8);
+    assert_eq!(records("sip-tls-appdata"), (vec![(ApplicationData, 0x210)], 0x210 - 2, 23));
+    // Both records of a segment, each 12 bytes of SCCP + 24 of AES-GCM.
+    assert_eq!(
+        records("sccp-tls-two-records"),
+        (vec![(ApplicationData, 36), (ApplicationData, 36)], 0, 23)
+    );
+    assert_eq!(
+        records("sccp-tls-ccs-finished"),
+        (vec![(ChangeCipherSpec, 1), (Handshake, 40)], 0, 20)
+    );
+    assert_eq!(records("sip-tls-spanning"), (vec![(ApplicationData, 3000)], 2000, 23));
+    assert_eq!(records("sccp-tls-not-a-record"), (vec![], 0, 0));
+    // The SCCP view of a TLS event is not read as message ids.
+    let (_, ev) = run(&by_name("sccp-tls-two-records"));
+    let j = serde_json::to_value(keepalive::record::EventJson::new(&ev)).unwrap();
+    assert_eq!(j["tcp"]["tls"][1]["len"], 36);
+    assert!(j["tcp"].get("sccp").is_none(), "{j}");
+}
+
+#[test]
+fn tls_records_resume_after_a_spanning_record() {
+    // A 3000-byte record over three segments, then a KeepAlive record: the walk skips the
+    // record's remaining bytes and finds the KeepAlive's header in the third segment.
+    let big = keepalive_lab::fixtures::tls_record(23, 3000, 9);
+    let ka =
+        keepalive_lab::fixtures::TlsVersion::Tls13.seal(&keepalive_lab::fixtures::sccp_keepalive());
+    let stream = [big, ka].concat();
+    let cuts = [0, 1400, 2800, stream.len()];
+    let frames: Vec<Vec<u8>> = cuts
+        .windows(2)
+        .map(|w| {
+            fixtures::tcp_frame(
+                &fixtures::Eth::new(fixtures::PHONE_MAC, fixtures::CUCM_MAC),
+                &fixtures::Net::between(
+                    "10.10.20.31".parse().unwrap(),
+                    "10.10.10.202".parse().unwrap(),
+                ),
+                &fixtures::Tcp::data(51235, 2443, 1000 + w[0] as u32, 1),
+                &stream[w[0]..w[1]],
+            )
+        })
+        .collect();
+    let mut probe = keepalive::source::offline::HostProbe::new(Config::DEFAULT);
+    let got: Vec<Vec<u16>> = frames
+        .iter()
+        .map(|f| {
+            let frame = keepalive::source::capture::Frame { ts_ns: 0, ifindex: 0, data: f };
+            let rec = probe.process(&frame).expect("a TLS segment");
+            rec.event.tls_records().map(|t| t.1).collect()
+        })
+        .collect();
+    assert_eq!(got, vec![vec![3000], vec![], vec![29]]);
 }
 
 #[test]
@@ -242,7 +300,7 @@ fn random_garbage_never_panics() {
         };
         let (o, ev) = run(&frame);
         if o == Outcome::Tcp {
-            assert!(usize::from(ev.sccp_count) <= ev.sccp_ids.len());
+            assert!(usize::from(ev.pdu_count) <= ev.pdus.len());
             assert!(
                 ev.copy_len == 0
                     || usize::from(ev.payload_off) + usize::from(ev.copy_len) <= frame.len()

@@ -337,7 +337,10 @@ fn kernel_records_of_whole_scenarios_give_the_same_report_as_analyze() {
         source::{capture::Frame, offline::HostProbe},
         tracker::{Settings, Tracker},
     };
-    use keepalive_lab::fixtures::scenario::{self, Vantage};
+    use keepalive_lab::fixtures::{
+        scenario::{self, Vantage},
+        TlsVersion,
+    };
     if !common::have_root("kernel_records_of_whole_scenarios") {
         return;
     }
@@ -347,6 +350,16 @@ fn kernel_records_of_whole_scenarios_give_the_same_report_as_analyze() {
         ("sccp-primary-backup", scenario::sccp_primary_backup(3)),
         ("sip-primary-backup", scenario::sip_primary_backup(3)),
         ("site", scenario::site(12, 3)),
+        (
+            "sccp-tls-port-security",
+            scenario::sccp_tls_port_security(Vantage::PhoneSide, TlsVersion::Tls12),
+        ),
+        ("sccp-tls-primary-backup", scenario::sccp_tls_primary_backup(5, TlsVersion::Tls13)),
+        (
+            "sip-tls-port-security",
+            scenario::sip_tls_port_security(Vantage::ServerSide, TlsVersion::Tls13),
+        ),
+        ("site-mixed", scenario::site_mixed(16, 3, 2)),
     ];
     for (name, mut tl) in scenarios {
         let (mut probe, mut ring) = load(Config::DEFAULT);

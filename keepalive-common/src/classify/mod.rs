@@ -8,7 +8,7 @@
 //! 2. [`fill`]: for a match, a zeroed [`Event`] gets addresses, MACs, TCP header fields or the
 //!    ARP body.
 //! 3. [`classify_app`]: the application bytes of a tracked segment: SCCP PDUs, the SIP start
-//!    line, or TLS record framing.
+//!    line, or the TLS record headers.
 //!
 //! [`classify`] runs all three with no carried state (a segment that starts mid-PDU is not
 //! resumed).
@@ -19,7 +19,7 @@ mod ip;
 mod sccp;
 mod sip;
 mod tcp;
-mod tls;
+pub mod tls;
 
 use crate::{
     reader::Reader,
@@ -122,17 +122,18 @@ pub fn fill<R: Reader + ?Sized>(r: &R, d: &Decision, ev: &mut Event) -> Outcome 
 
 /// Stage 3: the application bytes of a tracked TCP segment.
 ///
-/// `sccp_skip` is how many bytes at the start of this segment belong to an SCCP PDU that began
-/// in an earlier segment (0 when unknown or aligned); see [`crate::wire::FlowStats`].
+/// `skip` is how many bytes at the start of this segment belong to an SCCP PDU or a TLS record
+/// that began in an earlier segment (0 when unknown or aligned); see
+/// [`crate::wire::FlowStats`].
 #[inline(always)]
-pub fn classify_app<R: Reader + ?Sized>(r: &R, m: &TcpMatch, sccp_skip: u32, ev: &mut Event) {
+pub fn classify_app<R: Reader + ?Sized>(r: &R, m: &TcpMatch, skip: u32, ev: &mut Event) {
     if m.payload_len == 0 {
         return;
     }
     match m.app {
-        App::Sccp => sccp::parse(r, m, sccp_skip, ev),
+        App::Sccp => sccp::parse(r, m, skip, ev),
         App::Sip => sip::parse(r, m, ev),
-        App::SccpTls | App::SipTls => tls::parse(r, m, ev),
+        App::SccpTls | App::SipTls => tls::parse(r, m, skip, ev),
         App::None => {}
     }
 }

@@ -3,14 +3,14 @@
 //! PDU layout (Wireshark `packet-skinny.c`): `u32 LE length` (message id + body), `u32 LE header
 //! version`, `u32 LE message id`, body; the whole PDU is `length + 8` bytes. Several PDUs may
 //! share a segment and one may span segments: the bytes of a PDU that run past the segment end
-//! are reported in `sccp_spill` so the caller can skip them at the start of the next segment.
+//! are reported in `spill` so the caller can skip them at the start of the next segment.
 //! A segment carrying a Register is marked for a payload copy (`copy_len`), for the device
 //! name in its body.
 
 use super::TcpMatch;
 use crate::{
     reader::Reader,
-    wire::{sccp_msg, Event, SCCP_MAX_IDS, SIP_COPY_MAX},
+    wire::{sccp_msg, Event, MAX_PDUS, SIP_COPY_MAX},
 };
 
 /// Largest plausible PDU length; anything larger is not SCCP (or we lost alignment).
@@ -25,13 +25,13 @@ pub(super) fn parse<R: Reader + ?Sized>(r: &R, m: &TcpMatch, skip: u32, ev: &mut
     let skip = skip as usize;
     if skip >= m.payload_len {
         // The whole segment is the middle of a PDU that started earlier.
-        ev.sccp_spill = (skip - m.payload_len) as u32;
+        ev.spill = (skip - m.payload_len) as u32;
         return;
     }
     let end = m.payload_off + m.payload_len;
     let mut off = m.payload_off + skip;
     let mut i = 0;
-    while i < SCCP_MAX_IDS {
+    while i < MAX_PDUS {
         if off + PDU_HLEN > end {
             break;
         }
@@ -44,7 +44,7 @@ pub(super) fn parse<R: Reader + ?Sized>(r: &R, m: &TcpMatch, skip: u32, ev: &mut
             break;
         }
         let id = sccp_msg::from_wire(u32::from_le_bytes([h[8], h[9], h[10], h[11]]));
-        ev.sccp_ids[i] = id;
+        ev.pdus[i] = id;
         if id == sccp_msg::REGISTER {
             // The Register body starts with the device name (`SEP…`): copy the segment, as
             // for SIP, so userspace can name the phone. Once per registration, so cheap.
@@ -52,10 +52,10 @@ pub(super) fn parse<R: Reader + ?Sized>(r: &R, m: &TcpMatch, skip: u32, ev: &mut
             let copy = if m.payload_len < present { m.payload_len } else { present };
             ev.copy_len = if copy < SIP_COPY_MAX { copy } else { SIP_COPY_MAX } as u16;
         }
-        ev.sccp_count += 1;
+        ev.pdu_count += 1;
         let next = off + 8 + len as usize;
         if next > end {
-            ev.sccp_spill = (next - end) as u32;
+            ev.spill = (next - end) as u32;
             break;
         }
         off = next;

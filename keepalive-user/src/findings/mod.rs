@@ -16,6 +16,7 @@ pub mod rto_growth;
 pub mod schedule;
 pub mod unanswered_keepalive;
 
+use keepalive_common::wire::App;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -172,7 +173,28 @@ pub fn for_pair(pair: &Pair, ctx: &Context<'_>) -> Vec<Finding> {
     out.extend(missed_keepalive::check(pair, ctx));
     out.extend(reconnect::check(pair, ctx));
     out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.time.total_cmp(&b.time)));
+    if matches!(pair.app, App::SccpTls | App::SipTls) {
+        let how = tls_inference(pair);
+        for f in &mut out {
+            f.message.push_str(&how);
+            f.fields.insert("inferred_from".to_owned(), "tls-record-timing".into());
+        }
+    }
     out
+}
+
+/// The sentence a finding on a TLS row ends with: what its keepalives were inferred from.
+fn tls_inference(pair: &Pair) -> String {
+    match pair.tls.as_deref().and_then(|t| t.learned) {
+        Some(l) => format!(
+            " (TLS: inferred from record timing; the {} is the {}-byte record the phone sends \
+             every {})",
+            keepalive_word(pair, false),
+            l.record_len,
+            span(l.period_s)
+        ),
+        None => " (TLS: keepalives not learned from record timing yet)".to_owned(),
+    }
 }
 
 /// Findings not tied to one pair (ARP anomalies no tracked phone was involved in).
@@ -207,7 +229,6 @@ pub fn span(s: f64) -> String {
 
 /// What a keepalive is called on this pair's protocol.
 pub fn keepalive_word(pair: &Pair, plural: bool) -> &'static str {
-    use keepalive_common::wire::App;
     match (pair.app, plural) {
         (App::Sip | App::SipTls, false) => "REGISTER",
         (App::Sip | App::SipTls, true) => "REGISTERs",
@@ -218,7 +239,6 @@ pub fn keepalive_word(pair: &Pair, plural: bool) -> &'static str {
 
 /// What acknowledges a keepalive on this pair's protocol.
 pub fn ack_word(pair: &Pair) -> &'static str {
-    use keepalive_common::wire::App;
     match pair.app {
         App::Sip | App::SipTls => "200 OK",
         _ => "KeepAliveAck",

@@ -7,12 +7,17 @@ pub mod table;
 
 use std::{net::IpAddr, ops::Range};
 
+use keepalive_common::wire::App;
 use serde::Serialize;
 
 use crate::{
     findings::{self, epoch_s, round, Context, Finding, Severity},
     record::{app_name, mac},
-    tracker::{pair::secs, Pair, Tracker},
+    tracker::{
+        pair::secs,
+        tls::{TlsState, TlsSummary},
+        Pair, Tracker,
+    },
 };
 
 /// Counts from the source, for the summary.
@@ -151,6 +156,10 @@ pub struct PhoneRow {
     pub findings: Vec<Finding>,
     /// Last frame (epoch seconds).
     pub last_seen: f64,
+    /// TLS rows: what the keepalive inference has learned (`state` is `learning` until it has
+    /// seen 3 regular records of one size). Absent on clear-text rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSummary>,
 }
 
 impl PhoneRow {
@@ -202,6 +211,19 @@ fn row_order(a: &PhoneRow, b: &PhoneRow) -> std::cmp::Ordering {
         .then_with(|| a.server.cmp(&b.server))
 }
 
+/// The inference summary of a TLS row (a TLS pair that has sent nothing yet is `learning`).
+fn tls_summary(pair: &Pair) -> Option<TlsSummary> {
+    match pair.app {
+        App::SccpTls | App::SipTls => Some(
+            pair.tls
+                .as_deref()
+                .map(TlsState::summary)
+                .unwrap_or_else(|| TlsState::default().summary()),
+        ),
+        _ => None,
+    }
+}
+
 fn row(pair: &Pair, ctx: &Context<'_>) -> PhoneRow {
     let (sum, n, _) = pair.ack_latency;
     PhoneRow {
@@ -240,6 +262,7 @@ fn row(pair: &Pair, ctx: &Context<'_>) -> PhoneRow {
             .collect(),
         findings: findings::for_pair(pair, ctx),
         last_seen: epoch_s(pair.last_ns),
+        tls: tls_summary(pair),
     }
 }
 

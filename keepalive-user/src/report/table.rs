@@ -49,8 +49,12 @@ pub fn phones_table(report: &Report, limit: usize) -> Table {
     ]);
     for p in report.phones.iter().take(limit) {
         let kinds: Vec<&str> = p.findings.iter().map(|f| f.kind.as_str()).collect();
+        let learning = p.tls.as_ref().is_some_and(|t| t.state == "learning");
         t.add_row(vec![
-            Cell::new(marker(p.worst())),
+            Cell::new(match p.worst() {
+                None if learning => "learning",
+                w => marker(w),
+            }),
             Cell::new(phone_cell(p)),
             Cell::new(format!("{}:{}", p.server, p.server_port)),
             Cell::new(p.protocol),

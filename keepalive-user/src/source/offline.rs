@@ -83,7 +83,7 @@ impl HostProbe {
                 classify_app(data, &m, skip, &mut ev);
                 if let Some(flow) = flow.filter(|_| ev.payload_len > 0) {
                     let end = ev.seq.wrapping_add(u32::from(ev.payload_len));
-                    *flow = Resume { seq: end.wrapping_add(ev.sccp_spill), spill: ev.sccp_spill };
+                    *flow = Resume { seq: end.wrapping_add(ev.spill), spill: ev.spill };
                 }
                 let payload = if m.app == App::Sip || ev.copy_len > 0 {
                     let end = (m.payload_off + m.payload_len).min(data.len());

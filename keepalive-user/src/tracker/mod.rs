@@ -6,6 +6,7 @@
 //! * [`tcp`]: sequence analysis of one direction (new data, retransmissions and their delay).
 //! * [`sccp`]: SCCP KeepAlive/KeepAliveAck pairing and registration.
 //! * [`sip`]: SIP reassembly, header parsing and REGISTER transactions.
+//! * [`tls`]: keepalives on TLS (2443, 5061), inferred from record sizes, timing and answers.
 //! * [`arp`]: who answers ARP for which address.
 //! * [`limits`]: the bounds of all this state, and what was evicted to stay within them.
 
@@ -16,6 +17,7 @@ pub mod pair;
 pub mod sccp;
 pub mod sip;
 pub mod tcp;
+pub mod tls;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -707,6 +709,8 @@ impl Tracker {
                 });
                 if let Some(ka) = keepalive.and_then(|id| pair.keepalive_mut(id)) {
                     ka.copy_seen(ev.ts_ns);
+                } else if from_phone && matches!(pair.app, App::SccpTls | App::SipTls) {
+                    tls::retransmission(pair, phone_port, ev.seq, ev.ts_ns);
                 }
             }
             Verdict::New if ev.payload_len > 0 => {
@@ -736,9 +740,10 @@ impl Tracker {
                         }
                         self.sip_out = out;
                     }
-                    // TLS: message types are invisible; the timing of the phone's records is
-                    // the only keepalive signal, and it is not interpreted yet.
-                    _ => {}
+                    App::SccpTls | App::SipTls => {
+                        tls::segment(pair, ev, from_phone, &self.settings);
+                    }
+                    App::None => {}
                 }
             }
             _ => {}
@@ -811,6 +816,9 @@ fn connection(pair: &mut Pair, ev: &Event, from_phone: bool, phone_port: u16) {
 /// answer with a TCP ACK only).
 fn tcp_ack(pair: &mut Pair, ack: u32, ts_ns: u64) {
     let port = pair.phone_port;
+    if let Some(t) = pair.tls.as_mut() {
+        t.tcp_ack(port, ack, ts_ns);
+    }
     for ka in pair.history.iter_mut().rev().take(4) {
         if ka.phone_port == port && ka.tcp_ack_ns().is_none() && !tcp::seq_after(ka.end(), ack) {
             ka.set_tcp_ack_ns(ts_ns);

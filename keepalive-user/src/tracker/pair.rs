@@ -367,6 +367,9 @@ pub struct Pair {
     /// `ports_next` (0: none).
     ports: [u16; PORTS_KEPT],
     ports_next: u8,
+    /// TLS: what the keepalive inference has learned (see [`super::tls`]); `None` on clear
+    /// text.
+    pub tls: Option<Box<super::tls::TlsState>>,
 }
 
 impl Pair {
@@ -405,13 +408,16 @@ impl Pair {
             next_id: 0,
             ports: [0; PORTS_KEPT],
             ports_next: 0,
+            tls: None,
         }
     }
 
-    /// The pair has carried a keepalive or an SCCP Register: a phone, not a candidate (see
-    /// [`super::limits`]).
+    /// The pair has carried a keepalive or an SCCP Register, or (TLS) application data after a
+    /// handshake the server answered: a phone, not a candidate (see [`super::limits`]).
     pub fn is_phone(&self) -> bool {
-        self.keepalives > 0 || self.sccp_register_seen
+        self.keepalives > 0
+            || self.sccp_register_seen
+            || self.tls.as_ref().is_some_and(|t| t.established())
     }
 
     /// Notes a connection from `phone_port`; returns the port of the oldest connection kept
@@ -434,8 +440,23 @@ impl Pair {
     /// The role, from what the server answers.
     pub fn role(&self) -> Role {
         let app_acked = self.acks > 0 || self.sccp_registered;
+        let tcp_only =
+            || self.history.iter().filter(|k| k.tcp_ack_ns().is_some() && k.answer == Answer::None);
         match self.app {
-            App::Sip | App::SipTls => {
+            // TLS: from the recent answers only, since an answer is inferred (a stray record
+            // taken for one must not make a backup a primary for good). Both primaries and
+            // backups of SIP answer with a response record (docs/DOMAIN.md): a SIP/TLS backup
+            // reads as a primary.
+            App::SccpTls | App::SipTls => {
+                if self.history.iter().any(Keepalive::acked) {
+                    Role::Primary
+                } else if tcp_only().count() >= 2 {
+                    Role::Backup
+                } else {
+                    Role::Unknown
+                }
+            }
+            App::Sip => {
                 let latest_backup = self.history.back().is_some_and(|k| k.expires() == Some(0));
                 if latest_backup || (self.sip_backup_keepalives > 0 && !app_acked) {
                     Role::Backup
@@ -447,12 +468,7 @@ impl Pair {
             }
             _ if app_acked => Role::Primary,
             _ => {
-                let tcp_only = self
-                    .history
-                    .iter()
-                    .filter(|k| k.tcp_ack_ns().is_some() && k.answer == Answer::None)
-                    .count();
-                if tcp_only >= 2 {
+                if tcp_only().count() >= 2 {
                     Role::Backup
                 } else {
                     Role::Unknown

@@ -1,6 +1,8 @@
 //! Shared helpers for the root-only test layers.
 #![allow(dead_code)]
 
+pub mod report;
+
 /// Whether this process may load BPF programs. When not, the test is skipped with a reason —
 /// unless KEEPALIVE_REQUIRE_ROOT is set (CI sets it), where skipping would hide a failure.
 pub fn have_root(test: &str) -> bool {
