@@ -86,6 +86,7 @@ const CLASSES: &[(&str, &str, bool)] = &[
     ("IPv6 UDP", "other-udp-ipv6", false),
     ("SCCP KeepAlive", "sccp-keepalive", true),
     ("SIP REGISTER (copy ~1 KB)", "sip-register", true),
+    ("SCCP/TLS, two records", "sccp-tls-two-records", true),
     ("ARP reply", "arp-reply-asa", true),
 ];
 
@@ -476,7 +477,7 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
 
 /// Whether the class's fixture takes payload slots (SIP with payload) rather than event slots.
 fn payload_ring(fixture: &str) -> bool {
-    fixture.starts_with("sip")
+    fixture.starts_with("sip") && !fixture.contains("tls")
 }
 
 /// `--trials` calls of `repeat` runs of `program` and of the empty program on `frame`,
