@@ -10,10 +10,14 @@ use std::{process::Stdio, time::Duration};
 
 use common::{stats, Agent};
 
-use keepalive_lab::lab::{
-    addr, fault,
-    sccp::{Cucm, Hook, Phone, Timers},
-    Lab,
+use keepalive_lab::{
+    fixtures::TlsVersion,
+    lab::{
+        addr, fault,
+        sccp::{Cucm, Hook, Phone, Timers},
+        tls::LabTls,
+        Lab,
+    },
 };
 use serde_json::Value;
 
@@ -75,27 +79,11 @@ fn warnings(row: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Runs two phones (phone 0 gets the fault after a healthy start) and returns the agent's view.
-fn stage<G>(
-    name: &str,
-    fault_at: Duration,
-    total: Duration,
-    fault: impl FnOnce(&Lab) -> G,
-    hook: Option<Hook>,
-) -> Value {
-    stage_with(
-        &format!("kl{}{name}", std::process::id() % 1000),
-        fault_at,
-        total,
-        fault,
-        hook,
-        true,
-        SCALE,
-    )
-}
-
-/// [`stage`] with the lab prefix and time scale given and phone 0's backup connection optional
-/// (its KeepAlives to the backup would refresh the MAC a port-security fault ages out).
+/// Runs two phones (phone 0 gets the fault after a healthy start) and returns the agent's view,
+/// with the lab prefix and time scale given, phone 0's backup connection optional
+/// (its KeepAlives to the backup would refresh the MAC a port-security fault ages out), and
+/// every phone and CUCM secure (SCCP over TLS on 2443) when `tls` is given.
+#[allow(clippy::too_many_arguments)]
 fn stage_with<G>(
     prefix: &str,
     fault_at: Duration,
@@ -104,17 +92,19 @@ fn stage_with<G>(
     hook: Option<Hook>,
     backup0: bool,
     scale: f64,
+    tls: Option<TlsVersion>,
 ) -> Value {
     let lab = Lab::up(prefix, 2).expect("lab up");
     let a = agent_scaled(&lab, scale);
-    let _c1 = Cucm::start(&lab.ns("cucm1"), addr::CUCM1.parse().unwrap(), true);
-    let _c2 = Cucm::start(&lab.ns("cucm2"), addr::CUCM2.parse().unwrap(), false);
+    let tls = tls.map(|v| LabTls::new(v).expect("lab TLS"));
+    let _c1 = Cucm::start_on(&lab.ns("cucm1"), addr::CUCM1.parse().unwrap(), true, tls.clone());
+    let _c2 = Cucm::start_on(&lab.ns("cucm2"), addr::CUCM2.parse().unwrap(), false, tls.clone());
     std::thread::sleep(Duration::from_millis(200));
     let t = Timers::scaled(scale);
     let b = Some(addr::CUCM2.parse().unwrap());
     let p0 = addr::phone(0).parse().unwrap();
     let p1 = addr::phone(1).parse().unwrap();
-    let _ph0 = Phone::start(
+    let _ph0 = Phone::start_on(
         &lab.phone_ns(0),
         p0,
         "SEP0000000000A0",
@@ -122,8 +112,9 @@ fn stage_with<G>(
         if backup0 { b } else { None },
         t,
         hook,
+        tls.clone(),
     );
-    let _ph1 = Phone::start(
+    let _ph1 = Phone::start_on(
         &lab.phone_ns(1),
         p1,
         "SEP0000000000A1",
@@ -131,6 +122,7 @@ fn stage_with<G>(
         b,
         t,
         None,
+        tls,
     );
     std::thread::sleep(fault_at);
     let _staged = fault(&lab);
@@ -143,13 +135,39 @@ fn proxy_arp_is_reported_on_the_phone_that_took_the_asa_mac() {
     if !common::have_root("proxy_arp_is_reported_on_the_phone_that_took_the_asa_mac") {
         return;
     }
+    proxy_arp("a", None);
+}
+
+/// The same with secure phones (SCCP over TLS 1.3 on 2443): the KeepAlives are inferred from
+/// the records, and the findings say so.
+#[test]
+fn proxy_arp_on_secure_phones_is_reported_from_record_timing() {
+    if !common::have_root("proxy_arp_on_secure_phones_is_reported_from_record_timing") {
+        return;
+    }
+    let snap = proxy_arp("d", Some(TlsVersion::Tls13));
+    let bad = row(&snap, &addr::phone(0), addr::CUCM1);
+    assert_eq!(bad["protocol"], "sccp-tls");
+    let un =
+        bad["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "unanswered-keepalive");
+    assert_eq!(un.unwrap()["inferred_from"], "tls-record-timing", "{bad:#}");
+    // TLS 1.3 AES-GCM: 12 bytes of KeepAlive, 1 of inner type, 16 of tag.
+    assert_eq!(bad["tls"]["keepalive_record_bytes"], 29, "{bad:#}");
+}
+
+fn proxy_arp(name: &str, tls: Option<TlsVersion>) -> Value {
     let _serial = serial();
-    let snap = stage(
-        "a",
-        Duration::from_secs(5),
-        Duration::from_secs(12),
+    // Secure phones learn their keepalive from three regular records first.
+    let (fault_at, total) = if tls.is_some() { (6, 15) } else { (5, 12) };
+    let snap = stage_with(
+        &format!("kl{}{name}", std::process::id() % 1000),
+        Duration::from_secs(fault_at),
+        Duration::from_secs(total),
         |lab| fault::proxy_arp(lab, 0).expect("stage proxy ARP"),
         None,
+        true,
+        SCALE,
+        tls,
     );
     let bad = row(&snap, &addr::phone(0), addr::CUCM1);
     let k = kinds(bad);
@@ -164,6 +182,7 @@ fn proxy_arp_is_reported_on_the_phone_that_took_the_asa_mac() {
     assert!(warnings(good).is_empty(), "healthy phone: {:#?}", warnings(good));
     assert_eq!(row(&snap, &addr::phone(1), addr::CUCM2)["role"], "backup");
     assert_eq!(good["role"], "primary");
+    snap
 }
 
 /// Port-security aging shorter than the KeepAlive interval: nftables in the switch drops the
@@ -177,9 +196,28 @@ fn port_security_aging_is_rto_growth_and_first_transmission_loss() {
     if !common::have_root("port_security_aging_is_rto_growth_and_first_transmission_loss") {
         return;
     }
+    port_security("b", None);
+}
+
+/// The same with secure phones (SCCP over TLS 1.2 on 2443): the retransmitted records give
+/// the same findings, inferred from record timing.
+#[test]
+fn port_security_on_secure_phones_is_rto_growth_from_record_timing() {
+    if !common::have_root("port_security_on_secure_phones_is_rto_growth_from_record_timing") {
+        return;
+    }
+    let bad = port_security("e", Some(TlsVersion::Tls12));
+    assert_eq!(bad["protocol"], "sccp-tls");
+    assert_eq!(bad["tls"]["state"], "learned");
+    for f in bad["findings"].as_array().unwrap() {
+        assert_eq!(f["inferred_from"], "tls-record-timing", "{f:#}");
+    }
+}
+
+fn port_security(name: &str, tls: Option<TlsVersion>) -> Value {
     let _serial = serial();
     const PS_SCALE: f64 = 10.0;
-    let prefix = format!("kl{}b", std::process::id() % 1000);
+    let prefix = format!("kl{}{name}", std::process::id() % 1000);
     let interval = Timers::scaled(PS_SCALE).primary;
     let fault_at = interval.mul_f64(3.3);
     // Read the agent after the fourth faulted KeepAlive's retransmission (at most 1.6 s
@@ -192,6 +230,7 @@ fn port_security_aging_is_rto_growth_and_first_transmission_loss() {
         None,
         false,
         PS_SCALE,
+        tls,
     );
     let bad = row(&snap, &addr::phone(0), addr::CUCM1);
     let find = |kind: &str| {
@@ -214,6 +253,7 @@ fn port_security_aging_is_rto_growth_and_first_transmission_loss() {
     assert!(retx.iter().all(|r| r["from"] == "phone"), "{bad:#}");
     let good = row(&snap, &addr::phone(1), addr::CUCM1);
     assert!(warnings(good).is_empty(), "healthy phone: {:#?}", warnings(good));
+    bad.clone()
 }
 
 /// Plain loss: the switch drops every 4th frame from phone 0, which loses the first copy of
@@ -235,6 +275,7 @@ fn plain_loss_is_intermittent_loss_and_not_mac_aging() {
         None,
         false,
         SCALE,
+        None,
     );
     let bad = row(&snap, &addr::phone(0), addr::CUCM1);
     let k = kinds(bad);
@@ -266,25 +307,41 @@ fn a_cucm_restart_is_reconnect_and_missed_keepalive_on_every_phone() {
     if !common::have_root("a_cucm_restart_is_reconnect_and_missed_keepalive_on_every_phone") {
         return;
     }
+    cucm_restart("c", None);
+}
+
+/// The same with secure phones (SCCP over TLS 1.2 on 2443; each reconnect is a new TLS
+/// session).
+#[test]
+fn a_cucm_restart_is_reconnect_on_secure_phones() {
+    if !common::have_root("a_cucm_restart_is_reconnect_on_secure_phones") {
+        return;
+    }
+    cucm_restart("f", Some(TlsVersion::Tls12));
+}
+
+fn cucm_restart(name: &str, tls: Option<TlsVersion>) {
     let _serial = serial();
-    let lab = Lab::up(&format!("kl{}c", std::process::id() % 1000), 2).expect("lab up");
+    let lab = Lab::up(&format!("kl{}{name}", std::process::id() % 1000), 2).expect("lab up");
     let a = agent(&lab);
+    let tls = tls.map(|v| LabTls::new(v).expect("lab TLS"));
     let cucm1: std::net::IpAddr = addr::CUCM1.parse().unwrap();
-    let mut c1 = Cucm::start(&lab.ns("cucm1"), cucm1, true);
-    let _c2 = Cucm::start(&lab.ns("cucm2"), addr::CUCM2.parse().unwrap(), false);
+    let mut c1 = Cucm::start_on(&lab.ns("cucm1"), cucm1, true, tls.clone());
+    let _c2 = Cucm::start_on(&lab.ns("cucm2"), addr::CUCM2.parse().unwrap(), false, tls.clone());
     std::thread::sleep(Duration::from_millis(200));
     let t = Timers::scaled(SCALE);
     let b = Some(addr::CUCM2.parse().unwrap());
     let phones: Vec<Phone> = (0..2)
         .map(|i| {
             let dev = ["SEP0000000000C0", "SEP0000000000C1"][i];
-            Phone::start(&lab.phone_ns(i), addr::phone(i).parse().unwrap(), dev, cucm1, b, t, None)
+            let ip = addr::phone(i).parse().unwrap();
+            Phone::start_on(&lab.phone_ns(i), ip, dev, cucm1, b, t, None, tls.clone())
         })
         .collect();
     std::thread::sleep(t.primary.mul_f64(3.5));
     c1.stop();
     std::thread::sleep(t.primary.mul_f64(3.0));
-    let _c1 = Cucm::start(&lab.ns("cucm1"), cucm1, true);
+    let _c1 = Cucm::start_on(&lab.ns("cucm1"), cucm1, true, tls);
     std::thread::sleep(t.primary.mul_f64(3.5));
     let snap = snapshot(&a);
     drop(phones);

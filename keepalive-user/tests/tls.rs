@@ -282,3 +282,31 @@ fn a_burst_of_same_size_records_is_not_a_period() {
     assert_eq!(p.tls.as_ref().unwrap().state, "learning");
     assert_eq!(p.keepalives, 0);
 }
+
+/// A TLS 1.3 backup whose session ticket arrives just after the first KeepAlive (a phone that
+/// completes the handshake with its first write, as rustls and OpenSSL clients do): the lone
+/// record of another size answers nothing, and the row stays a backup.
+#[test]
+fn a_session_ticket_after_the_first_keepalive_does_not_make_a_backup_primary() {
+    use keepalive_lab::fixtures::{sccp_keepalive, tls_content, tls_record};
+    use scenario::{MS, S, T0};
+    let mut tl = Timeline::default();
+    let mut c = phone_on(49_010, TlsVersion::Tls13, 10);
+    c.open(&mut tl, T0);
+    let mut now = T0;
+    for k in 0..6 {
+        now += 60 * S;
+        c.phone_send(&mut tl, now, &sccp_keepalive(), &[], false);
+        if k == 0 {
+            // Not through `Conn::server_send`, which would seal it as a message.
+            let ticket = tls_record(tls_content::APPLICATION_DATA, 233, 77);
+            c.server_raw(&mut tl, now + 2 * MS, &ticket);
+        } else {
+            c.server_ack(&mut tl, now + MS);
+        }
+    }
+    let r = run(&mut tl);
+    let p = only_row(&r);
+    assert_eq!((p.role, p.keepalives, p.acks), ("backup", 6, 0), "{:?}", p.tls);
+    assert!(p.findings.is_empty(), "{:?}", p.findings);
+}

@@ -9,13 +9,15 @@
 //!  asa ──────┘  is seen once, on ingress)     once, with the MACs it really carries
 //! ```
 //!
-//! * [`sccp`]: the SCCP phone and CUCM simulators (real kernel TCP).
+//! * [`sccp`]: the SCCP phone and CUCM simulators (real kernel TCP), in clear or over TLS.
+//! * [`tls`]: the certificate and TLS configurations of secure phones (rustls, rcgen).
 //! * [`sip`]: kamailio as the registrar and sipp as SIP phones (real peers).
 //! * [`fault`]: faults staged with kernel mechanisms (nftables, proxy ARP, route RTO).
 
 pub mod fault;
 pub mod sccp;
 pub mod sip;
+pub mod tls;
 
 use std::{
     fs::File,
@@ -44,6 +46,9 @@ pub enum LabError {
         /// Why.
         error: std::io::Error,
     },
+    /// Setting up TLS for secure phones failed.
+    #[error("lab TLS: {0}")]
+    Tls(String),
 }
 
 /// Runs a command, failing with its stderr.

@@ -7,9 +7,12 @@
 //! * [`Phone`]: registers with its primary, sends a KeepAlive every interval and waits for the
 //!   ack; after two unanswered KeepAlives it resets the connection and reconnects from a new
 //!   port (docs/DOMAIN.md). To its backup it sends a KeepAlive every backup interval.
+//!
+//! Both speak clear SCCP on 2000 or, given a [`LabTls`], SCCP over TLS on 2443 (a secure
+//! phone in a mixed-mode cluster): the same PDUs, each written as one TLS record.
 
 use std::{
-    io::{Read, Write},
+    io::Read,
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -21,7 +24,10 @@ use std::{
 
 use keepalive_common::wire::sccp_msg;
 
-use super::spawn_in;
+use super::{
+    spawn_in,
+    tls::{LabTls, Wire},
+};
 use crate::{
     fixtures::{sccp_keepalive, sccp_keepalive_ack, sccp_pdu, sccp_register},
     nap,
@@ -30,8 +36,13 @@ use crate::{
 /// How long blocking calls wait before checking the stop flag.
 const POLL: Duration = Duration::from_millis(50);
 
+/// The clear SCCP port.
+pub const PORT: u16 = 2000;
+/// The SCCP-over-TLS port.
+pub const TLS_PORT: u16 = 2443;
+
 /// Reads one SCCP PDU: (message id, whole PDU length). `None` on EOF, timeout or garbage.
-fn read_pdu(s: &mut TcpStream) -> Option<(u16, usize)> {
+fn read_pdu(s: &mut impl Read) -> Option<(u16, usize)> {
     let mut head = [0u8; 8];
     s.read_exact(&mut head).ok()?;
     let len = u32::from_le_bytes(head[..4].try_into().ok()?) as usize;
@@ -53,17 +64,34 @@ pub struct Cucm {
 impl Cucm {
     /// Starts a CUCM on `addr`:2000 in namespace `ns`; `primary` answers KeepAlives.
     pub fn start(ns: &str, addr: IpAddr, primary: bool) -> Self {
+        Self::start_on(ns, addr, primary, None)
+    }
+
+    /// The same, over TLS on 2443 when `tls` is given.
+    pub fn start_on(ns: &str, addr: IpAddr, primary: bool, tls: Option<LabTls>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        let port = if tls.is_some() { TLS_PORT } else { PORT };
         let handle = spawn_in(ns, move || {
-            let l = TcpListener::bind((addr, 2000)).expect("bind CUCM port 2000");
+            let l = TcpListener::bind((addr, port)).expect("bind the CUCM's port");
             l.set_nonblocking(true).expect("nonblocking listener");
             let mut conns = Vec::new();
             while !s.load(Ordering::Relaxed) {
                 match l.accept() {
                     Ok((c, _)) => {
                         let s2 = s.clone();
-                        conns.push(std::thread::spawn(move || serve(c, primary, &s2)));
+                        let tls = tls.clone();
+                        conns.push(std::thread::spawn(move || {
+                            let _ = c.set_nonblocking(false);
+                            match tls {
+                                Some(t) => {
+                                    if let Ok(w) = t.accept(c) {
+                                        serve(w, primary, &s2);
+                                    }
+                                }
+                                None => serve(c, primary, &s2),
+                            }
+                        }));
                     }
                     Err(_) => std::thread::sleep(POLL),
                 }
@@ -90,19 +118,18 @@ impl Drop for Cucm {
     }
 }
 
-fn serve(c: TcpStream, primary: bool, stop: &AtomicBool) {
-    let mut c = c;
-    let _ = c.set_nonblocking(false);
-    let _ = c.set_read_timeout(Some(POLL));
-    let _ = c.set_nodelay(true);
+fn serve(mut c: impl Wire, primary: bool, stop: &AtomicBool) {
+    let _ = c.tcp().set_read_timeout(Some(POLL));
+    let _ = c.tcp().set_nodelay(true);
     loop {
         if stop.load(Ordering::Relaxed) {
             // Reset, not FIN: a restarting CUCM does not close politely.
-            let _ = socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO));
+            let _ = socket2::SockRef::from(c.tcp()).set_linger(Some(Duration::ZERO));
             return;
         }
+        // Wait for bytes on the socket (for TLS: the next record; each PDU is one).
         let mut peek = [0u8; 1];
-        match c.peek(&mut peek) {
+        match c.tcp().peek(&mut peek) {
             Ok(0) => return,
             Ok(_) => {}
             Err(e)
@@ -115,16 +142,16 @@ fn serve(c: TcpStream, primary: bool, stop: &AtomicBool) {
             }
             Err(_) => return,
         }
-        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = c.tcp().set_read_timeout(Some(Duration::from_secs(2)));
         let Some((id, _)) = read_pdu(&mut c) else { return };
-        let _ = c.set_read_timeout(Some(POLL));
+        let _ = c.tcp().set_read_timeout(Some(POLL));
         let reply = match id {
             sccp_msg::REGISTER => Some(sccp_pdu(sccp_msg::REGISTER_ACK, &[0; 16])),
             sccp_msg::KEEPALIVE if primary => Some(sccp_keepalive_ack()),
             _ => None,
         };
         if let Some(r) = reply {
-            if c.write_all(&r).is_err() {
+            if c.write_all(&r).and_then(|()| c.flush()).is_err() {
                 return;
             }
         }
@@ -253,13 +280,37 @@ impl std::fmt::Debug for Phone {
     }
 }
 
-fn connect(src: IpAddr, dst: IpAddr) -> std::io::Result<TcpStream> {
+fn connect_tcp(src: IpAddr, dst: IpAddr, port: u16) -> std::io::Result<TcpStream> {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
     sock.bind(&SocketAddr::new(src, 0).into())?;
-    sock.connect_timeout(&SocketAddr::new(dst, 2000).into(), Duration::from_secs(2))?;
+    sock.connect_timeout(&SocketAddr::new(dst, port).into(), Duration::from_secs(2))?;
     let s: TcpStream = sock.into();
     s.set_nodelay(true)?;
     Ok(s)
+}
+
+/// A phone's connection to `dst`: clear on 2000, or TLS on 2443.
+fn connect(src: IpAddr, dst: IpAddr, tls: Option<&LabTls>) -> std::io::Result<Box<dyn Wire>> {
+    match tls {
+        None => Ok(Box::new(connect_tcp(src, dst, PORT)?)),
+        Some(t) => {
+            let tcp = connect_tcp(src, dst, TLS_PORT)?;
+            let w = t.connect(tcp).map_err(std::io::Error::other)?;
+            Ok(Box::new(w))
+        }
+    }
+}
+
+impl Wire for Box<dyn Wire> {
+    fn tcp(&self) -> &TcpStream {
+        (**self).tcp()
+    }
+}
+
+/// Writes one message (for TLS: one record) and pushes it out.
+fn send(s: &mut impl Wire, message: &[u8]) -> std::io::Result<()> {
+    s.write_all(message)?;
+    s.flush()
 }
 
 impl Phone {
@@ -274,15 +325,31 @@ impl Phone {
         timers: Timers,
         hook: Option<Hook>,
     ) -> Self {
+        Self::start_on(ns, src, device, primary, backup, timers, hook, None)
+    }
+
+    /// The same, over TLS on 2443 when `tls` is given (a secure phone).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_on(
+        ns: &str,
+        src: IpAddr,
+        device: &'static str,
+        primary: IpAddr,
+        backup: Option<IpAddr>,
+        timers: Timers,
+        hook: Option<Hook>,
+        tls: Option<LabTls>,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
         let s = stop.clone();
+        let t = tls.clone();
         handles.push(spawn_in(ns, move || {
-            primary_loop(src, primary, device, timers, hook.as_ref(), &s)
+            primary_loop(src, primary, device, timers, hook.as_ref(), t.as_ref(), &s)
         }));
         if let Some(b) = backup {
             let s = stop.clone();
-            handles.push(spawn_in(ns, move || backup_loop(src, b, timers, &s)));
+            handles.push(spawn_in(ns, move || backup_loop(src, b, timers, tls.as_ref(), &s)));
         }
         Self { stop, handles }
     }
@@ -308,19 +375,20 @@ fn primary_loop(
     device: &str,
     t: Timers,
     hook: Option<&Hook>,
+    tls: Option<&LabTls>,
     stop: &AtomicBool,
 ) {
     let mut n = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let Ok(mut s) = connect(src, dst) else {
+        let Ok(mut s) = connect(src, dst, tls) else {
             if !nap(t.primary / 4, stop) {
                 return;
             }
             continue;
         };
-        let _ = s.set_read_timeout(Some(t.primary));
-        if s.write_all(&sccp_register(device)).is_err() || read_pdu(&mut s).is_none() {
-            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        let _ = s.tcp().set_read_timeout(Some(t.primary));
+        if send(&mut s, &sccp_register(device)).is_err() || read_pdu(&mut s).is_none() {
+            let _ = socket2::SockRef::from(s.tcp()).set_linger(Some(Duration::ZERO));
             if !nap(t.primary / 4, stop) {
                 return;
             }
@@ -335,12 +403,12 @@ fn primary_loop(
                 h(n);
             }
             n += 1;
-            if s.write_all(&sccp_keepalive()).is_err() {
+            if send(&mut s, &sccp_keepalive()).is_err() {
                 break;
             }
             // The ack must come before the next KeepAlive is due.
             let sent = Instant::now();
-            let _ = s.set_read_timeout(Some(t.primary.mul_f64(0.9)));
+            let _ = s.tcp().set_read_timeout(Some(t.primary.mul_f64(0.9)));
             match read_pdu(&mut s) {
                 Some((sccp_msg::KEEPALIVE_ACK, _)) => unanswered = 0,
                 Some(_) => {}
@@ -352,7 +420,7 @@ fn primary_loop(
             }
         }
         // Tear the connection down (RST) and register again from a new port.
-        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        let _ = socket2::SockRef::from(s.tcp()).set_linger(Some(Duration::ZERO));
         drop(s);
         if !nap(t.primary / 10, stop) {
             return;
@@ -360,9 +428,9 @@ fn primary_loop(
     }
 }
 
-fn backup_loop(src: IpAddr, dst: IpAddr, t: Timers, stop: &AtomicBool) {
+fn backup_loop(src: IpAddr, dst: IpAddr, t: Timers, tls: Option<&LabTls>, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
-        let Ok(mut s) = connect(src, dst) else {
+        let Ok(mut s) = connect(src, dst, tls) else {
             if !nap(t.backup / 4, stop) {
                 return;
             }
@@ -370,10 +438,10 @@ fn backup_loop(src: IpAddr, dst: IpAddr, t: Timers, stop: &AtomicBool) {
         };
         loop {
             if !nap(t.backup, stop) {
-                let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                let _ = socket2::SockRef::from(s.tcp()).set_linger(Some(Duration::ZERO));
                 return;
             }
-            if s.write_all(&sccp_keepalive()).is_err() {
+            if send(&mut s, &sccp_keepalive()).is_err() {
                 break;
             }
         }

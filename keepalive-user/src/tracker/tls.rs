@@ -20,7 +20,9 @@
 //! phone still sends (a new TLS session may use another cipher), the pair learns again.
 //!
 //! An answer is the first server application-data record after a keepalive, within half a
-//! period, of the answer size once two answers agreed on one. SIP over TLS carries no visible
+//! period, of the answer size: the size two answers agreed on (a lone record of another size,
+//! such as a TLS 1.3 session ticket right after the first KeepAlive to a backup, answers
+//! nothing). SIP over TLS carries no visible
 //! Expires: the row's Expires stay unknown and each REGISTER is due one learned period after
 //! the answer to the previous one (the phone refreshes `granted − delta` after its 200 OK).
 //!
@@ -85,7 +87,7 @@ pub struct TlsState {
     pub learned: Option<Learned>,
     /// The answer record's length, once two answers agreed.
     pub answer_len: Option<u16>,
-    /// The lengths of the latest answers (to learn `answer_len`).
+    /// The lengths of the latest candidate answers, while `answer_len` is unknown.
     recent_answers: [u16; 2],
     /// Application-data records from the phone that are not keepalives.
     pub other_records: u64,
@@ -308,7 +310,16 @@ fn learn(pair: &mut Pair, st: &mut TlsState, settings: &Settings) -> bool {
     let record_len = st.observed[run[0]].len;
     let observed = std::mem::take(&mut st.observed);
     st.learned = Some(Learned { record_len, period_s, since_ns: observed[run[0]].ka.first_ns });
-    st.answer_len = None;
+    // The answer's size is one at least two of the run's answers share; an answer of another
+    // size (a TLS 1.3 session ticket sent as the handshake ends, just after the first
+    // KeepAlive to a backup) answers nothing.
+    let app = pair.app;
+    let answers: Vec<u16> = run.iter().filter_map(|&i| observed[i].answer.map(|a| a.1)).collect();
+    st.answer_len = answers
+        .iter()
+        .copied()
+        .find(|&a| answers.iter().filter(|&&b| same_size(app, a, b)).count() >= 2);
+    // Without one, the run's answers become the candidates (`answer_fits` records them).
     st.recent_answers = [0; 2];
     for (i, o) in observed.into_iter().enumerate() {
         if !run.contains(&i) {
@@ -316,12 +327,28 @@ fn learn(pair: &mut Pair, st: &mut TlsState, settings: &Settings) -> bool {
         }
         let answer = o.answer;
         push(pair, st, o.ka);
-        if let Some((ts, len)) = answer {
+        if let Some((ts, _)) = answer.filter(|(_, len)| answer_fits(app, st, *len)) {
             let last = pair.history.len() - 1;
-            answered(pair, st, last, ts, len);
+            answered(pair, st, last, ts);
         }
     }
     true
+}
+
+/// Whether a server record of `len` bytes can be an answer: of the learned answer size, or,
+/// before two answers agreed on one, of the size of one of the latest two candidates (which
+/// then becomes the answer size). So a lone record of another size is never taken for an
+/// answer: one stray record must not make a backup a primary.
+fn answer_fits(app: App, st: &mut TlsState, len: u16) -> bool {
+    if let Some(a) = st.answer_len {
+        return same_size(app, a, len);
+    }
+    if st.recent_answers.iter().any(|&a| a != 0 && same_size(app, a, len)) {
+        st.answer_len = Some(len);
+        return true;
+    }
+    st.recent_answers = [st.recent_answers[1], len];
+    false
 }
 
 /// Appends a keepalive; on SIP it is due one period after the previous one's answer.
@@ -347,14 +374,13 @@ fn server_record(
     settings: &Settings,
 ) {
     let window_s = st.learned.map_or(settings.wall_s(LEARNING_ANSWER_S), |l| l.period_s / 2.0);
-    let fits = st.answer_len.is_none_or(|a| same_size(pair.app, a, len));
     if st.learned.is_some() {
         // The latest keepalive on this connection, if nothing answered it yet.
         if let Some(i) = pair.history.iter().rposition(|k| k.phone_port == port) {
             let ka = &pair.history[i];
             let in_window = ts_ns >= ka.first_ns && secs(ts_ns - ka.first_ns) <= window_s;
-            if ka.answer == Answer::None && in_window && fits {
-                answered(pair, st, i, ts_ns, len);
+            if ka.answer == Answer::None && in_window && answer_fits(pair.app, st, len) {
+                answered(pair, st, i, ts_ns);
                 return;
             }
         }
@@ -370,14 +396,8 @@ fn server_record(
     }
 }
 
-/// Keepalive `i` of the history was answered at `ts_ns` by a record of `len` bytes.
-fn answered(pair: &mut Pair, st: &mut TlsState, i: usize, ts_ns: u64, len: u16) {
+/// Keepalive `i` of the history was answered at `ts_ns`.
+fn answered(pair: &mut Pair, st: &mut TlsState, i: usize, ts_ns: u64) {
     pair.answer(i, ts_ns);
     st.last_answer = Some((pair.history[i].phone_port, ts_ns));
-    if st.answer_len.is_none() {
-        if st.recent_answers.iter().any(|&a| a != 0 && same_size(pair.app, a, len)) {
-            st.answer_len = Some(len);
-        }
-        st.recent_answers = [st.recent_answers[1], len];
-    }
 }
