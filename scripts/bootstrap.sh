@@ -15,7 +15,7 @@ export DEBIAN_FRONTEND=noninteractive
 # package test needs (dpkg-shlibdeps for cargo-deb, setpriv, systemd-analyze, man for its verify),
 # and the fleet's engine (Prometheus, promtool, Alertmanager).
 PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev
-      tshark sip-tester kamailio nftables iproute2 tcpreplay netsniff-ng
+      tshark sip-tester kamailio kamailio-tls-modules nftables iproute2 tcpreplay netsniff-ng
       libpcap-dev pkg-config procps
       dpkg-dev passwd util-linux systemd man-db gzip
       prometheus prometheus-alertmanager)

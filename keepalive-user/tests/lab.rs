@@ -435,3 +435,47 @@ fn sip_phones_with_kamailio_and_sipp() {
     assert_eq!(backup["role"], "backup", "{all:#?} {sipp:#?}");
     assert!(warnings(backup).is_empty(), "healthy backup: {:#?}", warnings(backup));
 }
+
+/// Secure SIP phones: kamailio with its `tls` module (the lab's certificate) as the registrar
+/// on 5061, and our rustls phone (Debian's sipp has no TLS) registering over TLS 1.2 to the
+/// primary and keeping the backup alive with `Expires: 0`. The agent learns each connection's
+/// REGISTER from its records: keepalives, answers, the period; Expires stay unknown; no warning.
+#[test]
+fn secure_sip_phones_with_kamailio_over_tls() {
+    use keepalive_lab::lab::sip::{Registrar, TlsSipPhone};
+    if !common::have_root("secure_sip_phones_with_kamailio_over_tls") {
+        return;
+    }
+    let _serial = serial();
+    const SIP_SCALE: f64 = 40.0;
+    let lab = Lab::up(&format!("kl{}t", std::process::id() % 1000), 2).expect("lab up");
+    let a = agent_scaled(&lab, SIP_SCALE);
+    let tls = LabTls::new(TlsVersion::Tls12).expect("lab TLS");
+    let (c1, c2): (std::net::IpAddr, std::net::IpAddr) =
+        (addr::CUCM1.parse().unwrap(), addr::CUCM2.parse().unwrap());
+    let _r1 = Registrar::start_on(&lab.ns("cucm1"), c1, 120, Some(&tls)).expect("kamailio tls");
+    let _r2 = Registrar::start_on(&lab.ns("cucm2"), c2, 120, Some(&tls)).expect("kamailio tls");
+    let refresh = Duration::from_secs_f64(115.0 / SIP_SCALE);
+    let p0 = addr::phone(0).parse().unwrap();
+    let dev = "SEP0024142DDF25";
+    let phones = [
+        TlsSipPhone::start(&lab.phone_ns(0), p0, c1, dev, refresh, false, tls.clone()),
+        TlsSipPhone::start(&lab.phone_ns(0), p0, c2, dev, refresh, true, tls),
+    ];
+    // Three regular REGISTERs to learn from, then two more; read between two refreshes.
+    std::thread::sleep(refresh.mul_f64(5.5));
+    let snap = snapshot(&a);
+    drop(phones);
+    for server in [addr::CUCM1, addr::CUCM2] {
+        let r = row(&snap, &addr::phone(0), server);
+        assert_eq!(r["protocol"], "sip-tls", "{r:#}");
+        assert_eq!(r["tls"]["state"], "learned", "{r:#}");
+        let ka = r["keepalives"].as_u64().unwrap();
+        assert!(ka >= 4, "{server}: {r:#}");
+        assert_eq!(r["acks"], r["keepalives"], "{server}: every REGISTER got its 200 OK: {r:#}");
+        assert!(r["expires_granted"].is_null() && r["expires_requested"].is_null(), "{r:#}");
+        let period = r["tls"]["learned_period_s"].as_f64().unwrap();
+        assert!((refresh.as_secs_f64()..refresh.as_secs_f64() * 1.1).contains(&period), "{r:#}");
+        assert!(warnings(r).is_empty(), "{server}: {:#?}", warnings(r));
+    }
+}

@@ -2,15 +2,34 @@
 //! 120 s whatever the phone asks, docs/DOMAIN.md), and sipp as Cisco-style phones registering over
 //! TCP and refreshing at granted − delta (scaled), or sending `Expires: 0` /
 //! `cisco-keep-alive` REGISTERs to a backup.
+//!
+//! Secure phones: kamailio also listens for TLS on 5061 (its `tls` module, the lab's
+//! certificate), and [`TlsSipPhone`] registers over TLS with rustls. Debian's sipp is built
+//! without TLS (`sipp -v` lists no `TLS`, so `-t l1` is not available), and the TLS phone is
+//! ours: the fixtures' REGISTERs, with `Via: SIP/2.0/TLS`.
 
 use std::{
-    net::IpAddr,
+    io::{Read, Write},
+    net::{IpAddr, SocketAddr, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
-use super::{spawn_in, LabError};
+use super::{
+    spawn_in,
+    tls::{LabTls, Wire},
+    LabError,
+};
+use crate::{
+    fixtures::{sip_register, SipRegister},
+    nap,
+};
 
 /// Where kamailio keeps its modules on Debian.
 const KAMAILIO_MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
@@ -36,8 +55,22 @@ pub struct Registrar {
 impl Registrar {
     /// Starts kamailio on `addr`:5060/TCP in `ns`, granting at most `grant` seconds.
     pub fn start(ns: &str, addr: IpAddr, grant: u32) -> Result<Self, LabError> {
+        Self::start_on(ns, addr, grant, None)
+    }
+
+    /// The same, also listening for TLS on 5061 with the lab's certificate when `tls` is given.
+    pub fn start_on(
+        ns: &str,
+        addr: IpAddr,
+        grant: u32,
+        tls: Option<&LabTls>,
+    ) -> Result<Self, LabError> {
         let dir = scratch(&format!("kamailio-{addr}"));
         let cfg = dir.join("kamailio.cfg");
+        let (tls_listen, tls_modules) = match tls {
+            Some(t) => tls_config(&dir, addr, t)?,
+            None => (String::new(), String::new()),
+        };
         let text = format!(
             "#!KAMAILIO
 debug=1
@@ -46,8 +79,8 @@ children=1
 tcp_children=2
 auto_aliases=no
 listen=tcp:{addr}:5060
-mpath=\"{KAMAILIO_MODULES}\"
-loadmodule \"tm.so\"
+{tls_listen}mpath=\"{KAMAILIO_MODULES}\"
+{tls_modules}loadmodule \"tm.so\"
 loadmodule \"sl.so\"
 loadmodule \"pv.so\"
 loadmodule \"usrloc.so\"
@@ -74,12 +107,13 @@ request_route {{
             "kamailio",
         )?;
         let r = Self { child };
-        // Ready when its TCP port accepts.
+        // Ready when its TCP port (its TLS port, with TLS) accepts.
+        let port = if tls.is_some() { 5061 } else { 5060 };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let up = spawn_in(ns, move || {
                 std::net::TcpStream::connect_timeout(
-                    &(addr, 5060).into(),
+                    &(addr, port).into(),
                     Duration::from_millis(200),
                 )
                 .is_ok()
@@ -209,5 +243,145 @@ impl Drop for SipPhone {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Writes the lab's certificate and kamailio's `tls.cfg` into `dir`; returns the core settings
+/// and the module lines that make kamailio listen for TLS on `addr`:5061 (the tls module's
+/// README: `[server:default]` profile, `certificate`, `private_key`, `method`).
+fn tls_config(
+    dir: &std::path::Path,
+    addr: IpAddr,
+    t: &LabTls,
+) -> Result<(String, String), LabError> {
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text)
+            .map_err(|error| LabError::Spawn { cmd: format!("write {name}"), error })
+    };
+    write("cert.pem", &t.cert_pem)?;
+    write("key.pem", &t.key_pem)?;
+    let d = dir.display();
+    write(
+        "tls.cfg",
+        &format!(
+            "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+             require_certificate = no\ncertificate = {d}/cert.pem\nprivate_key = {d}/key.pem\n\n\
+             [client:default]\nverify_certificate = no\nrequire_certificate = no\n"
+        ),
+    )?;
+    Ok((
+        format!("enable_tls=yes\nlisten=tls:{addr}:5061\n"),
+        format!("loadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"{d}/tls.cfg\")\n"),
+    ))
+}
+
+/// A secure SIP phone (ours: see the module docs) registering over TLS on 5061; stopped on
+/// drop.
+#[derive(Debug)]
+pub struct TlsSipPhone {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// Reads one SIP response's status code (its headers, then `Content-Length` bytes of body).
+fn read_response(s: &mut impl Read) -> Option<u16> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16_384 || s.read(&mut b).ok()? == 0 {
+            return None;
+        }
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length") || k.trim() == "l")
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut rest = vec![0u8; body.min(65_536)];
+    s.read_exact(&mut rest).ok()?;
+    Some(status)
+}
+
+/// A TLS connection from `src` to `server`:5061.
+fn connect_tls(src: IpAddr, server: IpAddr, tls: &LabTls, timeout: Duration) -> Option<impl Wire> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    sock.bind(&SocketAddr::new(src, 0).into()).ok()?;
+    sock.connect_timeout(&SocketAddr::new(server, 5061).into(), Duration::from_secs(2)).ok()?;
+    let tcp = TcpStream::from(sock);
+    tcp.set_nodelay(true).ok()?;
+    tcp.set_read_timeout(Some(timeout)).ok()?;
+    tls.connect(tcp).ok()
+}
+
+impl TlsSipPhone {
+    /// Starts a phone at `src` in `ns` registering `device` with `server` over TLS: asking
+    /// 3600 s and refreshing `refresh` after each 200 OK, or, as a backup keepalive,
+    /// `Expires: 0` with `cisco-keep-alive`. A failed REGISTER closes the connection and the
+    /// phone connects again.
+    pub fn start(
+        ns: &str,
+        src: IpAddr,
+        server: IpAddr,
+        device: &'static str,
+        refresh: Duration,
+        backup: bool,
+        tls: LabTls,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = spawn_in(ns, move || {
+            let mut cseq = 101;
+            while !s.load(Ordering::Relaxed) {
+                let Some(mut w) = connect_tls(src, server, &tls, refresh) else {
+                    if !nap(refresh / 4, &s) {
+                        return;
+                    }
+                    continue;
+                };
+                let port = w.tcp().local_addr().map_or(0, |a| a.port());
+                let call_id = format!("{device}-{port}@{src}");
+                loop {
+                    let reg = SipRegister {
+                        phone: src,
+                        phone_port: port,
+                        server,
+                        ext: "1002",
+                        device,
+                        call_id: &call_id,
+                        cseq,
+                        expires: if backup { 0 } else { 3600 },
+                    };
+                    cseq += 1;
+                    let text = String::from_utf8_lossy(&sip_register(&reg))
+                        .replace("SIP/2.0/TCP", "SIP/2.0/TLS")
+                        .replace(";transport=tcp", ";transport=tls");
+                    let sent = w.write_all(text.as_bytes()).and_then(|()| w.flush());
+                    if sent.is_err() || read_response(&mut w) != Some(200) {
+                        break;
+                    }
+                    if !nap(refresh, &s) {
+                        let _ = socket2::SockRef::from(w.tcp()).set_linger(Some(Duration::ZERO));
+                        return;
+                    }
+                }
+                if !nap(refresh / 4, &s) {
+                    return;
+                }
+            }
+        });
+        Self { stop, handle: Some(handle) }
+    }
+}
+
+impl Drop for TlsSipPhone {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }

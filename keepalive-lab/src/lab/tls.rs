@@ -1,5 +1,6 @@
-//! TLS for the lab's secure phones (SCCP on 2443): a certificate made for the run (rcgen), a
-//! CUCM side that presents it and phone sides that trust it, over TLS 1.2 or 1.3 (rustls).
+//! TLS for the lab's secure phones (SCCP on 2443, SIP on 5061): a certificate made for the run
+//! (rcgen), a CUCM side that presents it (our SCCP CUCM, or kamailio's `tls` module) and phone
+//! sides that trust it, over TLS 1.2 or 1.3 (rustls).
 //! What keepalive sees of them is real TLS on kernel TCP: record headers, sizes and timing.
 
 use std::{
@@ -51,6 +52,10 @@ pub struct LabTls {
     client: Arc<ClientConfig>,
     /// The version the phones offer (the CUCMs accept both).
     pub version: TlsVersion,
+    /// The certificate, PEM (for kamailio's `tls` module).
+    pub cert_pem: String,
+    /// Its private key, PEM (PKCS#8).
+    pub key_pem: String,
 }
 
 fn tls_error(what: &str, e: impl std::fmt::Display) -> LabError {
@@ -62,6 +67,7 @@ impl LabTls {
     pub fn new(version: TlsVersion) -> Result<Self, LabError> {
         let made = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_owned()])
             .map_err(|e| tls_error("make the lab certificate", e))?;
+        let (cert_pem, key_pem) = (made.cert.pem(), made.signing_key.serialize_pem());
         let cert: CertificateDer<'static> = made.cert.der().clone();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -82,7 +88,7 @@ impl LabTls {
             .map_err(|e| tls_error("client versions", e))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(Self { server: Arc::new(server), client: Arc::new(client), version })
+        Ok(Self { server: Arc::new(server), client: Arc::new(client), version, cert_pem, key_pem })
     }
 
     /// The CUCM's side of an accepted connection (the handshake runs on the first read).
