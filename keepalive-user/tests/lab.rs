@@ -82,7 +82,8 @@ fn warnings(row: &Value) -> Vec<String> {
 /// Runs two phones (phone 0 gets the fault after a healthy start) and returns the agent's view,
 /// with the lab prefix and time scale given, phone 0's backup connection optional
 /// (its KeepAlives to the backup would refresh the MAC a port-security fault ages out), and
-/// every phone and CUCM secure (SCCP over TLS on 2443) when `tls` is given.
+/// every phone and CUCM secure (SCCP over TLS on 2443) when `tls` is given. Phone 1, the
+/// healthy one, makes a call after every other KeepAlive.
 #[allow(clippy::too_many_arguments)]
 fn stage_with<G>(
     prefix: &str,
@@ -120,7 +121,8 @@ fn stage_with<G>(
         "SEP0000000000A1",
         addr::CUCM1.parse().unwrap(),
         b,
-        t,
+        // The healthy phone makes a call after every other KeepAlive, across the next one.
+        t.with_calls(2),
         None,
         tls,
     );
@@ -179,10 +181,24 @@ fn proxy_arp(name: &str, tls: Option<TlsVersion>) -> Value {
         );
     }
     let good = row(&snap, &addr::phone(1), addr::CUCM1);
-    assert!(warnings(good).is_empty(), "healthy phone: {:#?}", warnings(good));
+    assert!(warnings(good).is_empty(), "healthy phone: {:#?} in {good:#}", warnings(good));
     assert_eq!(row(&snap, &addr::phone(1), addr::CUCM2)["role"], "backup");
     assert_eq!(good["role"], "primary");
+    assert_calls_were_not_keepalives(good, tls.is_some());
     snap
+}
+
+/// The healthy phone's calls (see `stage_with`) were seen and none was taken for a keepalive:
+/// on TLS its call records are counted apart, and every keepalive it sent was answered.
+fn assert_calls_were_not_keepalives(good: &Value, tls: bool) {
+    if tls {
+        // Each call is 6 records from the phone; at least two calls happened.
+        let other = good["tls"]["other_records"].as_u64().unwrap_or(0);
+        assert!(other >= 12, "the calls' records: {good:#}");
+    }
+    // The latest KeepAlive's ack may still be on its way when the agent is read.
+    let (kas, acks) = (good["keepalives"].as_u64().unwrap(), good["acks"].as_u64().unwrap());
+    assert!(kas >= 3 && acks + 1 >= kas, "{good:#}");
 }
 
 /// Port-security aging shorter than the KeepAlive interval: nftables in the switch drops the
@@ -252,7 +268,8 @@ fn port_security(name: &str, tls: Option<TlsVersion>) -> Value {
     let retx = bad["retransmissions"].as_array().unwrap();
     assert!(retx.iter().all(|r| r["from"] == "phone"), "{bad:#}");
     let good = row(&snap, &addr::phone(1), addr::CUCM1);
-    assert!(warnings(good).is_empty(), "healthy phone: {:#?}", warnings(good));
+    assert!(warnings(good).is_empty(), "healthy phone: {:#?} in {good:#}", warnings(good));
+    assert_calls_were_not_keepalives(good, tls.is_some());
     bad.clone()
 }
 
@@ -296,7 +313,7 @@ fn plain_loss_is_intermittent_loss_and_not_mac_aging() {
         assert!((0.15..0.35).contains(&d.as_f64().unwrap()), "{f:#}");
     }
     let good = row(&snap, &addr::phone(1), addr::CUCM1);
-    assert!(warnings(good).is_empty(), "healthy phone: {:#?}", warnings(good));
+    assert!(warnings(good).is_empty(), "healthy phone: {:#?} in {good:#}", warnings(good));
 }
 
 /// A CUCM restart: the primary resets every connection and is down for three KeepAlive

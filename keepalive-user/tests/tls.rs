@@ -310,3 +310,44 @@ fn a_session_ticket_after_the_first_keepalive_does_not_make_a_backup_primary() {
     assert_eq!((p.role, p.keepalives, p.acks), ("backup", 6, 0), "{:?}", p.tls);
     assert!(p.findings.is_empty(), "{:?}", p.findings);
 }
+
+/// A CUCM that sends what it had queued before each of the first KeepAliveAcks (the answers to
+/// the phone's requests, call signalling): the ack still answers its KeepAlive while the pair
+/// learns, and a row whose every KeepAlive was acknowledged gets no finding.
+#[test]
+fn queued_server_records_before_the_ack_do_not_hide_it_while_learning() {
+    use keepalive_lab::fixtures::{sccp_keepalive, sccp_keepalive_ack, sccp_pdu};
+    use scenario::{MS, S, T0};
+    for v in VERSIONS {
+        let mut tl = Timeline::default();
+        let mut c = phone_on(49_011, v, 11);
+        c.open(&mut tl, T0);
+        let mut now = T0;
+        for k in 0..6u64 {
+            now += 30 * S;
+            c.phone_send(&mut tl, now, &sccp_keepalive(), &[], false);
+            if k < 3 {
+                // Three queued records of other sizes, then the ack; the third KeepAlive gets
+                // the same three as the first, so two of the three learned share them too.
+                let q = if k == 2 { 0 } else { k as usize * 8 };
+                for (i, len) in [256 + q, 784 + q, 88 + q].into_iter().enumerate() {
+                    c.server_send(
+                        &mut tl,
+                        now + (i as u64 + 1) * MS / 4,
+                        &sccp_pdu(0x0108, &vec![0; len]),
+                    );
+                }
+            }
+            c.server_send(&mut tl, now + MS, &sccp_keepalive_ack());
+            c.phone_ack(&mut tl, now + 2 * MS);
+        }
+        let r = run(&mut tl);
+        let p = only_row(&r);
+        assert_eq!((p.role, p.keepalives, p.acks), ("primary", 6, 6), "{v:?}: {:?}", p.tls);
+        assert_eq!(
+            p.tls.as_ref().unwrap().answer_record_bytes.map(u64::from),
+            Some(sccp_record(v))
+        );
+        assert!(p.findings.is_empty(), "{v:?}: {:?}", p.findings);
+    }
+}

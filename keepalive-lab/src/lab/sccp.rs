@@ -4,9 +4,14 @@
 //!
 //! * [`Cucm`]: answers Register with RegisterAck and, as a primary, KeepAlive with KeepAliveAck;
 //!   a backup answers nothing (the kernel's TCP ACK is all the phone gets).
-//! * [`Phone`]: registers with its primary, sends a KeepAlive every interval and waits for the
+//! * [`Phone`]: registers with its primary, asks what a phone asks after registering (time,
+//!   button and soft-key templates, config), sends a KeepAlive every interval and waits for the
 //!   ack; after two unanswered KeepAlives it resets the connection and reconnects from a new
 //!   port (docs/DOMAIN.md). To its backup it sends a KeepAlive every backup interval.
+//!   Given [`Timers::call_every`], it also makes calls on its primary connection: OffHook,
+//!   four digits, the media channel's setup, and OnHook a KeepAlive later, so a KeepAlive and
+//!   its ack fall in the middle of the call. The KeepAlive timer runs on its own schedule,
+//!   whatever the call does, as a phone's does.
 //!
 //! Both speak clear SCCP on 2000 or, given a [`LabTls`], SCCP over TLS on 2443 (a secure
 //! phone in a mixed-mode cluster): the same PDUs, each written as one TLS record.
@@ -29,12 +34,36 @@ use super::{
     tls::{LabTls, Wire},
 };
 use crate::{
-    fixtures::{sccp_keepalive, sccp_keepalive_ack, sccp_pdu, sccp_register},
+    fixtures::{
+        sccp_keepalive, sccp_keepalive_ack, sccp_pdu, sccp_register,
+        scenario::REGISTRATION_REQUESTS,
+    },
     nap,
 };
 
 /// How long blocking calls wait before checking the stop flag.
 const POLL: Duration = Duration::from_millis(50);
+
+/// Call-signalling message ids the simulators use (Wireshark's `packet-skinny.c` names).
+mod call_msg {
+    pub const KEYPAD_BUTTON: u16 = 0x0003;
+    pub const OFF_HOOK: u16 = 0x0006;
+    pub const ON_HOOK: u16 = 0x0007;
+    pub const OPEN_RECEIVE_CHANNEL_ACK: u16 = 0x0022;
+    pub const START_TONE: u16 = 0x0082;
+    pub const STOP_TONE: u16 = 0x0083;
+    pub const SET_LAMP: u16 = 0x0086;
+    pub const START_MEDIA_TRANSMISSION: u16 = 0x008A;
+    pub const STOP_MEDIA_TRANSMISSION: u16 = 0x008B;
+    pub const CALL_INFO: u16 = 0x008F;
+    pub const OPEN_RECEIVE_CHANNEL: u16 = 0x0105;
+    pub const CLOSE_RECEIVE_CHANNEL: u16 = 0x0106;
+    pub const SELECT_SOFT_KEYS: u16 = 0x0110;
+    pub const CALL_STATE: u16 = 0x0111;
+    pub const DISPLAY_PROMPT_STATUS: u16 = 0x0112;
+    pub const CLEAR_PROMPT_STATUS: u16 = 0x0113;
+    pub const ACTIVATE_CALL_PLANE: u16 = 0x0116;
+}
 
 /// The clear SCCP port.
 pub const PORT: u16 = 2000;
@@ -52,6 +81,97 @@ fn read_pdu(s: &mut impl Read) -> Option<(u16, usize)> {
     let mut rest = vec![0u8; len];
     s.read_exact(&mut rest).ok()?;
     Some((sccp_msg::from_wire(u32::from_le_bytes(rest[..4].try_into().ok()?)), len + 8))
+}
+
+/// Waits up to `wait` for the next PDU: `Ok(None)` when none began, `Err` on EOF, an error or
+/// garbage. Once a PDU's first byte is in, the rest must follow within 2 s.
+fn next_pdu(s: &mut impl Wire, wait: Duration) -> Result<Option<u16>, ()> {
+    let _ = s.tcp().set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+    let mut first = [0u8; 1];
+    match s.read(&mut first) {
+        Ok(0) => return Err(()),
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(_) => return Err(()),
+    }
+    let _ = s.tcp().set_read_timeout(Some(Duration::from_secs(2)));
+    let mut head = [0u8; 8];
+    head[0] = first[0];
+    s.read_exact(&mut head[1..]).map_err(|_| ())?;
+    let len = u32::from_le_bytes(head[..4].try_into().map_err(|_| ())?) as usize;
+    if !(4..=4096).contains(&len) {
+        return Err(());
+    }
+    let mut rest = vec![0u8; len];
+    s.read_exact(&mut rest).map_err(|_| ())?;
+    Ok(Some(sccp_msg::from_wire(u32::from_le_bytes(rest[..4].try_into().map_err(|_| ())?))))
+}
+
+/// A call-signalling PDU of `body` bytes (line 1, call reference 1; the rest zeros). A
+/// current phone's call messages carry the line and call reference (chan-sccp's
+/// `sccp_protocol.h` records a 7962's OffHook: header version 0x16, 8 bytes of body), so none
+/// is a KeepAlive's 12 bytes and a secure phone's call records differ in size from its
+/// keepalive's.
+fn call_pdu(id: u16, body: usize) -> Vec<u8> {
+    let mut b = vec![0u8; body];
+    if body >= 8 {
+        b[..4].copy_from_slice(&1u32.to_le_bytes());
+        b[4..8].copy_from_slice(&1u32.to_le_bytes());
+    }
+    sccp_pdu(id, &b)
+}
+
+/// What a CUCM sends for a phone's call message (`digits`: digits dialled so far).
+fn call_reply(id: u16, digits: &mut u32) -> Vec<Vec<u8>> {
+    use call_msg::*;
+    match id {
+        OFF_HOOK => {
+            *digits = 0;
+            vec![
+                call_pdu(SET_LAMP, 12),
+                call_pdu(CALL_STATE, 24),
+                call_pdu(ACTIVATE_CALL_PLANE, 4),
+                call_pdu(START_TONE, 16),
+                call_pdu(SELECT_SOFT_KEYS, 16),
+                call_pdu(DISPLAY_PROMPT_STATUS, 44),
+            ]
+        }
+        KEYPAD_BUTTON => {
+            *digits += 1;
+            match *digits {
+                1 => vec![call_pdu(STOP_TONE, 8)],
+                4 => vec![
+                    call_pdu(CALL_STATE, 24),
+                    call_pdu(CALL_INFO, 264),
+                    call_pdu(START_TONE, 16),
+                    call_pdu(DISPLAY_PROMPT_STATUS, 44),
+                    call_pdu(OPEN_RECEIVE_CHANNEL, 36),
+                ],
+                _ => Vec::new(),
+            }
+        }
+        OPEN_RECEIVE_CHANNEL_ACK => vec![
+            call_pdu(STOP_TONE, 8),
+            call_pdu(CALL_STATE, 24),
+            call_pdu(START_MEDIA_TRANSMISSION, 48),
+        ],
+        ON_HOOK => vec![
+            call_pdu(CLOSE_RECEIVE_CHANNEL, 12),
+            call_pdu(STOP_MEDIA_TRANSMISSION, 12),
+            call_pdu(SET_LAMP, 12),
+            call_pdu(CALL_STATE, 24),
+            call_pdu(CLEAR_PROMPT_STATUS, 8),
+            call_pdu(SELECT_SOFT_KEYS, 16),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 /// A CUCM listening on port 2000 inside a namespace.
@@ -121,37 +241,33 @@ impl Drop for Cucm {
 fn serve(mut c: impl Wire, primary: bool, stop: &AtomicBool) {
     let _ = c.tcp().set_read_timeout(Some(POLL));
     let _ = c.tcp().set_nodelay(true);
+    let mut digits = 0;
     loop {
         if stop.load(Ordering::Relaxed) {
             // Reset, not FIN: a restarting CUCM does not close politely.
             let _ = socket2::SockRef::from(c.tcp()).set_linger(Some(Duration::ZERO));
             return;
         }
-        // Wait for bytes on the socket (for TLS: the next record; each PDU is one).
-        let mut peek = [0u8; 1];
-        match c.tcp().peek(&mut peek) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(_) => return,
-        }
-        let _ = c.tcp().set_read_timeout(Some(Duration::from_secs(2)));
-        let Some((id, _)) = read_pdu(&mut c) else { return };
-        let _ = c.tcp().set_read_timeout(Some(POLL));
-        let reply = match id {
-            sccp_msg::REGISTER => Some(sccp_pdu(sccp_msg::REGISTER_ACK, &[0; 16])),
-            sccp_msg::KEEPALIVE if primary => Some(sccp_keepalive_ack()),
-            _ => None,
+        // Through the TLS layer, not a peek at the socket: rustls may already hold the
+        // plaintext of several records that came in one read.
+        let id = match next_pdu(&mut c, POLL) {
+            Ok(Some(id)) => id,
+            Ok(None) => continue,
+            Err(()) => return,
         };
-        if let Some(r) = reply {
-            if c.write_all(&r).and_then(|()| c.flush()).is_err() {
+        let replies = match id {
+            sccp_msg::REGISTER => vec![sccp_pdu(sccp_msg::REGISTER_ACK, &[0; 16])],
+            sccp_msg::KEEPALIVE if primary => vec![sccp_keepalive_ack()],
+            sccp_msg::KEEPALIVE => Vec::new(),
+            other if primary => match REGISTRATION_REQUESTS.iter().find(|r| r.0 == other) {
+                Some(&(_, res, len)) => vec![sccp_pdu(res, &vec![0; len])],
+                None => call_reply(other, &mut digits),
+            },
+            _ => Vec::new(),
+        };
+        // Each PDU is its own write, so over TLS each is its own record.
+        for r in replies {
+            if send(&mut c, &r).is_err() {
                 return;
             }
         }
@@ -253,17 +369,37 @@ pub struct Timers {
     pub primary: Duration,
     /// KeepAlive interval to the backup (60 s nominal).
     pub backup: Duration,
+    /// A call after every this many KeepAlives to the primary, none when `None`.
+    pub call_every: Option<u32>,
 }
 
 impl Timers {
-    /// Cisco's defaults divided by `scale`.
+    /// Cisco's defaults divided by `scale`, no calls.
     pub fn scaled(scale: f64) -> Self {
         Self {
             primary: Duration::from_secs_f64(30.0 / scale),
             backup: Duration::from_secs_f64(60.0 / scale),
+            call_every: None,
         }
     }
+
+    /// The same phone, making a call after every `n` KeepAlives.
+    pub fn with_calls(self, n: u32) -> Self {
+        Self { call_every: Some(n.max(1)), ..self }
+    }
 }
+
+/// A call's messages from the phone, each due this fraction of the KeepAlive interval after
+/// the KeepAlive the call follows: OffHook, four digits, and OnHook after the next KeepAlive
+/// (the OpenReceiveChannelAck answers the CUCM's OpenReceiveChannel as it comes).
+const CALL: [(f64, u16, usize); 6] = [
+    (0.40, call_msg::OFF_HOOK, 8),
+    (0.50, call_msg::KEYPAD_BUTTON, 12),
+    (0.53, call_msg::KEYPAD_BUTTON, 12),
+    (0.56, call_msg::KEYPAD_BUTTON, 12),
+    (0.59, call_msg::KEYPAD_BUTTON, 12),
+    (1.30, call_msg::ON_HOOK, 8),
+];
 
 /// Called before each KeepAlive to the primary with its number (a fault can act there).
 pub type Hook = Box<dyn Fn(u32) + Send>;
@@ -394,29 +530,68 @@ fn primary_loop(
             }
             continue;
         }
+        // What a phone asks after registering (bodiless, a KeepAlive's size); the answers
+        // are read below with everything else the CUCM sends.
+        if REGISTRATION_REQUESTS.iter().any(|r| send(&mut s, &sccp_pdu(r.0, &[])).is_err()) {
+            continue;
+        }
+        // The KeepAlive timer keeps its own schedule; between KeepAlives the phone reads
+        // what the CUCM sends and makes its calls.
+        let mut next_ka = Instant::now() + t.primary;
+        let mut outstanding = false;
         let mut unanswered = 0;
+        let mut calls: std::collections::VecDeque<(Instant, Vec<u8>)> = Default::default();
         loop {
-            if !nap(t.primary, stop) {
+            if stop.load(Ordering::Relaxed) {
                 return;
             }
-            if let Some(h) = hook {
-                h(n);
+            let now = Instant::now();
+            if now >= next_ka {
+                // The ack must have come before the next KeepAlive is due.
+                if outstanding {
+                    unanswered += 1;
+                    if unanswered >= 2 {
+                        break;
+                    }
+                }
+                if let Some(h) = hook {
+                    h(n);
+                }
+                n += 1;
+                if send(&mut s, &sccp_keepalive()).is_err() {
+                    break;
+                }
+                outstanding = true;
+                if t.call_every.is_some_and(|every| (n - 1).is_multiple_of(every))
+                    && calls.is_empty()
+                {
+                    for (at, id, body) in CALL {
+                        calls.push_back((next_ka + t.primary.mul_f64(at), call_pdu(id, body)));
+                    }
+                }
+                next_ka += t.primary;
+                continue;
             }
-            n += 1;
-            if send(&mut s, &sccp_keepalive()).is_err() {
-                break;
+            if calls.front().is_some_and(|(at, _)| now >= *at) {
+                let (_, m) = calls.pop_front().expect("a call message is due");
+                if send(&mut s, &m).is_err() {
+                    break;
+                }
+                continue;
             }
-            // The ack must come before the next KeepAlive is due.
-            let sent = Instant::now();
-            let _ = s.tcp().set_read_timeout(Some(t.primary.mul_f64(0.9)));
-            match read_pdu(&mut s) {
-                Some((sccp_msg::KEEPALIVE_ACK, _)) => unanswered = 0,
-                Some(_) => {}
-                None if sent.elapsed() >= t.primary.mul_f64(0.8) => unanswered += 1,
-                None => break,
-            }
-            if unanswered >= 2 {
-                break;
+            let due = calls.front().map_or(next_ka, |(at, _)| (*at).min(next_ka));
+            match next_pdu(&mut s, due.saturating_duration_since(now).min(POLL)) {
+                Err(()) => break,
+                Ok(Some(sccp_msg::KEEPALIVE_ACK)) => {
+                    outstanding = false;
+                    unanswered = 0;
+                }
+                Ok(Some(call_msg::OPEN_RECEIVE_CHANNEL)) => {
+                    if send(&mut s, &call_pdu(call_msg::OPEN_RECEIVE_CHANNEL_ACK, 16)).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
             }
         }
         // Tear the connection down (RST) and register again from a new port.

@@ -10,11 +10,14 @@
 //!
 //! So each pair *learns* its keepalive: the phone's application-data records are kept, up to
 //! [`OBSERVED`], until [`LEARN_RECORDS`] of one size are spaced regularly, at least
-//! [`MIN_PERIOD_S`] apart. No size is fixed in advance: the cipher suite decides the overhead
+//! [`MIN_PERIOD_S`] apart, none of them in a burst of its size (the bodiless requests a phone
+//! sends after its Register are a KeepAlive's size, and the first KeepAlive comes one period
+//! after them). No size is fixed in advance: the cipher suite decides the overhead
 //! (AES-GCM in TLS 1.2 adds 29 bytes to SCCP's 12-byte KeepAlive, TLS 1.3 adds 22). Those
 //! records become the pair's first keepalives, with the answers and TCP ACKs they got; from
 //! then on a record of the learned size is a keepalive unless it comes sooner than half a
-//! period after the previous one (a phone never sends early), and every other record is
+//! period after the previous one on its connection, or after the SYN of a new connection (a
+//! phone never sends early, and registers before its first KeepAlive), and every other record is
 //! counted as something else. Until then the row is `learning` and has no keepalives: no rule
 //! guesses. When the learned size stops appearing for [`RELEARN_PERIODS`] periods while the
 //! phone still sends (a new TLS session may use another cipher), the pair learns again.
@@ -22,7 +25,9 @@
 //! An answer is the first server application-data record after a keepalive, within half a
 //! period, of the answer size: the size two answers agreed on (a lone record of another size,
 //! such as a TLS 1.3 session ticket right after the first KeepAlive to a backup, answers
-//! nothing). SIP over TLS carries no visible
+//! nothing). While learning, the first [`ANSWER_CANDIDATES`] server records in the window are
+//! all kept, since a server may first send what it had queued (the answers to the phone's
+//! requests after its Register) and the ack after them. SIP over TLS carries no visible
 //! Expires: the row's Expires stay unknown and each REGISTER is due one learned period after
 //! the answer to the previous one (the phone refreshes `granted − delta` after its 200 OK).
 //!
@@ -58,14 +63,33 @@ pub const RELEARN_PERIODS: f64 = 3.0;
 /// How long an answer may take while nothing is learned yet (nominal seconds).
 const LEARNING_ANSWER_S: f64 = 15.0;
 
-/// A phone record seen while learning, with what answered it.
+/// Server records kept per phone record while learning, as candidate answers: a CUCM may send
+/// what it had queued (the answers to a phone's requests, call signalling) before the ack.
+pub const ANSWER_CANDIDATES: usize = 4;
+
+/// A phone record seen while learning, with the server records that may answer it.
 #[derive(Clone, Debug)]
 struct Observed {
     ka: Keepalive,
     /// Record length.
     len: u16,
-    /// When the server's answer record came, and its length.
-    answer: Option<(u64, u16)>,
+    /// The first server records within the answer window: µs after the record, and length.
+    answers: [(u32, u16); ANSWER_CANDIDATES],
+    /// How many of `answers` are filled.
+    answered: u8,
+}
+
+impl Observed {
+    fn new(ka: Keepalive, len: u16) -> Self {
+        Self { ka, len, answers: [(0, 0); ANSWER_CANDIDATES], answered: 0 }
+    }
+
+    /// The candidate answers: when each came (ns) and its length.
+    fn answers(&self) -> impl Iterator<Item = (u64, u16)> + '_ {
+        self.answers[..usize::from(self.answered)]
+            .iter()
+            .map(|&(us, len)| (self.ka.first_ns + u64::from(us) * 1_000, len))
+    }
 }
 
 /// What a pair has learned about its keepalive.
@@ -228,9 +252,15 @@ fn phone_record(
     let end = ev.seq.wrapping_add(u32::from(ev.payload_len));
     let ka = Keepalive::new(ev.ts_ns, ev.seq, end, port, ev.dst_mac);
     if let Some(l) = st.learned {
-        let previous = pair.history.iter().rev().find(|k| k.phone_port == port);
-        let early =
-            previous.is_some_and(|p| secs(ev.ts_ns.saturating_sub(p.first_ns)) < l.period_s / 2.0);
+        // Since the previous keepalive on this connection or, on a new one, since its SYN: a
+        // phone's first KeepAlive comes a period after it registers, and the bodiless
+        // requests it sends right after registering (TimeDateReq, ButtonTemplateReq, …) are
+        // a KeepAlive's size.
+        let previous = pair.history.iter().rev().find(|k| k.phone_port == port).map(|k| k.first_ns);
+        let since = previous.or_else(|| {
+            pair.reconnects.iter().rev().find(|r| r.new_port == port).map(|r| r.time_ns)
+        });
+        let early = since.is_some_and(|t| secs(ev.ts_ns.saturating_sub(t)) < l.period_s / 2.0);
         if !keepalive_taken && !early && same_size(pair.app, l.record_len, len) {
             push(pair, st, ka);
             // What a later relearning may use starts after the latest keepalive.
@@ -238,7 +268,7 @@ fn phone_record(
             return true;
         }
         st.other_records += 1;
-        observe(st, Observed { ka, len, answer: None });
+        observe(st, Observed::new(ka, len));
         let last = pair.history.back().map_or(l.since_ns, |k| k.first_ns.max(l.since_ns));
         if secs(ev.ts_ns.saturating_sub(last)) > RELEARN_PERIODS * l.period_s
             && learn(pair, st, settings)
@@ -247,7 +277,7 @@ fn phone_record(
         }
         return false;
     }
-    observe(st, Observed { ka, len, answer: None });
+    observe(st, Observed::new(ka, len));
     learn(pair, st, settings);
     false
 }
@@ -268,12 +298,20 @@ fn learn(pair: &mut Pair, st: &mut TlsState, settings: &Settings) -> bool {
     // (index of the run's last record, period, the run's indices)
     let mut best: Option<(usize, f64, Vec<usize>)> = None;
     for (c, newest) in obs.iter().enumerate().rev() {
-        let members: Vec<usize> = (0..=c)
-            .filter(|&i| {
-                obs[i].ka.phone_port == newest.ka.phone_port
-                    && same_size(pair.app, newest.len, obs[i].len)
+        let alike = |i: usize| {
+            obs[i].ka.phone_port == newest.ka.phone_port
+                && same_size(pair.app, newest.len, obs[i].len)
+        };
+        // A record with another of its size closer than the shortest period is in a burst
+        // (the requests after a Register, a call's messages), never a timer's.
+        let lone = |i: usize| {
+            !(0..obs.len()).any(|j| {
+                j != i
+                    && alike(j)
+                    && secs(obs[i].ka.first_ns.abs_diff(obs[j].ka.first_ns)) < min_period
             })
-            .collect();
+        };
+        let members: Vec<usize> = (0..=c).filter(|&i| alike(i) && lone(i)).collect();
         if members.len() < LEARN_RECORDS {
             continue;
         }
@@ -314,18 +352,31 @@ fn learn(pair: &mut Pair, st: &mut TlsState, settings: &Settings) -> bool {
     // size (a TLS 1.3 session ticket sent as the handshake ends, just after the first
     // KeepAlive to a backup) answers nothing.
     let app = pair.app;
-    let answers: Vec<u16> = run.iter().filter_map(|&i| observed[i].answer.map(|a| a.1)).collect();
-    st.answer_len = answers
+    // Each member counts a size once, however many of its candidates have it. Of the sizes
+    // most members share, one as long as the keepalive (SCCP's KeepAliveAck is, under the same
+    // cipher), else the one that came last after its keepalive (queued records go first).
+    let answered_with = |o: &Observed, a: u16| o.answers().any(|(_, b)| same_size(app, a, b));
+    st.answer_len = run
         .iter()
-        .copied()
-        .find(|&a| answers.iter().filter(|&&b| same_size(app, a, b)).count() >= 2);
+        .flat_map(|&i| observed[i].answers().enumerate().map(|(at, (_, len))| (len, at)))
+        .map(|(a, at)| {
+            let n = run.iter().filter(|&&i| answered_with(&observed[i], a)).count();
+            (a, (n, same_size(app, record_len, a), at))
+        })
+        .filter(|(_, (n, _, _))| *n >= 2)
+        .max_by_key(|(_, rank)| *rank)
+        .map(|(a, _)| a);
     // Without one, the run's answers become the candidates (`answer_fits` records them).
     st.recent_answers = [0; 2];
     for (i, o) in observed.into_iter().enumerate() {
         if !run.contains(&i) {
             continue;
         }
-        let answer = o.answer;
+        // The first candidate of the answer size or, with none agreed, the first candidate.
+        let answer = match st.answer_len {
+            Some(a) => o.answers().find(|&(_, len)| same_size(app, a, len)),
+            None => o.answers().next(),
+        };
         push(pair, st, o.ka);
         if let Some((ts, _)) = answer.filter(|(_, len)| answer_fits(app, st, *len)) {
             let last = pair.history.len() - 1;
@@ -391,8 +442,11 @@ fn server_record(
         return;
     };
     let in_window = ts_ns >= o.ka.first_ns && secs(ts_ns - o.ka.first_ns) <= window_s;
-    if o.answer.is_none() && in_window {
-        o.answer = Some((ts_ns, len));
+    let n = usize::from(o.answered);
+    if in_window && n < ANSWER_CANDIDATES {
+        let us = u32::try_from((ts_ns - o.ka.first_ns) / 1_000).unwrap_or(u32::MAX);
+        o.answers[n] = (us, len);
+        o.answered += 1;
     }
 }
 
@@ -400,4 +454,18 @@ fn server_record(
 fn answered(pair: &mut Pair, st: &mut TlsState, i: usize, ts_ns: u64) {
     pair.answer(i, ts_ns);
     st.last_answer = Some((pair.history[i].phone_port, ts_ns));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a secure pair can hold for learning, as README's memory figures state it: the
+    /// records observed (kept while the pair learns, and after it for a relearning) and the
+    /// state itself.
+    #[test]
+    fn a_learning_pair_holds_at_most_what_readme_says() {
+        let most = OBSERVED * std::mem::size_of::<Observed>() + std::mem::size_of::<TlsState>();
+        assert!(most <= 1_600, "{most} bytes: README (Hostile traffic) says 1.6 KB");
+    }
 }
