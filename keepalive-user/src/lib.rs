@@ -24,6 +24,7 @@ pub mod agent;
 pub mod analyze;
 pub mod cli;
 pub mod config;
+pub mod cucm;
 pub mod findings;
 pub mod flow_count;
 pub mod loader;
