@@ -118,8 +118,19 @@ fn main() -> std::io::Result<()> {
     for (i, text) in files.iter().enumerate() {
         std::fs::write(config.join(format!("file-{i}")), text)?;
     }
+    let cucm = sub("cucm_syslog")?;
+    let alarms = [
+        "<187>563: cucm-pub: Dec 06 2026 18:23:41.123 UTC :  %UC_CALLMANAGER-3-EndPointUnregistered: %[DeviceName=SEP0024142DDF24][IPAddress=10.147.230.189][Protocol=SIP][DeviceType=437][Description=Lobby][Reason=13][IPAddrAttributes=0][LastSignalReceived=SIPStationDPrimaryLineTimeout][StationState=wait_register][AppID=Cisco CallManager][ClusterID=StandAloneCluster][NodeID=cucm-pub]: Endpoint unregistered",
+        "<187>12: Jan 02 2027 00:00:01.000 UTC :  %CCM_CALLMANAGER-CALLMANAGER-3-EndPointUnregistered: %[DeviceName=SEP000B5F327F9A][IPAddress=10.10.10.31][Protocol=SCCP][Reason=15]: Endpoint unregistered",
+        "Dec 31 23:59:59 cucm-pub 563: cucm-pub: %UC_CALLMANAGER-3-EndPointTransientConnection: %[DeviceName=SEP1][IPAddress=192.0.2.31][Reason=13][ConnectingPort=2000]: x",
+        "2026-12-06T19:23:41.500+01:00 cucm-pub %UC_CALLMANAGER-3-EndPointUnregistered: %[IPAddress=10.0.0.1][Reason=6]",
+    ];
+    for (i, line) in alarms.iter().enumerate() {
+        std::fs::write(cucm.join(format!("alarm-{i}")), line)?;
+    }
+    std::fs::write(cucm.join("log"), alarms.join("\n"))?;
     println!(
-        "{}: 4 captures, {seeds} frame runs, SIP, request, command-line and config-file seeds",
+        "{}: 4 captures, {seeds} frame runs, SIP, request, command-line, config-file and CUCM syslog seeds",
         dir.display()
     );
     Ok(())

@@ -96,6 +96,10 @@ pub struct AnalyzeArgs {
     /// Tracked port as PROTO:PORT (repeatable; replaces the defaults, as for `run`).
     #[arg(long = "port", value_name = "PROTO:PORT", value_parser = parse_port_rule)]
     pub ports: Vec<PortRule>,
+    /// CUCM's syslog saved over the same time (its EndPointUnregistered alarms): each
+    /// unregistration is joined to its row and the forecasts are scored against them.
+    #[arg(long, value_name = "FILE")]
+    pub cucm_syslog: Option<std::path::PathBuf>,
 }
 
 impl AnalyzeArgs {

@@ -103,7 +103,9 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
         settings: args.timers.settings(),
         progress: true,
     };
-    let report = analyze::file(&args.file, &opts)?;
+    let alarms = args.cucm_syslog.as_deref().map(read_cucm_syslog).transpose()?;
+    let cap = keepalive::source::capture::Capture::open(&args.file)?;
+    let report = analyze::capture_scored(cap, &opts, alarms)?;
     if let Some(t) = &report.summary.truncated {
         eprintln!("keepalive: warning: {t}");
     }
@@ -111,6 +113,34 @@ fn analyze(args: &AnalyzeArgs) -> anyhow::Result<()> {
         Format::Json => report::json::write(&report, out),
         Format::Table => report::table::write(&report, out),
     })
+}
+
+/// Reads a saved CUCM syslog for `analyze`. A stamp without a year is placed nearest the
+/// file's modification time (a log is written as it goes); lines that are endpoint alarms but
+/// cannot be read are reported (the first few) and counted, never fatal.
+fn read_cucm_syslog(path: &std::path::Path) -> anyhow::Result<analyze::Alarms> {
+    use anyhow::Context as _;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let reference_ns = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    let (alarms, bad) = analyze::Alarms::read(&String::from_utf8_lossy(&bytes), reference_ns);
+    for b in bad.iter().take(5) {
+        eprintln!("keepalive: warning: {}:{}: {}", path.display(), b.line, b.error);
+    }
+    if bad.len() > 5 {
+        eprintln!(
+            "keepalive: warning: {} more malformed alarm lines in {}",
+            bad.len() - 5,
+            path.display()
+        );
+    }
+    if alarms.is_empty() {
+        eprintln!("keepalive: warning: {}: no EndPointUnregistered alarm in it", path.display());
+    }
+    Ok(alarms)
 }
 
 /// Writes to stdout; a reader that closed the pipe early (`| head`) is not an error.

@@ -12,7 +12,8 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 
 /// The targets, in the order they run.
-pub const TARGETS: [&str; 6] = ["frames", "analyze", "sip", "stats_request", "cli", "config"];
+pub const TARGETS: [&str; 7] =
+    ["frames", "analyze", "sip", "stats_request", "cli", "config", "cucm_syslog"];
 
 /// Options of `cargo xtask fuzz`.
 #[derive(Debug, clap::Args)]

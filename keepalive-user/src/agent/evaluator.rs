@@ -264,7 +264,7 @@ impl Work {
 
 /// Which pairs an evaluation looks at.
 #[derive(Debug, Default)]
-struct Sweep {
+pub(crate) struct Sweep {
     /// Time of the newest event of any pair at the previous evaluation.
     since_ns: u64,
     /// Where the round-robin slice continues.
@@ -274,7 +274,7 @@ struct Sweep {
 impl Sweep {
     /// Indices of the pairs to evaluate now: changed since the last call, or in this
     /// refresh's slice of the round robin.
-    fn pick(&mut self, tracker: &Tracker, refresh: Duration) -> Vec<usize> {
+    pub(crate) fn pick(&mut self, tracker: &Tracker, refresh: Duration) -> Vec<usize> {
         let n = tracker.slot_count();
         let per_refresh = refresh.as_secs_f64() / SWEEP_EVERY.as_secs_f64();
         let slice = ((n as f64 * per_refresh).ceil() as usize).clamp(1, n.max(1));

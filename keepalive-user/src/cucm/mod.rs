@@ -2,6 +2,7 @@
 //! ([`syslog`]), their Reason codes ([`reason`]), and the scoring of keepalive's forecasts
 //! against them ([`score`]).
 
+pub mod join;
 pub mod reason;
 pub mod score;
 pub mod syslog;

@@ -69,6 +69,8 @@ pub struct Forecast {
     /// When it began (ns).
     #[serde(skip)]
     pub since_ns: u64,
+    /// When it began (epoch seconds).
+    pub since: f64,
     /// How far ahead it looked (s).
     pub horizon_s: f64,
     /// What became of it.
@@ -308,6 +310,7 @@ mod tests {
             server: "10.0.0.1".parse().unwrap(),
             device: Some("SEP1".into()),
             since_ns: since_s * S,
+            since: since_s as f64,
             horizon_s,
             outcome: Outcome::Pending,
         }

@@ -46,6 +46,9 @@ pub struct Report {
     pub arp: Vec<ArpRow>,
     /// Findings not tied to one phone row.
     pub findings: Vec<Finding>,
+    /// CUCM's unregistrations and the forecasts' scores, when its syslog is read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cucm: Option<crate::cucm::join::CucmSection>,
 }
 
 /// Totals of a report.
@@ -160,6 +163,10 @@ pub struct PhoneRow {
     /// seen 3 regular records of one size). Absent on clear-text rows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSummary>,
+    /// CUCM's latest unregistration of this phone, when its syslog is read (`--cucm-syslog`),
+    /// and whether a forecast named it. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unregistered: Option<crate::cucm::join::RowUnregistration>,
 }
 
 impl PhoneRow {
@@ -263,6 +270,7 @@ fn row(pair: &Pair, ctx: &Context<'_>) -> PhoneRow {
         findings: findings::for_pair(pair, ctx),
         last_seen: epoch_s(pair.last_ns),
         tls: tls_summary(pair),
+        unregistered: None,
     }
 }
 
@@ -439,7 +447,7 @@ impl Rows {
                 time: epoch_s(a.time_ns),
             })
             .collect();
-        Report { summary, phones: self.phones, arp, findings }
+        Report { summary, phones: self.phones, arp, findings, cucm: None }
     }
 }
 

@@ -105,6 +105,9 @@ pub fn write(report: &Report, mut out: impl Write) -> std::io::Result<()> {
             writeln!(out, "  {t} {} {}: {}", a.ip, a.kind, a.macs.join(", "))?;
         }
     }
+    if let Some(c) = &report.cucm {
+        cucm_section(&mut out, c)?;
+    }
     writeln!(
         out,
         "\n{} packets, {} matched, {} phone↔server pairs ({} phones), {} with findings: {} critical, {} warning, {} info",
@@ -115,6 +118,51 @@ pub fn write(report: &Report, mut out: impl Write) -> std::io::Result<()> {
     }
     if let Some(t) = &s.truncated {
         writeln!(out, "note: {t}")?;
+    }
+    Ok(())
+}
+
+/// What CUCM said, and how the forecasts scored.
+fn cucm_section(out: &mut impl Write, c: &crate::cucm::join::CucmSection) -> std::io::Result<()> {
+    use crate::{cucm::score::Verdict, findings::span};
+    writeln!(out, "\nCUCM (syslog, times UTC):")?;
+    for u in &c.unregistrations {
+        let who = match (&u.event.device, u.event.ip) {
+            (Some(d), Some(ip)) => format!("{d} {ip}"),
+            (Some(d), None) => d.clone(),
+            (None, Some(ip)) => ip.to_string(),
+            (None, None) => "?".into(),
+        };
+        let reason = match (u.reason, u.reason_name) {
+            (Some(r), Some(n)) => format!("Reason {r} {n}"),
+            _ => "no reason".into(),
+        };
+        let verdict = match (u.verdict, u.lead_s) {
+            _ if !u.seen => "not behind this vantage point: keepalive never saw it".to_owned(),
+            (Verdict::Hit, Some(lead)) => format!("forecast {} ahead", span(lead)),
+            (Verdict::Miss, _) => "no forecast named it (miss)".into(),
+            _ => format!("not scored ({})", u.class.as_str()),
+        };
+        let t = clock(u.event.time_ns);
+        let alarm = match u.event.alarm {
+            crate::cucm::syslog::Alarm::EndPointUnregistered => "unregistered",
+            crate::cucm::syslog::Alarm::EndPointTransientConnection => "transient connection",
+        };
+        writeln!(out, "  {who} {alarm} {t} ({reason}), {verdict}")?;
+    }
+    let t = &c.totals;
+    let lead = if t.hits > 0 {
+        format!(", mean lead {}", span(t.lead_sum_s / t.hits as f64))
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "  forecasts: {} hits, {} misses, {} false alarms, {} excused, {} pending{lead}",
+        t.hits, t.misses, t.false_alarms, t.excused, t.pending
+    )?;
+    if c.lines.malformed > 0 {
+        writeln!(out, "  {} alarm lines could not be read", c.lines.malformed)?;
     }
     Ok(())
 }
