@@ -147,7 +147,7 @@ impl Replay {
         let rows = Report::rows_at(tracker, picked.into_iter());
         let global = Report::unattached(tracker);
         let moved = self.lifecycle.observe(now_ns, &rows, &global, self.hold_down());
-        self.join.transitions(&moved, &rows, &self.settings);
+        self.join.transitions(now_ns, &moved, &rows, &self.settings);
     }
 
     /// Capture time reached `now_ns`: the alarms due, then an evaluation when one is due.

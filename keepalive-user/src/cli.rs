@@ -109,6 +109,17 @@ impl AnalyzeArgs {
     }
 }
 
+/// `--cucm-syslog udp://ADDR:PORT`: CUCM sends its remote syslog over UDP.
+pub fn parse_cucm_syslog(s: &str) -> Result<std::net::SocketAddr, String> {
+    let usage = "expected udp://ADDR:PORT, e.g. udp://0.0.0.0:5514";
+    let rest = s.strip_prefix("udp://").ok_or_else(|| format!("`{s}`: {usage}"))?;
+    use std::net::ToSocketAddrs;
+    rest.to_socket_addrs()
+        .map_err(|e| format!("`{s}`: {e} ({usage})"))?
+        .next()
+        .ok_or_else(|| format!("`{s}`: no address for {rest} ({usage})"))
+}
+
 /// Timer options shared by `run` and `analyze`.
 #[derive(Clone, Copy, Debug, clap::Args)]
 pub struct TimerArgs {
@@ -254,6 +265,11 @@ pub struct RunArgs {
     /// udp://HOST:PORT, tcp://HOST:PORT or unix:///dev/log.
     #[arg(long, value_name = "URL", value_parser = crate::agent::syslog::parse_target)]
     pub syslog: Option<crate::agent::syslog::Target>,
+    /// Listen for CUCM's remote syslog on udp://ADDR:PORT (its EndPointUnregistered alarms):
+    /// each unregistration is joined to its row, ends its forecasts' episodes and is scored.
+    /// Point CUCM's remote syslog (Cisco Unified Serviceability, alarm configuration) here.
+    #[arg(long, value_name = "URL", value_parser = parse_cucm_syslog)]
+    pub cucm_syslog: Option<std::net::SocketAddr>,
     /// The stats socket `keepalive stats` reads.
     #[arg(long, value_name = "PATH", default_value = crate::agent::socket::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,

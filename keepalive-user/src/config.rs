@@ -306,6 +306,7 @@ mod tests {
             ),
             ("metrics-max-findings = 500", &["--metrics-max-findings", "500"]),
             ("syslog = \"udp://127.0.0.1:514\"", &["--syslog", "udp://127.0.0.1:514"]),
+            ("cucm-syslog = \"udp://0.0.0.0:5514\"", &["--cucm-syslog", "udp://0.0.0.0:5514"]),
             (
                 "metrics-web-config = \"/etc/k/web.yml\"",
                 &["--metrics-web-config", "/etc/k/web.yml"],

@@ -81,6 +81,7 @@ fn run_options(args: &RunArgs) -> anyhow::Result<agent::Options> {
         count: args.count,
         duration: args.duration,
         syslog: args.syslog.clone(),
+        cucm_syslog: args.cucm_syslog,
         reload: None,
     })
 }

@@ -759,3 +759,131 @@ fn metrics_over_tls_with_basic_auth() {
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// CUCM's syslog reaches the live agent over UDP (`--cucm-syslog`): a phone goes quiet, its
+/// missed-keepalive becomes a critical forecast, and CUCM's KeepAliveTimeout for it is a hit
+/// with a positive lead in `stats` and `/metrics`, and ends the forecast's episode with a
+/// `cucm-unregistered` JSON line. A restart of a phone the agent never saw is counted as
+/// unseen and not scored; a malformed alarm is counted and the agent carries on.
+#[test]
+fn cucm_syslog_scores_the_forecast_live() {
+    use std::net::UdpSocket;
+    if !common::have_root("cucm_syslog_scores_the_forecast_live") {
+        return;
+    }
+    let lab = RouterLab::new();
+    let mut agent = lab.agent(&[
+        "--refresh",
+        "200ms",
+        "--time-scale",
+        "20",
+        "--metrics",
+        "9110",
+        "--cucm-syslog",
+        "udp://127.0.0.1:5515",
+    ]);
+    assert!(agent.log.contains("msg=\"cucm syslog\""), "{}", agent.log);
+    sccp_phone(&lab, "SEP00AB00CD0031", 5, Duration::from_millis(200));
+    // Quiet: grace 0.75 s at ×20; missed-keepalive turns critical, and CUCM gives up on the
+    // phone a moment later.
+    let critical = || {
+        let out = stats(&agent.socket, "json", false);
+        let snap: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        snap["report"]["phones"].as_array().is_some_and(|rows| {
+            rows.iter().any(|r| {
+                r["findings"].as_array().is_some_and(|f| {
+                    f.iter().any(|f| f["kind"] == "missed-keepalive" && f["severity"] == "critical")
+                })
+            })
+        })
+    };
+    let t0 = std::time::Instant::now();
+    while !critical() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "no critical missed-keepalive");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The refresh after the finding turned critical is when the forecast began.
+    std::thread::sleep(Duration::from_millis(400));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let lines = [
+        common::cucm::unregistered(
+            Some("cucm-pub"),
+            now.as_secs_f64(),
+            "SEP00AB00CD0031",
+            lab.phone,
+            "SCCP",
+            13,
+        ),
+        common::cucm::unregistered(
+            None,
+            now.as_secs_f64(),
+            "SEP0000000000FF",
+            "192.0.2.99",
+            "SCCP",
+            15,
+        ),
+        "<187>80: cucm-pub: %UC_CALLMANAGER-3-EndPointUnregistered: %[DeviceName=SEP1][Reason"
+            .into(),
+    ];
+    VethPair::in_ns(&lab.ns_router, move || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for l in &lines {
+            s.send_to(l.as_bytes(), "127.0.0.1:5515").unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let out = stats(&agent.socket, "json", false);
+    let snap: Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
+    let c = &snap["report"]["cucm"];
+    assert_eq!(
+        (c["hits"].as_u64(), c["misses"].as_u64(), c["unseen"].as_u64()),
+        (Some(1), Some(0), Some(1)),
+        "{c:#}"
+    );
+    assert_eq!(c["lines"]["malformed"], 1, "{c:#}");
+    let hit = &c["unregistrations"][0];
+    assert_eq!(hit["verdict"], "hit", "{c:#}");
+    let lead = hit["lead_s"].as_f64().unwrap();
+    assert!(lead > 0.0 && lead < 10.0, "lead {lead}");
+    assert_eq!(c["forecasts"][0]["kind"], "missed-keepalive");
+    let row = snap["report"]["phones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phone"] == lab.phone)
+        .unwrap();
+    assert_eq!(row["unregistered"]["reason"], 13, "{row:#}");
+    let metrics = scrape(&lab.ns_router, 9110);
+    assert!(
+        metrics
+            .contains("keepalive_cucm_unregistrations_total{reason=\"13\",predicted=\"true\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("keepalive_cucm_unregistrations_total{reason=\"15\",predicted=\"false\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("keepalive_forecast_lead_seconds_count 1"), "{metrics}");
+    assert!(
+        metrics.contains("keepalive_cucm_syslog_lines_total{kind=\"malformed\"} 1"),
+        "{metrics}"
+    );
+    let (out, log) = agent.stop();
+    assert!(out.status.success(), "{log}");
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let closing: Vec<&Value> = lines.iter().filter(|v| v["event"] == "cucm-unregistered").collect();
+    assert_eq!(closing.len(), 1, "{lines:#?}");
+    assert_eq!(closing[0]["kind"], "missed-keepalive");
+    assert_eq!(closing[0]["cucm"]["verdict"], "hit");
+    let fired =
+        lines.iter().find(|v| v["event"] == "firing" && v["kind"] == "missed-keepalive").unwrap();
+    assert_eq!(closing[0]["id"], fired["id"], "the forecast's episode ends");
+    assert!(log.contains("malformed cucm alarm"), "{log}");
+}

@@ -24,6 +24,7 @@ use std::{
 
 use parking_lot::{Mutex, MutexGuard};
 
+use super::lifecycle::Transition;
 use super::{
     lifecycle::Lifecycle,
     metrics::{self, Census, Shape},
@@ -31,7 +32,11 @@ use super::{
     syslog::Syslog,
     view, EvictionLog,
 };
-use crate::{report::Report, tracker::Tracker};
+use crate::{
+    cucm::join::{RowUnregistration, FORECASTS},
+    report::{PhoneRow, Report},
+    tracker::Tracker,
+};
 
 /// Pairs whose rows are built per hold of the state lock: 512 held it up to 10 ms on the
 /// bench's 100 000 phones (cold caches: each pair is a few scattered cache lines), 128 keeps
@@ -207,7 +212,9 @@ impl Work {
         }
         drop(st);
 
-        let moved = self.lifecycle.observe(job.now_ns, &rows, &global, job.hold_down);
+        let mut moved = self.lifecycle.observe(job.now_ns, &rows, &global, job.hold_down);
+        let closed = self.cucm(job.now_ns, &moved, &rows);
+        moved.extend(closed);
         drop(rows);
         if self.sinks.json_lines {
             view::print_transitions(&moved)?;
@@ -240,6 +247,41 @@ impl Work {
             self.state.lock().metrics = Some(text);
         }
         self.account(started, held_max, picked.len())
+    }
+
+    /// CUCM's alarms since the last refresh (`--cucm-syslog`): the forecasts that began are
+    /// handed to the scorer, each alarm is joined and scored, and the episodes of the
+    /// forecasts it ends are closed. Returns those closing transitions.
+    fn cucm(&mut self, now_ns: u64, moved: &[Transition], rows: &[PhoneRow]) -> Vec<Transition> {
+        let mut st = self.state.lock();
+        let State { tracker, cucm, .. } = &mut *st;
+        let Some(c) = cucm.as_mut() else { return Vec::new() };
+        c.join.transitions(now_ns, moved, rows, &tracker.settings);
+        c.join.settle(now_ns);
+        if c.pending.is_empty() {
+            return Vec::new();
+        }
+        // Who keepalive knows, once for the batch (a CUCM restart sends thousands at once).
+        let mut ips = std::collections::HashSet::new();
+        let mut devices = std::collections::HashSet::new();
+        for p in tracker.phones() {
+            ips.insert(p.key.phone);
+            if let Some(d) = p.device.as_deref() {
+                devices.insert(d.to_ascii_uppercase());
+            }
+        }
+        let mut notes = Vec::new();
+        for ev in std::mem::take(&mut c.pending) {
+            let seen = ev.ip.is_some_and(|ip| ips.contains(&ip))
+                || ev.device.as_deref().is_some_and(|d| devices.contains(&d.to_ascii_uppercase()));
+            let ip = ev.ip;
+            let u = c.join.alarm_seen(ev, seen);
+            if let Some(ip) = ip {
+                notes.push((ip, RowUnregistration::of(u)));
+            }
+        }
+        drop(st);
+        notes.iter().flat_map(|(ip, n)| self.lifecycle.unregistered(*ip, &FORECASTS, n)).collect()
     }
 
     /// Records one refresh in the agent's stats.

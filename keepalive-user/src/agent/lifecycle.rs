@@ -10,6 +10,12 @@
 //!
 //! A finding that fires again after it resolved is a new episode: the same identity, the next
 //! episode number, a new `id`.
+//!
+//! When CUCM reports the phone unregistered (`--cucm-syslog`), its forecasts' episodes end
+//! with `cucm-unregistered`, carrying the reason and whether the forecast named it: the
+//! prediction has come true, or been overtaken. The rule may go on holding on the history it
+//! saw; the episode stays closed (no `escalated`, no `resolved`, not exported as a firing
+//! finding) until the rule stops holding, and a later firing is a new episode.
 
 use std::{
     collections::HashMap,
@@ -42,6 +48,9 @@ pub enum Event {
     Escalated,
     /// Its rule stopped holding (after the hold-down), or its pair is gone.
     Resolved,
+    /// CUCM unregistered the phone: the forecast's episode ends.
+    #[serde(rename = "cucm-unregistered")]
+    CucmUnregistered,
 }
 
 impl Event {
@@ -51,6 +60,7 @@ impl Event {
             Event::Firing => "firing",
             Event::Escalated => "escalated",
             Event::Resolved => "resolved",
+            Event::CucmUnregistered => "cucm-unregistered",
         }
     }
 }
@@ -105,6 +115,9 @@ pub struct Transition {
     /// The finding as last evaluated (for `resolved`: as it was before it stopped holding).
     #[serde(flatten)]
     pub finding: Finding,
+    /// For `cucm-unregistered`: what CUCM said, and whether a forecast named it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cucm: Option<crate::cucm::join::RowUnregistration>,
 }
 
 #[derive(Debug)]
@@ -119,6 +132,9 @@ struct Active {
     absent_since: Option<u64>,
     /// Wall time (ns) the finding's pair was last evaluated.
     evaluated_ns: u64,
+    /// CUCM unregistered the phone: the episode has ended, and the entry only waits for the
+    /// rule to stop holding.
+    closed: bool,
 }
 
 /// The findings being followed and the episodes so far.
@@ -193,6 +209,7 @@ impl Lifecycle {
                         finding: (*f).clone(),
                         absent_since: None,
                         evaluated_ns: now_ns,
+                        closed: false,
                     };
                     out.push(transition(Event::Firing, *id, &a));
                     self.active.insert(*id, a);
@@ -213,7 +230,9 @@ impl Lifecycle {
                     }
                     if f.severity > a.severity {
                         a.severity = f.severity;
-                        out.push(transition(Event::Escalated, *id, a));
+                        if !a.closed {
+                            out.push(transition(Event::Escalated, *id, a));
+                        }
                     }
                 }
             }
@@ -243,7 +262,7 @@ impl Lifecycle {
         }
         resolved.sort_unstable();
         for id in resolved {
-            if let Some(a) = self.active.remove(&id) {
+            if let Some(a) = self.active.remove(&id).filter(|a| !a.closed) {
                 out.push(transition(Event::Resolved, id, &a));
             }
         }
@@ -258,7 +277,36 @@ impl Lifecycle {
     /// The findings being followed, with their pairs: what the metrics export (a finding is
     /// there from `firing` to `resolved`).
     pub fn findings(&self) -> impl Iterator<Item = (&Subject, &Finding)> {
-        self.active.values().map(|a| (&a.subject, &a.finding))
+        self.active.values().filter(|a| !a.closed).map(|a| (&a.subject, &a.finding))
+    }
+
+    /// CUCM unregistered `phone`: the episodes of its forecasts (`kinds`) end, each with a
+    /// `cucm-unregistered` transition carrying `note`.
+    pub fn unregistered(
+        &mut self,
+        phone: IpAddr,
+        kinds: &[crate::findings::Kind],
+        note: &crate::cucm::join::RowUnregistration,
+    ) -> Vec<Transition> {
+        let mut ids: Vec<u64> = self
+            .active
+            .iter()
+            .filter(|(_, a)| {
+                !a.closed && a.key.is_some_and(|k| k.0 == phone) && kinds.contains(&a.finding.kind)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(a) = self.active.get_mut(&id) {
+                a.closed = true;
+                let mut t = transition(Event::CucmUnregistered, id, a);
+                t.cucm = Some(note.clone());
+                out.push(t);
+            }
+        }
+        out
     }
 
     /// The worst severity followed per pair, by (phone, server, server port).
@@ -284,6 +332,7 @@ fn transition(event: Event, id: u64, a: &Active) -> Transition {
         id: format!("{id:016x}-{}", a.episode),
         subject: a.subject.clone(),
         finding,
+        cucm: None,
     }
 }
 

@@ -195,6 +195,8 @@ pub struct Census {
     totals: BTreeMap<&'static str, [u64; 3]>,
     kernel: KernelStats,
     user: UserStats,
+    /// The scoring against CUCM's syslog, when it is received.
+    cucm: Option<(crate::cucm::score::Totals, crate::cucm::join::Lines, u64)>,
 }
 
 impl Census {
@@ -216,6 +218,7 @@ impl Census {
             totals,
             kernel: st.kernel,
             user: st.user_stats(),
+            cucm: st.cucm.as_ref().map(|c| (c.join.totals().clone(), c.join.lines(), c.dropped)),
         }
     }
 
@@ -378,10 +381,102 @@ pub fn render(census: &Census, lifecycle: &Lifecycle, shape: Shape) -> String {
         evictions,
     );
 
+    if let Some((t, lines, dropped)) = &census.cucm {
+        cucm_families(&mut reg, t, lines, *dropped);
+    }
+
     let mut out = String::new();
     // Encoding into a String cannot fail.
     let _ = encode(&mut out, &reg);
     out
+}
+
+/// The scoring against CUCM's syslog (`--cucm-syslog`).
+fn cucm_families(
+    reg: &mut Registry,
+    t: &crate::cucm::score::Totals,
+    lines: &crate::cucm::join::Lines,
+    dropped: u64,
+) {
+    let unreg = Family::<Labels, Counter>::default();
+    for (code, predicted, n) in &t.by_reason {
+        let l = labels(&[("reason", &code.to_string()), ("predicted", &predicted.to_string())]);
+        unreg.get_or_create(&l).inc_by(*n);
+    }
+    reg.register(
+        "cucm_unregistrations",
+        "CUCM's EndPointUnregistered alarms, by Reason code and whether a critical forecast named the phone beforehand",
+        unreg,
+    );
+    reg.register_with_unit(
+        "forecast_lead",
+        "How long before CUCM unregistered a phone the forecast that named it began",
+        prometheus_client::registry::Unit::Seconds,
+        Lead(t.clone()),
+    );
+    let outcomes = Family::<Labels, Counter>::default();
+    for (outcome, n) in
+        [("confirmed", t.confirmed), ("false-alarm", t.false_alarms), ("excused", t.excused)]
+    {
+        outcomes.get_or_create(&labels(&[("outcome", outcome)])).inc_by(n);
+    }
+    reg.register(
+        "cucm_forecasts",
+        "Critical forecasts ended: confirmed by an unregistration, a false alarm once their horizon passed, or excused by an unregistration of another reason",
+        outcomes,
+    );
+    gauge(
+        reg,
+        "cucm_forecasts_pending",
+        "Critical forecasts still within their horizon",
+        t.pending as i64,
+    );
+    counter(
+        reg,
+        "cucm_misses",
+        "Unregistrations for lost keepalives or connectivity that no forecast named",
+        t.misses,
+    );
+    counter(
+        reg,
+        "cucm_unseen",
+        "Unregistrations of phones keepalive never saw (not behind this vantage point)",
+        t.unseen,
+    );
+    let kinds = Family::<Labels, Counter>::default();
+    for (kind, n) in [
+        ("alarm", lines.alarms),
+        ("other", lines.other),
+        ("malformed", lines.malformed),
+        ("dropped", dropped),
+    ] {
+        kinds.get_or_create(&labels(&[("kind", kind)])).inc_by(n);
+    }
+    reg.register("cucm_syslog_lines", "CUCM syslog lines received, by what they were", kinds);
+}
+
+/// The lead-time histogram the scorer keeps.
+#[derive(Debug)]
+struct Lead(crate::cucm::score::Totals);
+
+impl TypedMetric for Lead {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Lead {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = crate::cucm::score::LEAD_BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(self.0.lead_buckets.iter().copied())
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(self.0.lead_sum_s, self.0.hits, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// `--metrics-per-phone`: one series per phone↔server pair, from a whole report of `st`

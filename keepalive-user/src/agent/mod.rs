@@ -15,6 +15,7 @@
 //! * [`syslog`]: the RFC 5424 sink (`--syslog`).
 //! * [`web_config`]: TLS and basic auth for the metrics (`--metrics-web-config`).
 
+pub mod cucm;
 pub mod evaluator;
 pub mod flows;
 pub mod lifecycle;
@@ -84,6 +85,8 @@ pub struct Options {
     pub duration: Option<Duration>,
     /// Where finding transitions also go as RFC 5424 syslog (`--syslog`).
     pub syslog: Option<syslog::Target>,
+    /// Where CUCM's remote syslog is received (`--cucm-syslog`).
+    pub cucm_syslog: Option<std::net::SocketAddr>,
     /// How SIGHUP re-reads the options (from `--config`); without it SIGHUP is ignored.
     pub reload: Option<Reload>,
 }
@@ -186,6 +189,14 @@ pub enum AgentError {
     /// The metrics address.
     #[error("cannot serve metrics on {addr}: {error}")]
     Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The CUCM syslog address.
+    #[error("cannot listen for CUCM's syslog on udp://{addr}: {error} (a port below 1024 needs CAP_NET_BIND_SERVICE: use 5514 and point CUCM's remote syslog there)")]
+    CucmSyslog {
         /// The address.
         addr: std::net::SocketAddr,
         /// Why.
@@ -303,6 +314,14 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         ),
         None => None,
     };
+    let cucm_listener = match opts.cucm_syslog {
+        Some(addr) => Some(
+            tokio::net::UdpSocket::bind(addr)
+                .await
+                .map_err(|error| AgentError::CucmSyslog { addr, error })?,
+        ),
+        None => None,
+    };
     let state = Arc::new(Mutex::new(State {
         tracker: Tracker::with_limits(opts.settings, opts.config, opts.limits),
         kernel: KernelStats::default(),
@@ -317,7 +336,16 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         bad_records: 0,
         metrics: None,
         evaluation: Default::default(),
+        cucm: opts.cucm_syslog.map(|_| Box::default()),
     }));
+    let cucm_task = cucm_listener.map(|sock| {
+        log(
+            "info",
+            "cucm syslog",
+            &[("addr", &opts.cucm_syslog.map(|a| a.to_string()).unwrap_or_default())],
+        );
+        tokio::spawn(cucm::serve(sock, state.clone()))
+    });
     let socket_task = tokio::spawn(socket::serve(listener, state.clone()));
     log("info", "stats socket", &[("path", &opts.socket.display())]);
     let metrics_task = metrics_listener.map(|l| {
@@ -349,8 +377,10 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     // The expiry runs on the evaluator's thread, and so do the findings, for the JSON lines,
     // the syslog sink and the metrics (which export what the lifecycle follows, so a scrape
     // builds no report).
-    let findings =
-        opts.output == Output::Findings || opts.syslog.is_some() || opts.metrics.is_some();
+    let findings = opts.output == Output::Findings
+        || opts.syslog.is_some()
+        || opts.metrics.is_some()
+        || opts.cucm_syslog.is_some();
     let sinks = evaluator::Sinks {
         json_lines: opts.output == Output::Findings,
         syslog: opts.syslog.clone().map(syslog::Syslog::new),
@@ -448,13 +478,18 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     if let Some(t) = metrics_task {
         t.abort();
     }
+    if let Some(t) = cucm_task {
+        t.abort();
+    }
     let kernel = kernel_stats(&probe, flows.finish()?)?;
     state.lock().kernel = kernel;
     // The last word on every pair, for the JSON lines and the syslog.
     evaluator.finish(evaluator::Job {
         now_ns: now_ns(),
         expire: opts.expire,
-        findings: opts.output == Output::Findings || opts.syslog.is_some(),
+        findings: opts.output == Output::Findings
+            || opts.syslog.is_some()
+            || opts.cucm_syslog.is_some(),
         hold_down: hold_down(&opts.settings),
         refresh: opts.refresh,
         metrics: None,

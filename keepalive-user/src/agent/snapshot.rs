@@ -151,6 +151,8 @@ pub struct State {
     pub metrics: Option<std::sync::Arc<str>>,
     /// The refreshes' evaluation.
     pub evaluation: Evaluation,
+    /// CUCM's syslog, when it is received (`--cucm-syslog`).
+    pub cucm: Option<Box<super::cucm::CucmState>>,
 }
 
 /// The document `keepalive stats --format json` prints.
@@ -252,7 +254,11 @@ impl State {
         }
     }
 
-    fn with_report(&self, report: Report) -> Snapshot {
+    fn with_report(&self, mut report: Report) -> Snapshot {
+        if let Some(c) = &self.cucm {
+            c.join.annotate(&mut report.phones);
+            report.cucm = Some(c.join.section_recent(super::cucm::STATS_RECENT));
+        }
         Snapshot {
             agent: self.agent.clone(),
             kernel: self.kernel,

@@ -279,6 +279,7 @@ mod tests {
             finding: Finding::new(Kind::RtoGrowth, Severity::Critical, 0, "grows ×2".into())
                 .with("cycles_to_unregister", 1)
                 .with("evidence", "a \"quoted] \\ value"),
+            cucm: None,
         };
         let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_000_000_123);
         let m = format(&t, "router-a", 42, now);

@@ -64,6 +64,19 @@ pub struct RowUnregistration {
     pub lead_s: Option<f64>,
 }
 
+impl RowUnregistration {
+    /// What a row (and a `cucm-unregistered` transition) shows of `u`.
+    pub fn of(u: &Unregistration) -> Self {
+        Self {
+            time: u.event.time_ns as f64 / 1e9,
+            reason: u.reason,
+            reason_name: u.reason_name,
+            verdict: u.verdict,
+            lead_s: u.lead_s,
+        }
+    }
+}
+
 /// The join and the scoring.
 #[derive(Clone, Debug, Default)]
 pub struct Join {
@@ -94,9 +107,15 @@ impl Join {
         }
     }
 
-    /// The lifecycle moved: a finding that became a critical forecast begins a prediction.
-    /// `rows` are the rows just evaluated (their intervals give the horizon).
-    pub fn transitions(&mut self, moved: &[Transition], rows: &[PhoneRow], settings: &Settings) {
+    /// The lifecycle moved at `now_ns`: a finding that became a critical forecast begins a
+    /// prediction then. `rows` are the rows just evaluated (their intervals give the horizon).
+    pub fn transitions(
+        &mut self,
+        now_ns: u64,
+        moved: &[Transition],
+        rows: &[PhoneRow],
+        settings: &Settings,
+    ) {
         for t in moved {
             let f = &t.finding;
             let starts = matches!(t.event, Event::Firing | Event::Escalated);
@@ -122,8 +141,8 @@ impl Join {
                 phone,
                 server,
                 device: t.subject.device.clone(),
-                since_ns: (f.time.max(0.0) * 1e9) as u64,
-                since: f.time,
+                since_ns: now_ns,
+                since: now_ns as f64 / 1e9,
                 horizon_s: horizon_s(cycles, interval, grace),
                 outcome: Outcome::Pending,
             });
@@ -140,6 +159,11 @@ impl Join {
                     .zip(p.device.as_deref())
                     .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
         });
+        self.alarm_seen(ev, seen)
+    }
+
+    /// An alarm, scored; `seen` says whether keepalive knows the phone.
+    pub fn alarm_seen(&mut self, ev: CucmEvent, seen: bool) -> &Unregistration {
         self.scorer.unregistered(ev, seen)
     }
 
@@ -155,6 +179,19 @@ impl Join {
             totals: self.scorer.totals().clone(),
             unregistrations: self.scorer.unregistrations().cloned().collect(),
             forecasts: self.scorer.forecasts().cloned().collect(),
+        }
+    }
+
+    /// The report's section with only the newest `n` unregistrations and forecasts.
+    pub fn section_recent(&self, n: usize) -> CucmSection {
+        let newest = |len: usize| len.saturating_sub(n);
+        let u: Vec<_> = self.scorer.unregistrations().collect();
+        let f: Vec<_> = self.scorer.forecasts().collect();
+        CucmSection {
+            lines: self.lines,
+            totals: self.scorer.totals().clone(),
+            unregistrations: u[newest(u.len())..].iter().map(|&x| x.clone()).collect(),
+            forecasts: f[newest(f.len())..].iter().map(|&x| x.clone()).collect(),
         }
     }
 
@@ -177,13 +214,7 @@ impl Join {
             if r.role == "backup" {
                 continue;
             }
-            r.unregistered = Some(RowUnregistration {
-                time: u.event.time_ns as f64 / 1e9,
-                reason: u.reason,
-                reason_name: u.reason_name,
-                verdict: u.verdict,
-                lead_s: u.lead_s,
-            });
+            r.unregistered = Some(RowUnregistration::of(u));
         }
     }
 }

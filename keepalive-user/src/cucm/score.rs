@@ -5,8 +5,12 @@
 //! (the lifecycle's `firing` or `escalated`). It states a horizon:
 //! * `rto-growth`: its `cycles_to_unregister` more keepalive intervals, plus one, plus the
 //!   server's grace;
-//! * the others: [`HORIZON_INTERVALS`] keepalive intervals (a phone resets after two
-//!   unanswered KeepAlives, and CUCM drops a silent phone after about two missed ones).
+//! * the others: [`HORIZON_INTERVALS`] keepalive intervals plus the grace (a phone resets
+//!   after two unanswered KeepAlives, and CUCM drops a silent phone after about two missed
+//!   ones).
+//!
+//! A forecast begins when keepalive says it (the evaluation that saw it turn critical), and
+//! the lead time is measured from then: how long the engineer was warned.
 //!
 //! An *unregistration* is CUCM's `EndPointUnregistered` (or `EndPointTransientConnection`).
 //! It is joined to the forecasts by the phone's address, then by its device name. When its
@@ -97,7 +101,7 @@ impl Forecast {
 pub fn horizon_s(cycles: Option<i64>, interval_s: f64, grace_s: f64) -> f64 {
     match cycles {
         Some(n) => (n.max(0) as f64 + 1.0) * interval_s + grace_s,
-        None => HORIZON_INTERVALS * interval_s,
+        None => HORIZON_INTERVALS * interval_s + grace_s,
     }
 }
 
@@ -155,9 +159,9 @@ pub struct Totals {
     pub excused: u64,
     /// Forecasts still within their horizon.
     pub pending: u64,
-    /// Lead times of the hits: per [`LEAD_BUCKETS`] bound (cumulative counts), their sum and
-    /// count.
-    pub lead_buckets: [u64; LEAD_BUCKETS.len()],
+    /// Lead times of the hits, per bucket: the i-th counts leads above bound i−1 of
+    /// [`LEAD_BUCKETS`] and up to bound i; the last, those above every bound.
+    pub lead_buckets: [u64; LEAD_BUCKETS.len() + 1],
     /// Sum of the hits' lead times (s).
     pub lead_sum_s: f64,
     /// By reason code and whether it was predicted: (code, predicted, count).
@@ -227,11 +231,8 @@ impl Scorer {
                 tot.hits += 1;
                 let lead = lead_s.unwrap_or(0.0);
                 tot.lead_sum_s += lead;
-                for (b, bound) in tot.lead_buckets.iter_mut().zip(LEAD_BUCKETS) {
-                    if lead <= bound {
-                        *b += 1;
-                    }
-                }
+                let i = LEAD_BUCKETS.iter().position(|&b| lead <= b).unwrap_or(LEAD_BUCKETS.len());
+                tot.lead_buckets[i] += 1;
             }
             Verdict::Miss => tot.misses += 1,
             Verdict::NotScored => {}
@@ -339,8 +340,7 @@ mod tests {
         assert_eq!((u.verdict, u.lead_s), (Verdict::Hit, Some(240.0)));
         let t = s.totals();
         assert_eq!((t.hits, t.misses, t.confirmed, t.pending, t.false_alarms), (1, 0, 1, 0, 0));
-        assert_eq!(t.lead_buckets[6..], [1, 1, 1, 1], "240 s is under 300 s and above");
-        assert_eq!(t.lead_buckets[5], 0);
+        assert_eq!(t.lead_buckets, [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0], "240 s: (120, 300]");
         assert_eq!(t.by_reason, vec![(13, true, 1)]);
     }
 
@@ -393,6 +393,6 @@ mod tests {
     #[test]
     fn horizons() {
         assert_eq!(horizon_s(Some(2), 115.0, 10.0), 355.0);
-        assert_eq!(horizon_s(None, 30.0, 10.0), 90.0);
+        assert_eq!(horizon_s(None, 30.0, 10.0), 100.0);
     }
 }
