@@ -806,7 +806,7 @@ fn cucm_syslog_scores_the_forecast_live() {
     std::thread::sleep(Duration::from_millis(400));
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     let lines = [
-        common::cucm::unregistered(
+        keepalive_lab::fixtures::cucm::unregistered(
             Some("cucm-pub"),
             now.as_secs_f64(),
             "SEP00AB00CD0031",
@@ -814,7 +814,7 @@ fn cucm_syslog_scores_the_forecast_live() {
             "SCCP",
             13,
         ),
-        common::cucm::unregistered(
+        keepalive_lab::fixtures::cucm::unregistered(
             None,
             now.as_secs_f64(),
             "SEP0000000000FF",

@@ -14,7 +14,7 @@ use keepalive_lab::{
     fixtures::TlsVersion,
     lab::{
         addr, fault,
-        sccp::{Cucm, Hook, Phone, Timers},
+        sccp::{Cucm, Hook, Phone, Syslog, Timers},
         tls::LabTls,
         Lab,
     },
@@ -35,14 +35,31 @@ fn agent(lab: &Lab) -> Agent {
     agent_scaled(lab, SCALE)
 }
 
+/// Where the agent (in the switch) receives the CUCMs' syslog.
+const CUCM_SYSLOG: &str = "192.0.2.250:5514";
+/// Where it serves its metrics (loopback of the switch namespace).
+const METRICS_PORT: u16 = 9108;
+
 fn agent_scaled(lab: &Lab, scale: f64) -> Agent {
     let scale = scale.to_string();
+    let syslog = format!("udp://{CUCM_SYSLOG}");
+    let metrics = METRICS_PORT.to_string();
     let mut args = vec!["--json", "--refresh", "300ms", "--time-scale", &scale];
+    args.extend(["--cucm-syslog", &syslog, "--metrics", &metrics]);
     let ports = lab.ports();
     for p in &ports {
         args.extend(["--iface", p.as_str()]);
     }
     Agent::start_with(&lab.ns("switch"), &args, Stdio::null())
+}
+
+/// The CUCMs' syslog to the agent: a phone not heard from for a KeepAlive interval plus the
+/// grace (the agent's default 15 s, scaled) is unregistered.
+fn cucm_syslog(t: Timers, scale: f64) -> Option<Syslog> {
+    Some(Syslog {
+        to: CUCM_SYSLOG.parse().unwrap(),
+        keepalive_timeout: t.primary + Duration::from_secs_f64(15.0 / scale),
+    })
 }
 
 fn snapshot(a: &Agent) -> Value {
@@ -98,10 +115,12 @@ fn stage_with<G>(
     let lab = Lab::up(prefix, 2).expect("lab up");
     let a = agent_scaled(&lab, scale);
     let tls = tls.map(|v| LabTls::new(v).expect("lab TLS"));
-    let _c1 = Cucm::start_on(&lab.ns("cucm1"), addr::CUCM1.parse().unwrap(), true, tls.clone());
+    let t = Timers::scaled(scale);
+    let syslog = cucm_syslog(t, scale);
+    let _c1 =
+        Cucm::start_with(&lab.ns("cucm1"), addr::CUCM1.parse().unwrap(), true, tls.clone(), syslog);
     let _c2 = Cucm::start_on(&lab.ns("cucm2"), addr::CUCM2.parse().unwrap(), false, tls.clone());
     std::thread::sleep(Duration::from_millis(200));
-    let t = Timers::scaled(scale);
     let b = Some(addr::CUCM2.parse().unwrap());
     let p0 = addr::phone(0).parse().unwrap();
     let p1 = addr::phone(1).parse().unwrap();
@@ -129,7 +148,12 @@ fn stage_with<G>(
     std::thread::sleep(fault_at);
     let _staged = fault(&lab);
     std::thread::sleep(total.saturating_sub(fault_at));
-    snapshot(&a)
+    let mut snap = snapshot(&a);
+    // The agent's metrics at the same moment, beside its stats.
+    let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let metrics = common::http(&lab.ns("switch"), METRICS_PORT, request).expect("metrics");
+    snap["_metrics"] = Value::String(String::from_utf8_lossy(&metrics).into_owned());
+    snap
 }
 
 #[test]
@@ -185,6 +209,13 @@ fn proxy_arp(name: &str, tls: Option<TlsVersion>) -> Value {
     assert_eq!(row(&snap, &addr::phone(1), addr::CUCM2)["role"], "backup");
     assert_eq!(good["role"], "primary");
     assert_calls_were_not_keepalives(good, tls.is_some());
+    // The lab's CUCM timed the faulted phone out (its KeepAlives went to the ASA), and only
+    // that phone.
+    let c = &snap["report"]["cucm"];
+    let unregs = c["unregistrations"].as_array().unwrap();
+    let ips: Vec<&str> = unregs.iter().filter_map(|u| u["ip"].as_str()).collect();
+    assert!(ips.contains(&addr::phone(0).as_str()), "{c:#}");
+    assert!(!ips.contains(&addr::phone(1).as_str()), "{c:#}");
     snap
 }
 
@@ -273,6 +304,57 @@ fn port_security(name: &str, tls: Option<TlsVersion>) -> Value {
     bad.clone()
 }
 
+/// The loop with CUCM closed: with port security staged as above and the run a little longer,
+/// the lab's CUCM times the phone out (no KeepAlive within its interval plus the grace, as the
+/// RTO passes the grace) and sends `EndPointUnregistered` Reason 13 to the agent's
+/// `--cucm-syslog`. The rto-growth forecast came first: a hit with a positive lead in `stats`
+/// and `/metrics`; the healthy phone is not named.
+#[test]
+fn port_security_s_forecast_comes_before_cucm_s_unregistration() {
+    if !common::have_root("port_security_s_forecast_comes_before_cucm_s_unregistration") {
+        return;
+    }
+    let _serial = serial();
+    const PS_SCALE: f64 = 10.0;
+    let interval = Timers::scaled(PS_SCALE).primary;
+    let fault_at = interval.mul_f64(3.3);
+    let snap = stage_with(
+        &format!("kl{}u", std::process::id() % 1000),
+        fault_at,
+        fault_at + interval.mul_f64(7.5),
+        |lab| fault::port_security(lab, 0, interval.mul_f64(0.3)).expect("stage port security"),
+        None,
+        false,
+        PS_SCALE,
+        None,
+    );
+    let c = &snap["report"]["cucm"];
+    let phone0 = addr::phone(0);
+    let unregs = c["unregistrations"].as_array().unwrap();
+    let first = unregs.iter().find(|u| u["ip"] == phone0.as_str());
+    let first = first.unwrap_or_else(|| panic!("no unregistration of the faulted phone: {c:#}"));
+    assert_eq!(
+        (first["reason"].as_u64(), first["verdict"].as_str()),
+        (Some(13), Some("hit")),
+        "{c:#}"
+    );
+    let lead = first["lead_s"].as_f64().unwrap();
+    assert!(lead > 0.0, "the forecast came first: {c:#}");
+    let forecast = c["forecasts"].as_array().unwrap().iter().find(|f| f["id"] == first["forecast"]);
+    assert_eq!(forecast.unwrap()["kind"], "rto-growth", "{c:#}");
+    assert!(unregs.iter().all(|u| u["ip"] != addr::phone(1).as_str()), "{c:#}");
+    assert_eq!(c["misses"], 0, "{c:#}");
+    let bad = row(&snap, &phone0, addr::CUCM1);
+    assert_eq!(bad["unregistered"]["verdict"], "hit", "{bad:#}");
+    let metrics = snap["_metrics"].as_str().unwrap();
+    assert!(
+        metrics
+            .contains("keepalive_cucm_unregistrations_total{reason=\"13\",predicted=\"true\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("keepalive_forecast_lead_seconds_count 1"), "{metrics}");
+}
+
 /// Plain loss: the switch drops every 4th frame from phone 0, which loses the first copy of
 /// every other KeepAlive (and the ACK between). The phone's kernel TCP retransmits each after
 /// its minimum RTO, and the agent calls it loss on the path: not MAC aging, not RTO growth.
@@ -343,10 +425,11 @@ fn cucm_restart(name: &str, tls: Option<TlsVersion>) {
     let a = agent(&lab);
     let tls = tls.map(|v| LabTls::new(v).expect("lab TLS"));
     let cucm1: std::net::IpAddr = addr::CUCM1.parse().unwrap();
-    let mut c1 = Cucm::start_on(&lab.ns("cucm1"), cucm1, true, tls.clone());
+    let t = Timers::scaled(SCALE);
+    let syslog = cucm_syslog(t, SCALE);
+    let mut c1 = Cucm::start_with(&lab.ns("cucm1"), cucm1, true, tls.clone(), syslog);
     let _c2 = Cucm::start_on(&lab.ns("cucm2"), addr::CUCM2.parse().unwrap(), false, tls.clone());
     std::thread::sleep(Duration::from_millis(200));
-    let t = Timers::scaled(SCALE);
     let b = Some(addr::CUCM2.parse().unwrap());
     let phones: Vec<Phone> = (0..2)
         .map(|i| {
@@ -358,7 +441,7 @@ fn cucm_restart(name: &str, tls: Option<TlsVersion>) {
     std::thread::sleep(t.primary.mul_f64(3.5));
     c1.stop();
     std::thread::sleep(t.primary.mul_f64(3.0));
-    let _c1 = Cucm::start_on(&lab.ns("cucm1"), cucm1, true, tls);
+    let _c1 = Cucm::start_with(&lab.ns("cucm1"), cucm1, true, tls, syslog);
     std::thread::sleep(t.primary.mul_f64(3.5));
     let snap = snapshot(&a);
     drop(phones);
@@ -372,6 +455,14 @@ fn cucm_restart(name: &str, tls: Option<TlsVersion>) {
         let backup = row(&snap, &addr::phone(i), addr::CUCM2);
         assert!(warnings(backup).is_empty(), "backup of phone {i}: {:#?}", warnings(backup));
     }
+    // The CUCM said CallManagerRestart for both phones: not scored, and it excuses the
+    // missed-keepalive forecasts the outage raised; nothing is a miss or a false alarm.
+    let c = &snap["report"]["cucm"];
+    let restarts = c["unregistrations"].as_array().unwrap().iter().filter(|u| u["reason"] == 15);
+    let restarted: Vec<&Value> = restarts.collect();
+    assert_eq!(restarted.len(), 2, "{c:#}");
+    assert!(restarted.iter().all(|u| u["verdict"] == "not-scored" && u["class"] == "server"));
+    assert_eq!((c["misses"].as_u64(), c["false_alarms"].as_u64()), (Some(0), Some(0)), "{c:#}");
 }
 
 /// SIP with real peers: kamailio registrars (granting 120 s, like CUCM) and a sipp phone over

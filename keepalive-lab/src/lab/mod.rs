@@ -100,6 +100,9 @@ pub mod addr {
     pub const CUCM2: &str = "192.0.2.203";
     /// The ASA's own address.
     pub const ASA: &str = "192.0.2.254";
+    /// The switch's management address (on its bridge): where keepalive, running in the
+    /// switch, receives the CUCMs' syslog.
+    pub const SWITCH: &str = "192.0.2.250";
     /// Phone `i` (0-based): 192.0.2.31 + i.
     pub fn phone(i: usize) -> String {
         format!("192.0.2.{}", 31 + i)
@@ -190,6 +193,7 @@ impl Lab {
         ip(&["-n", &lab.ns("cucm1"), "addr", "add", &cucm1, "dev", "eth0"])?;
         ip(&["-n", &lab.ns("cucm2"), "addr", "add", &cucm2, "dev", "eth0"])?;
         ip(&["-n", &lab.ns("asa"), "addr", "add", &asa, "dev", "eth0"])?;
+        ip(&["-n", &sw, "addr", "add", &format!("{}/24", addr::SWITCH), "dev", "br0"])?;
         Ok(lab)
     }
 

@@ -86,6 +86,11 @@ fn read_pdu(s: &mut impl Read) -> Option<(u16, usize)> {
 /// Waits up to `wait` for the next PDU: `Ok(None)` when none began, `Err` on EOF, an error or
 /// garbage. Once a PDU's first byte is in, the rest must follow within 2 s.
 fn next_pdu(s: &mut impl Wire, wait: Duration) -> Result<Option<u16>, ()> {
+    Ok(next_pdu_body(s, wait)?.map(|(id, _)| id))
+}
+
+/// [`next_pdu`] with the PDU's body (after the message id).
+fn next_pdu_body(s: &mut impl Wire, wait: Duration) -> Result<Option<(u16, Vec<u8>)>, ()> {
     let _ = s.tcp().set_read_timeout(Some(wait.max(Duration::from_millis(1))));
     let mut first = [0u8; 1];
     match s.read(&mut first) {
@@ -111,7 +116,8 @@ fn next_pdu(s: &mut impl Wire, wait: Duration) -> Result<Option<u16>, ()> {
     }
     let mut rest = vec![0u8; len];
     s.read_exact(&mut rest).map_err(|_| ())?;
-    Ok(Some(sccp_msg::from_wire(u32::from_le_bytes(rest[..4].try_into().map_err(|_| ())?))))
+    let id = sccp_msg::from_wire(u32::from_le_bytes(rest[..4].try_into().map_err(|_| ())?));
+    Ok(Some((id, rest.split_off(4))))
 }
 
 /// A call-signalling PDU of `body` bytes (line 1, call reference 1; the rest zeros). A
@@ -181,6 +187,55 @@ pub struct Cucm {
     handle: Option<JoinHandle<()>>,
 }
 
+/// CUCM's remote syslog, as the simulator sends it (`EndPointUnregistered`, the Reason codes
+/// of `keepalive::cucm::reason`).
+#[derive(Clone, Copy, Debug)]
+pub struct Syslog {
+    /// Where to send it (the agent's `--cucm-syslog`).
+    pub to: SocketAddr,
+    /// A registered phone not heard from for this long is unregistered, Reason 13
+    /// (KeepAliveTimeout): CUCM's keepalive interval plus its grace.
+    pub keepalive_timeout: Duration,
+}
+
+/// Reason codes the simulator sends.
+mod reason {
+    /// The phone's connection broke (a reset or close without an Unregister).
+    pub const CONNECTIVITY_ERROR: u32 = 6;
+    /// No KeepAlive within the timeout.
+    pub const KEEPALIVE_TIMEOUT: u32 = 13;
+    /// The CUCM restarted.
+    pub const CALLMANAGER_RESTART: u32 = 15;
+}
+
+/// What a CUCM connection knows of its phone, for its alarms.
+struct Registration {
+    device: String,
+    ip: IpAddr,
+    node: String,
+    syslog: Syslog,
+}
+
+impl Registration {
+    /// Sends `EndPointUnregistered` with `reason` (UDP, best effort, as CUCM's is).
+    fn unregistered(&self, reason: u32) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let line = crate::fixtures::cucm::unregistered(
+            Some(&self.node),
+            now,
+            &self.device,
+            &self.ip.to_string(),
+            "SCCP",
+            reason,
+        );
+        if let Ok(s) = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)) {
+            let _ = s.send_to(line.as_bytes(), self.syslog.to);
+        }
+    }
+}
+
 impl Cucm {
     /// Starts a CUCM on `addr`:2000 in namespace `ns`; `primary` answers KeepAlives.
     pub fn start(ns: &str, addr: IpAddr, primary: bool) -> Self {
@@ -189,6 +244,19 @@ impl Cucm {
 
     /// The same, over TLS on 2443 when `tls` is given.
     pub fn start_on(ns: &str, addr: IpAddr, primary: bool, tls: Option<LabTls>) -> Self {
+        Self::start_with(ns, addr, primary, tls, None)
+    }
+
+    /// The same, sending CUCM's syslog when it unregisters a phone, given `syslog`: Reason 13
+    /// after the keepalive timeout (it then resets the connection), 6 when the phone's
+    /// connection breaks, 15 to every registered phone when the CUCM is stopped (a restart).
+    pub fn start_with(
+        ns: &str,
+        addr: IpAddr,
+        primary: bool,
+        tls: Option<LabTls>,
+        syslog: Option<Syslog>,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let port = if tls.is_some() { TLS_PORT } else { PORT };
@@ -206,10 +274,10 @@ impl Cucm {
                             match tls {
                                 Some(t) => {
                                     if let Ok(w) = t.accept(c) {
-                                        serve(w, primary, &s2);
+                                        serve(w, primary, &s2, syslog);
                                     }
                                 }
-                                None => serve(c, primary, &s2),
+                                None => serve(c, primary, &s2, syslog),
                             }
                         }));
                     }
@@ -238,23 +306,59 @@ impl Drop for Cucm {
     }
 }
 
-fn serve(mut c: impl Wire, primary: bool, stop: &AtomicBool) {
+fn serve(mut c: impl Wire, primary: bool, stop: &AtomicBool, syslog: Option<Syslog>) {
     let _ = c.tcp().set_read_timeout(Some(POLL));
     let _ = c.tcp().set_nodelay(true);
     let mut digits = 0;
+    let mut registered: Option<Registration> = None;
+    let mut heard = Instant::now();
+    let reset = |c: &dyn Wire| {
+        let _ = socket2::SockRef::from(c.tcp()).set_linger(Some(Duration::ZERO));
+    };
     loop {
         if stop.load(Ordering::Relaxed) {
             // Reset, not FIN: a restarting CUCM does not close politely.
-            let _ = socket2::SockRef::from(c.tcp()).set_linger(Some(Duration::ZERO));
+            if let Some(r) = &registered {
+                r.unregistered(reason::CALLMANAGER_RESTART);
+            }
+            reset(&c);
+            return;
+        }
+        if let Some(r) =
+            registered.as_ref().filter(|r| heard.elapsed() > r.syslog.keepalive_timeout)
+        {
+            r.unregistered(reason::KEEPALIVE_TIMEOUT);
+            reset(&c);
             return;
         }
         // Through the TLS layer, not a peek at the socket: rustls may already hold the
         // plaintext of several records that came in one read.
-        let id = match next_pdu(&mut c, POLL) {
-            Ok(Some(id)) => id,
+        let (id, body) = match next_pdu_body(&mut c, POLL) {
+            Ok(Some(pdu)) => pdu,
             Ok(None) => continue,
-            Err(()) => return,
+            Err(()) => {
+                if let Some(r) = &registered {
+                    r.unregistered(reason::CONNECTIVITY_ERROR);
+                }
+                return;
+            }
         };
+        heard = Instant::now();
+        if id == sccp_msg::REGISTER && primary {
+            registered = syslog.zip(c.tcp().peer_addr().ok()).map(|(syslog, peer)| {
+                let name = body.get(..16).unwrap_or(&body);
+                let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+                Registration {
+                    device: String::from_utf8_lossy(&name[..end]).into_owned(),
+                    ip: peer.ip(),
+                    node: c
+                        .tcp()
+                        .local_addr()
+                        .map_or("cucm".into(), |a| format!("cucm-{}", a.ip())),
+                    syslog,
+                }
+            });
+        }
         let replies = match id {
             sccp_msg::REGISTER => vec![sccp_pdu(sccp_msg::REGISTER_ACK, &[0; 16])],
             sccp_msg::KEEPALIVE if primary => vec![sccp_keepalive_ack()],

@@ -415,9 +415,12 @@ fn cucm_families(
         Lead(t.clone()),
     );
     let outcomes = Family::<Labels, Counter>::default();
-    for (outcome, n) in
-        [("confirmed", t.confirmed), ("false-alarm", t.false_alarms), ("excused", t.excused)]
-    {
+    for (outcome, n) in [
+        ("confirmed", t.confirmed),
+        ("false-alarm", t.false_alarms),
+        ("excused", t.excused),
+        ("late", t.late),
+    ] {
         outcomes.get_or_create(&labels(&[("outcome", outcome)])).inc_by(n);
     }
     reg.register(

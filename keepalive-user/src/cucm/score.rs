@@ -20,8 +20,10 @@
 //! restart or reset is the server's doing, a device reset or logout is on purpose.
 //!
 //! Each forecast ends **confirmed** (a connectivity unregistration within its horizon),
-//! **excused** (an unregistration of another class came first: the CUCM restarted, the phone
-//! was reset on purpose), or, once its horizon has passed without one, a **false alarm**.
+//! **excused** (an unregistration of another class within its horizon, before or after it
+//! began: the CUCM restarted, the phone was reset on purpose), **late** (CUCM had already unregistered the phone for connectivity
+//! within the horizon before it: the finding explains what happened, it did not predict it),
+//! or, once its horizon has passed without one, a **false alarm**.
 
 use std::{collections::VecDeque, net::IpAddr};
 
@@ -53,6 +55,8 @@ pub enum Outcome {
     },
     /// An unregistration of another class came first.
     Excused,
+    /// CUCM had already unregistered the phone for connectivity when it began.
+    Late,
     /// The horizon passed without an unregistration.
     FalseAlarm,
 }
@@ -157,6 +161,8 @@ pub struct Totals {
     pub confirmed: u64,
     /// Forecasts ended by an unregistration of another class.
     pub excused: u64,
+    /// Forecasts that began after CUCM had already unregistered the phone.
+    pub late: u64,
     /// Forecasts still within their horizon.
     pub pending: u64,
     /// Lead times of the hits, per bucket: the i-th counts leads above bound i−1 of
@@ -179,14 +185,32 @@ pub struct Scorer {
 impl Scorer {
     /// A forecast began. A second forecast for a phone that already has one pending is not a
     /// new prediction.
-    pub fn forecast(&mut self, f: Forecast) {
+    pub fn forecast(&mut self, mut f: Forecast) {
         let pending = self.forecasts.iter().any(|o| {
             o.phone == f.phone && o.outcome == Outcome::Pending && f.since_ns <= o.until_ns()
         });
         if pending {
             return;
         }
-        self.totals.pending += 1;
+        // An unregistration of this phone within the horizon before: the forecast comes after
+        // the fact (late), or explains the silence a restart or a reset caused (excused).
+        let horizon_ns = (f.horizon_s * 1e9) as u64;
+        let before = self.unregistrations.iter().rev().find(|u| {
+            f.names(&u.event)
+                && u.event.time_ns <= f.since_ns
+                && f.since_ns - u.event.time_ns <= horizon_ns
+        });
+        match before.map(|u| u.class) {
+            Some(Class::Connectivity) => {
+                f.outcome = Outcome::Late;
+                self.totals.late += 1;
+            }
+            Some(Class::Server | Class::Intentional) => {
+                f.outcome = Outcome::Excused;
+                self.totals.excused += 1;
+            }
+            _ => self.totals.pending += 1,
+        }
         if self.forecasts.len() == KEPT {
             self.forecasts.pop_front();
         }
@@ -388,6 +412,25 @@ mod tests {
         assert_eq!(s.totals().pending, 1);
         let u = s.unregistered(unreg(None, Some("sep1"), 50, 13), true);
         assert_eq!((u.verdict, u.lead_s), (Verdict::Hit, Some(50.0)));
+    }
+
+    #[test]
+    fn a_forecast_after_the_unregistration_is_late_not_a_false_alarm() {
+        let mut s = Scorer::default();
+        assert_eq!(
+            s.unregistered(unreg(Some("10.1.1.7"), None, 100, 13), true).verdict,
+            Verdict::Miss
+        );
+        s.forecast(forecast("10.1.1.7", 101, 60.0));
+        s.settle(1_000 * S);
+        let t = s.totals();
+        assert_eq!((t.late, t.false_alarms, t.pending, t.misses), (1, 0, 0, 1));
+        assert_eq!(s.forecasts().next().unwrap().outcome, Outcome::Late);
+        // After a restart, the silence it caused is excused.
+        s.unregistered(unreg(Some("10.1.1.8"), None, 2_000, 15), true);
+        s.forecast(forecast("10.1.1.8", 2_005, 60.0));
+        s.settle(3_000 * S);
+        assert_eq!((s.totals().excused, s.totals().false_alarms), (1, 0));
     }
 
     #[test]

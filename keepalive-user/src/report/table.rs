@@ -158,8 +158,8 @@ fn cucm_section(out: &mut impl Write, c: &crate::cucm::join::CucmSection) -> std
     };
     writeln!(
         out,
-        "  forecasts: {} hits, {} misses, {} false alarms, {} excused, {} pending{lead}",
-        t.hits, t.misses, t.false_alarms, t.excused, t.pending
+        "  forecasts: {} hits, {} misses, {} false alarms, {} excused, {} late, {} pending{lead}",
+        t.hits, t.misses, t.false_alarms, t.excused, t.late, t.pending
     )?;
     if c.lines.malformed > 0 {
         writeln!(out, "  {} alarm lines could not be read", c.lines.malformed)?;

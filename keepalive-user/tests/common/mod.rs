@@ -1,7 +1,6 @@
 //! Shared helpers for the root-only test layers.
 #![allow(dead_code)]
 
-pub mod cucm;
 pub mod report;
 
 /// Whether this process may load BPF programs. When not, the test is skipped with a reason —
