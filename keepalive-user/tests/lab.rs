@@ -14,7 +14,8 @@ use keepalive_lab::{
     fixtures::TlsVersion,
     lab::{
         addr, fault,
-        sccp::{Cucm, Hook, Phone, Syslog, Timers},
+        sccp::{Cucm, Hook, Phone, Timers},
+        syslog::Syslog,
         tls::LabTls,
         Lab,
     },

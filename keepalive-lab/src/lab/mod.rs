@@ -12,11 +12,13 @@
 //! * [`sccp`]: the SCCP phone and CUCM simulators (real kernel TCP), in clear or over TLS.
 //! * [`tls`]: the certificate and TLS configurations of secure phones (rustls, rcgen).
 //! * [`sip`]: kamailio as the registrar and sipp as SIP phones (real peers).
+//! * [`syslog`]: CUCM's `EndPointUnregistered` syslog, as the lab's CUCMs send it.
 //! * [`fault`]: faults staged with kernel mechanisms (nftables, proxy ARP, route RTO).
 
 pub mod fault;
 pub mod sccp;
 pub mod sip;
+pub mod syslog;
 pub mod tls;
 
 use std::{

@@ -31,6 +31,7 @@ use keepalive_common::wire::sccp_msg;
 
 use super::{
     spawn_in,
+    syslog::{reason, Syslog, Unregistered},
     tls::{LabTls, Wire},
 };
 use crate::{
@@ -187,27 +188,6 @@ pub struct Cucm {
     handle: Option<JoinHandle<()>>,
 }
 
-/// CUCM's remote syslog, as the simulator sends it (`EndPointUnregistered`, the Reason codes
-/// of `keepalive::cucm::reason`).
-#[derive(Clone, Copy, Debug)]
-pub struct Syslog {
-    /// Where to send it (the agent's `--cucm-syslog`).
-    pub to: SocketAddr,
-    /// A registered phone not heard from for this long is unregistered, Reason 13
-    /// (KeepAliveTimeout): CUCM's keepalive interval plus its grace.
-    pub keepalive_timeout: Duration,
-}
-
-/// Reason codes the simulator sends.
-mod reason {
-    /// The phone's connection broke (a reset or close without an Unregister).
-    pub const CONNECTIVITY_ERROR: u32 = 6;
-    /// No KeepAlive within the timeout.
-    pub const KEEPALIVE_TIMEOUT: u32 = 13;
-    /// The CUCM restarted.
-    pub const CALLMANAGER_RESTART: u32 = 15;
-}
-
 /// What a CUCM connection knows of its phone, for its alarms.
 struct Registration {
     device: String,
@@ -217,22 +197,15 @@ struct Registration {
 }
 
 impl Registration {
-    /// Sends `EndPointUnregistered` with `reason` (UDP, best effort, as CUCM's is).
+    /// Sends `EndPointUnregistered` with `reason`.
     fn unregistered(&self, reason: u32) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let line = crate::fixtures::cucm::unregistered(
-            Some(&self.node),
-            now,
-            &self.device,
-            &self.ip.to_string(),
-            "SCCP",
+        self.syslog.send(&Unregistered {
+            node: &self.node,
+            device: &self.device,
+            ip: self.ip,
+            protocol: "SCCP",
             reason,
-        );
-        if let Ok(s) = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)) {
-            let _ = s.send_to(line.as_bytes(), self.syslog.to);
-        }
+        });
     }
 }
 

@@ -3,26 +3,39 @@
 //! TCP and refreshing at granted − delta (scaled), or sending `Expires: 0` /
 //! `cisco-keep-alive` REGISTERs to a backup.
 //!
+//! CUCM's syslog: given a [`Syslog`], a watcher of kamailio's registrations plays CUCM's part
+//! in it. Every 100 ms it reads kamailio's location table over its control socket (`ctl`
+//! module, `kamcmd ul.dump`): a contact whose Call-ID and CSeq change was refreshed. A phone
+//! not refreshed within [`Syslog::keepalive_timeout`] of its last REGISTER is unregistered,
+//! Reason 13, and registered again by its next refresh. A contact deleted at the registrar
+//! ([`Registrar::delete`], `kamcmd ul.rm`) is Reason 9, one the phone removed itself Reason 10.
+//! kamailio's own expiry is not used: it runs in real seconds (the 120 s it grants) while the
+//! lab's timers are scaled, so the watcher applies the lab's timeout to kamailio's record of
+//! each refresh. The phone's device name comes from its `+sip.instance`, whose UUID ends with
+//! the phone's MAC as a Cisco phone's does (kamailio keeps it with the contact).
+//!
 //! Secure phones: kamailio also listens for TLS on 5061 (its `tls` module, the lab's
 //! certificate), and [`TlsSipPhone`] registers over TLS with rustls. Debian's sipp is built
 //! without TLS (`sipp -v` lists no `TLS`, so `-t l1` is not available), and the TLS phone is
 //! ours: the fixtures' REGISTERs, with `Via: SIP/2.0/TLS`.
 
 use std::{
+    collections::{HashMap, HashSet},
     io::{Read, Write},
     net::{IpAddr, SocketAddr, TcpStream},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use super::{
-    spawn_in,
+    sh, spawn_in,
+    syslog::{reason, Syslog, Unregistered},
     tls::{LabTls, Wire},
     LabError,
 };
@@ -50,6 +63,9 @@ fn spawn(cmd: &mut Command, what: &str) -> Result<Child, LabError> {
 #[derive(Debug)]
 pub struct Registrar {
     child: Child,
+    /// kamailio's control socket (`ctl` module, binrpc), for `kamcmd`.
+    ctl: PathBuf,
+    watcher: Option<Watcher>,
 }
 
 impl Registrar {
@@ -65,8 +81,23 @@ impl Registrar {
         grant: u32,
         tls: Option<&LabTls>,
     ) -> Result<Self, LabError> {
+        Self::start_with(ns, addr, grant, tls, None)
+    }
+
+    /// The same, sending CUCM's syslog when it unregisters a phone, given `syslog` (the
+    /// watcher of the module docs).
+    pub fn start_with(
+        ns: &str,
+        addr: IpAddr,
+        grant: u32,
+        tls: Option<&LabTls>,
+        syslog: Option<Syslog>,
+    ) -> Result<Self, LabError> {
         let dir = scratch(&format!("kamailio-{addr}"));
         let cfg = dir.join("kamailio.cfg");
+        let ctl = dir.join("ctl");
+        let _ = std::fs::remove_file(&ctl);
+        let ctl_text = ctl.display();
         let (tls_listen, tls_modules) = match tls {
             Some(t) => tls_config(&dir, addr, t)?,
             None => (String::new(), String::new()),
@@ -85,6 +116,8 @@ loadmodule \"sl.so\"
 loadmodule \"pv.so\"
 loadmodule \"usrloc.so\"
 loadmodule \"registrar.so\"
+loadmodule \"ctl.so\"
+modparam(\"ctl\", \"binrpc\", \"unix:{ctl_text}\")
 modparam(\"registrar\", \"max_expires\", {grant})
 modparam(\"registrar\", \"default_expires\", {grant})
 request_route {{
@@ -106,7 +139,7 @@ request_route {{
                 .arg(&dir),
             "kamailio",
         )?;
-        let r = Self { child };
+        let mut r = Self { child, ctl, watcher: None };
         // Ready when its TCP port (its TLS port, with TLS) accepts.
         let port = if tls.is_some() { 5061 } else { 5060 };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -121,6 +154,9 @@ request_route {{
             .join()
             .unwrap_or(false);
             if up {
+                if let Some(syslog) = syslog {
+                    r.watcher = Some(Watcher::start(ns, addr, r.ctl.clone(), syslog));
+                }
                 return Ok(r);
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -132,8 +168,216 @@ request_route {{
     }
 }
 
+impl Registrar {
+    /// The registrar's location table, as `kamcmd ul.dump` shows it.
+    pub fn contacts(&self) -> Result<Vec<Contact>, LabError> {
+        kamcmd(&self.ctl, &["ul.dump"]).map(|text| Contact::parse(&text))
+    }
+
+    /// Deletes `aor`'s registration at the registrar, on purpose (`kamcmd ul.rm`), as an
+    /// administrator's reset in CUCM does: the watcher says Reason 9. The phone's next refresh
+    /// registers it again.
+    pub fn delete(&self, aor: &str) -> Result<(), LabError> {
+        if let Some(w) = &self.watcher {
+            w.deleted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(aor.into());
+        }
+        kamcmd(&self.ctl, &["ul.rm", "location", &format!("s:{aor}")]).map(|_| ())
+    }
+
+    /// Every syslog line the watcher has sent, in order: a saved CUCM log for `analyze`.
+    pub fn syslog_sent(&self) -> Vec<String> {
+        self.watcher.as_ref().map_or_else(Vec::new, |w| {
+            w.sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        })
+    }
+}
+
+/// Runs `kamcmd` on kamailio's control socket.
+fn kamcmd(ctl: &Path, args: &[&str]) -> Result<String, LabError> {
+    let socket = format!("unix:{}", ctl.display());
+    let mut all = vec!["-s", socket.as_str()];
+    all.extend(args);
+    sh("kamcmd", &all)
+}
+
+/// One contact of kamailio's location table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Contact {
+    /// Its address of record (the phone's extension).
+    pub aor: String,
+    /// The host of its Contact URI.
+    pub ip: Option<IpAddr>,
+    /// The Call-ID of the REGISTER that saved it.
+    pub call_id: String,
+    /// Its CSeq.
+    pub cseq: u64,
+    /// Its `+sip.instance`, if the phone sent one.
+    pub instance: Option<String>,
+}
+
+impl Contact {
+    /// The contacts in `kamcmd ul.dump`'s text (`AoR:` opens a record, `Address:` a contact,
+    /// and the fields after it are that contact's).
+    pub fn parse(dump: &str) -> Vec<Self> {
+        let mut out: Vec<Self> = Vec::new();
+        let mut aor = String::new();
+        for line in dump.lines() {
+            let Some((key, value)) = line.trim().split_once(": ") else { continue };
+            let value = value.trim();
+            match (key, out.last_mut()) {
+                ("AoR", _) => aor = value.to_owned(),
+                ("Address", _) => out.push(Self {
+                    aor: aor.clone(),
+                    ip: uri_host(value).and_then(|h| h.parse().ok()),
+                    ..Self::default()
+                }),
+                ("Call-ID", Some(c)) => c.call_id = value.to_owned(),
+                ("CSeq", Some(c)) => c.cseq = value.parse().unwrap_or(0),
+                ("Instance", Some(c)) if value != "[not set]" => c.instance = Some(value.into()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The device name CUCM would know the phone by: `SEP` and the MAC its instance UUID
+    /// ends with, or the address of record when it sent none.
+    pub fn device(&self) -> String {
+        let mac = self.instance.as_deref().and_then(|i| {
+            let hex = i.trim_end_matches('>').rsplit('-').next()?;
+            (hex.len() == 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| hex.to_ascii_uppercase())
+        });
+        mac.map_or_else(|| self.aor.clone(), |m| format!("SEP{m}"))
+    }
+}
+
+/// The host of a SIP URI: `sip:1001@192.0.2.31:20202;transport=tcp` → `192.0.2.31`.
+fn uri_host(uri: &str) -> Option<&str> {
+    let rest = uri.split_once('@').map_or(uri, |(_, r)| r);
+    let rest = rest.split(';').next()?;
+    match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next(),
+        None => rest.split(':').next(),
+    }
+}
+
+/// The watcher of the module docs; stopped with its registrar.
+#[derive(Debug)]
+struct Watcher {
+    stop: Arc<AtomicBool>,
+    /// Addresses of record being deleted on purpose ([`Registrar::delete`]).
+    deleted: Arc<Mutex<HashSet<String>>>,
+    sent: Arc<Mutex<Vec<String>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// How often the watcher reads the location table.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
+
+/// What the watcher knows of one address of record.
+struct Seen {
+    /// The Call-ID and CSeq of each of its contacts: a change is a refresh.
+    refreshes: Vec<(String, u64)>,
+    at: Instant,
+    registered: bool,
+    device: String,
+    ip: Option<IpAddr>,
+}
+
+impl Watcher {
+    fn start(ns: &str, addr: IpAddr, ctl: PathBuf, syslog: Syslog) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let deleted = Arc::new(Mutex::new(HashSet::new()));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let (s, d, log) = (stop.clone(), deleted.clone(), sent.clone());
+        let node = format!("cucm-{addr}");
+        // In the registrar's namespace: its syslog leaves from the CUCM's address.
+        let handle = spawn_in(ns, move || {
+            let mut known: HashMap<String, Seen> = HashMap::new();
+            let send = |seen: &Seen, reason: u32| {
+                if let Some(ip) = seen.ip {
+                    let line = syslog.send(&Unregistered {
+                        node: &node,
+                        device: &seen.device,
+                        ip,
+                        protocol: "SIP",
+                        reason,
+                    });
+                    log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(line);
+                }
+            };
+            while nap(WATCH_EVERY, &s) {
+                // kamailio busy or stopping: the next round reads it again.
+                let Ok(contacts) = kamcmd(&ctl, &["ul.dump"]).map(|t| Contact::parse(&t)) else {
+                    continue;
+                };
+                let mut now: HashMap<String, Vec<&Contact>> = HashMap::new();
+                for c in &contacts {
+                    now.entry(c.aor.clone()).or_default().push(c);
+                }
+                for (aor, cs) in &now {
+                    let mut refreshes: Vec<(String, u64)> =
+                        cs.iter().map(|c| (c.call_id.clone(), c.cseq)).collect();
+                    refreshes.sort();
+                    let last = cs[cs.len() - 1];
+                    let seen = known.entry(aor.clone()).or_insert_with(|| Seen {
+                        refreshes: Vec::new(),
+                        at: Instant::now(),
+                        registered: false,
+                        device: String::new(),
+                        ip: None,
+                    });
+                    if seen.refreshes != refreshes {
+                        *seen = Seen {
+                            refreshes,
+                            at: Instant::now(),
+                            registered: true,
+                            device: last.device(),
+                            ip: last.ip,
+                        };
+                    }
+                }
+                for seen in known.values_mut() {
+                    if seen.registered && seen.at.elapsed() > syslog.keepalive_timeout {
+                        send(seen, reason::KEEPALIVE_TIMEOUT);
+                        seen.registered = false;
+                    }
+                }
+                let gone: Vec<String> =
+                    known.keys().filter(|a| !now.contains_key(*a)).cloned().collect();
+                for aor in gone {
+                    let seen = known.remove(&aor).expect("a known address of record");
+                    let on_purpose =
+                        d.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&aor);
+                    if seen.registered {
+                        let why = if on_purpose {
+                            reason::CALLMANAGER_RESET
+                        } else {
+                            reason::DEVICE_UNREGISTERED
+                        };
+                        send(&seen, why);
+                    }
+                }
+            }
+        });
+        Self { stop, deleted, sent, handle: Some(handle) }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 impl Drop for Registrar {
     fn drop(&mut self) {
+        // The watcher first: kamailio going away is not an unregistration.
+        drop(self.watcher.take());
         // SAFETY: signalling our own child; kamailio -DD stops its workers on SIGTERM.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
@@ -172,7 +416,7 @@ const SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
       CSeq: [cseq] REGISTER
       Max-Forwards: 70
       User-Agent: Cisco-CP8961/9.4.2
-      Contact: <sip:[ext]@[local_ip]:[local_port];transport=tcp>;+u.sip!devicename.ccm.cisco.com="[device]";+u.sip!model.ccm.cisco.com="540"KEEP
+      Contact: <sip:[ext]@[local_ip]:[local_port];transport=tcp>;+sip.instance="<urn:uuid:00000000-0000-0000-0000-[mac]>";+u.sip!devicename.ccm.cisco.com="[device]";+u.sip!model.ccm.cisco.com="540"KEEP
       Expires: [expires]
       Content-Length: 0
 
@@ -183,8 +427,24 @@ const SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 "#;
 
+/// A phone's extension, its address of record: 1000 + the last byte of its address (phone 0,
+/// 192.0.2.31, is 1031), so the phones of one registrar never share one.
+pub fn extension(src: IpAddr) -> String {
+    let last = match src {
+        IpAddr::V4(a) => a.octets()[3],
+        IpAddr::V6(a) => a.octets()[15],
+    };
+    (1000 + u32::from(last)).to_string()
+}
+
+/// The MAC that ends a Cisco phone's `+sip.instance` UUID: its device name's, in lower case.
+fn instance_mac(device: &str) -> String {
+    device.strip_prefix("SEP").unwrap_or(device).to_ascii_lowercase()
+}
+
 impl SipPhone {
-    /// Starts a phone at `src` in `ns` registering `device` with `server`: asking 3600 s and
+    /// Starts a phone at `src` in `ns` registering `device` (`SEP` + its MAC) as
+    /// [`extension`]`(src)` with `server`: asking 3600 s and
     /// refreshing every `refresh`, or, as a backup keepalive, `Expires: 0` with
     /// `cisco-keep-alive`.
     pub fn start(
@@ -211,7 +471,8 @@ impl SipPhone {
                 // backup) otherwise race for the same main socket, and the loser exits with
                 // "Unable to listen main socket ... Address already in use".
                 .args(["-p", &local_port(server).to_string()])
-                .args(["-key", "ext", "1001", "-key", "device", device])
+                .args(["-key", "ext", &extension(src), "-key", "device", device])
+                .args(["-key", "mac", &instance_mac(device)])
                 .args(["-key", "expires", if backup { "0" } else { "3600" }, "-nostdin"])
                 // sipp writes its error log (`*_errors.log`) here: see [`SipPhone::status`].
                 .args(["-trace_err"])
@@ -383,5 +644,70 @@ impl Drop for TlsSipPhone {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `kamcmd ul.dump` of kamailio 5.8 with two phones, one without an instance (trimmed to
+    /// the fields read, in kamailio's order and indentation).
+    const DUMP: &str = "{
+\tDomains: {
+\t\tDomain: {
+\t\t\tDomain: location
+\t\t\tSize: 1024
+\t\t\tAoRs: {
+\t\t\t\tInfo: {
+\t\t\t\t\tAoR: 1031
+\t\t\t\t\tHashID: 924766748
+\t\t\t\t\tContacts: {
+\t\t\t\t\t\tContact: {
+\t\t\t\t\t\t\tAddress: sip:1031@192.0.2.31:20202;transport=tcp
+\t\t\t\t\t\t\tExpires: 120
+\t\t\t\t\t\t\tCall-ID: 1-2345@192.0.2.31
+\t\t\t\t\t\t\tCSeq: 7
+\t\t\t\t\t\t\tUser-Agent: Cisco-CP8961/9.4.2
+\t\t\t\t\t\t\tInstance: <urn:uuid:00000000-0000-0000-0000-0024142ddf24>
+\t\t\t\t\t\t\tLast-Modified: 1796614731
+\t\t\t\t\t\t}
+\t\t\t\t\t}
+\t\t\t\t}
+\t\t\t\tInfo: {
+\t\t\t\t\tAoR: 1032
+\t\t\t\t\tContacts: {
+\t\t\t\t\t\tContact: {
+\t\t\t\t\t\t\tAddress: sip:1032@[2001:db8::32]:5060;transport=tcp
+\t\t\t\t\t\t\tCall-ID: abc
+\t\t\t\t\t\t\tCSeq: 101
+\t\t\t\t\t\t\tInstance: [not set]
+\t\t\t\t\t\t}
+\t\t\t\t\t}
+\t\t\t\t}
+\t\t\t}
+\t\t}
+\t}
+}";
+
+    #[test]
+    fn the_location_table_gives_each_contact_its_refresh_and_device() {
+        let c = Contact::parse(DUMP);
+        assert_eq!(c.len(), 2, "{c:#?}");
+        assert_eq!(c[0].aor, "1031");
+        assert_eq!(c[0].ip, Some("192.0.2.31".parse().unwrap()));
+        assert_eq!((c[0].call_id.as_str(), c[0].cseq), ("1-2345@192.0.2.31", 7));
+        assert_eq!(c[0].device(), "SEP0024142DDF24");
+        assert_eq!(c[1].ip, Some("2001:db8::32".parse().unwrap()));
+        assert_eq!(c[1].instance, None);
+        assert_eq!(c[1].device(), "1032", "no instance: the address of record");
+    }
+
+    #[test]
+    fn garbage_is_no_contact_and_a_phone_s_extension_follows_its_address() {
+        assert!(Contact::parse("error: 500 - Internal error\n").is_empty());
+        assert!(Contact::parse("").is_empty());
+        assert_eq!(extension("192.0.2.31".parse().unwrap()), "1031");
+        assert_eq!(instance_mac("SEP0024142DDF24"), "0024142ddf24");
     }
 }
