@@ -588,3 +588,193 @@ fn secure_sip_phones_with_kamailio_over_tls() {
         assert!(warnings(r).is_empty(), "{server}: {:#?}", warnings(r));
     }
 }
+
+/// A capture of the switch's ports (dumpcap in its namespace), stopped on drop: the frames the
+/// agent saw, for `analyze`.
+struct Dumpcap {
+    child: std::process::Child,
+    path: std::path::PathBuf,
+}
+
+impl Dumpcap {
+    fn start(lab: &Lab, ports: &[&str], name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("{name}-{}.pcapng", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &lab.ns("switch"), "dumpcap", "-q", "-w"]).arg(&path);
+        for p in ports {
+            cmd.args(["-i", &Lab::port(p)]);
+        }
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        let child = child.spawn().expect("dumpcap (scripts/bootstrap.sh installs tshark)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !path.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(path.exists(), "dumpcap did not start writing {}", path.display());
+        Self { child, path }
+    }
+
+    /// Stops the capture (SIGTERM: dumpcap finishes the file) and returns its path.
+    fn stop(&mut self) -> std::path::PathBuf {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        self.path.clone()
+    }
+}
+
+impl Drop for Dumpcap {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// One unregistration's score: the phone's address, the reason, the verdict and the kind of
+/// the forecast that named it.
+type Score = (String, u64, String, String);
+
+/// The scores of a `cucm` section: each phone's unregistration and the totals (hits, misses,
+/// false alarms, unseen).
+fn scores(c: &Value) -> (Vec<Score>, [u64; 4]) {
+    let forecasts = c["forecasts"].as_array().unwrap();
+    let mut unregs: Vec<_> = c["unregistrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            let kind = forecasts.iter().find(|f| f["id"] == u["forecast"]);
+            (
+                u["ip"].as_str().unwrap_or("?").to_owned(),
+                u["reason"].as_u64().unwrap_or(0),
+                u["verdict"].as_str().unwrap_or("?").to_owned(),
+                kind.map_or(String::new(), |f| f["kind"].as_str().unwrap_or("?").to_owned()),
+            )
+        })
+        .collect();
+    unregs.sort();
+    let n = |k: &str| c[k].as_u64().unwrap_or(u64::MAX);
+    (unregs, [n("hits"), n("misses"), n("false_alarms"), n("unseen")])
+}
+
+/// The lead time of `ip`'s unregistration in a `cucm` section.
+fn lead_of(c: &Value, ip: &str) -> Option<f64> {
+    let unregs = c["unregistrations"].as_array()?;
+    unregs.iter().find(|u| u["ip"] == ip).and_then(|u| u["lead_s"].as_f64())
+}
+
+/// Case study 2 with CUCM's word on it, on SIP: sipp phones registered with kamailio, whose
+/// registration watcher sends CUCM's syslog (`keepalive_lab::lab::sip`). Port security ages
+/// phone 0's MAC out between its REGISTERs (it has no backup registration to refresh it), so
+/// each refresh's first copy is lost and the retransmission delay doubles from one to the
+/// next. The agent forecasts the unregistration (rto-growth), then the watcher unregisters the
+/// phone, Reason 13: a hit with a positive lead, in `stats` and `/metrics`. Phone 1 is healthy
+/// and deleted at the registrar on purpose (Reason 9): not scored, no miss, no false alarm.
+/// Then `analyze` on a capture of the same ports, with the syslog the watcher sent written to a
+/// file, gives the same scores.
+#[test]
+fn sip_forecast_is_scored_against_the_registrar_s_unregistration_live_and_offline() {
+    use keepalive_lab::lab::sip::{extension, Registrar, SipPhone};
+    if !common::have_root("sip_forecast_is_scored_against_the_registrar_s_unregistration")
+        || !common::have_tools(&["dumpcap", "kamcmd", "sipp"], "sip_forecast_is_scored")
+    {
+        return;
+    }
+    let _serial = serial();
+    const S: f64 = 10.0;
+    let lab = Lab::up(&format!("kl{}r", std::process::id() % 1000), 2).expect("lab up");
+    let mut cap = Dumpcap::start(&lab, &["p0", "p1"], "keepalive-lab-sip-cucm");
+    let a = agent_scaled(&lab, S);
+    let c1: std::net::IpAddr = addr::CUCM1.parse().unwrap();
+    // CUCM gives up on a phone 15 s past its refresh point, granted − delta (docs/DOMAIN.md).
+    let syslog = Syslog {
+        to: CUCM_SYSLOG.parse().unwrap(),
+        keepalive_timeout: Duration::from_secs_f64((115.0 + 15.0) / S),
+    };
+    let r1 = Registrar::start_with(&lab.ns("cucm1"), c1, 120, None, Some(syslog))
+        .expect("kamailio (primary)");
+    let refresh = Duration::from_secs_f64(115.0 / S);
+    let (p0, p1) = (addr::phone(0).parse().unwrap(), addr::phone(1).parse().unwrap());
+    let mut phones = [
+        SipPhone::start(&lab.phone_ns(0), p0, c1, "SEP0024142DDF24", refresh, false).unwrap(),
+        SipPhone::start(&lab.phone_ns(1), p1, c1, "SEP0024142DDF26", refresh, false).unwrap(),
+    ];
+    let fault_at = refresh.mul_f64(3.3);
+    std::thread::sleep(fault_at);
+    fault::port_security(&lab, 0, refresh.mul_f64(0.3)).expect("stage port security");
+    std::thread::sleep(refresh.mul_f64(1.2));
+    r1.delete(&extension(p1)).expect("kamcmd ul.rm");
+    // CUCM's timeout passes at the fourth late REGISTER (0.2, 0.4, 0.8, then 1.6 s > 1.5 s
+    // past the refresh point); wait for it, a few refreshes more at most.
+    let deadline = std::time::Instant::now() + refresh.mul_f64(7.0);
+    let unregistered = |snap: &Value| {
+        snap["report"]["cucm"]["unregistrations"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|u| u["ip"] == addr::phone(0).as_str()))
+    };
+    let mut snap = snapshot(&a);
+    while !unregistered(&snap) && std::time::Instant::now() < deadline {
+        std::thread::sleep(refresh / 4);
+        snap = snapshot(&a);
+    }
+    // Past the next refresh evaluation, so both phones' rows and scores have settled.
+    std::thread::sleep(Duration::from_secs(1));
+    snap = snapshot(&a);
+    let metrics = String::from_utf8_lossy(
+        &common::http(
+            &lab.ns("switch"),
+            METRICS_PORT,
+            "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .expect("metrics"),
+    )
+    .into_owned();
+    let sipp: Vec<String> = phones.iter_mut().map(SipPhone::status).collect();
+    let sent = r1.syslog_sent();
+    drop(phones);
+    let pcap = cap.stop();
+    let c = &snap["report"]["cucm"];
+    eprintln!("{sipp:#?}\nsyslog sent: {sent:#?}\n{c:#}");
+    let (live, totals) = scores(c);
+    let faulted = live.iter().find(|u| u.0 == addr::phone(0));
+    let faulted = faulted.unwrap_or_else(|| panic!("phone 0 not unregistered: {c:#}"));
+    assert_eq!(
+        (faulted.1, faulted.2.as_str(), faulted.3.as_str()),
+        (13, "hit", "rto-growth"),
+        "{c:#}"
+    );
+    let lead = lead_of(c, &addr::phone(0)).unwrap_or_else(|| panic!("no lead: {c:#}"));
+    assert!(lead > 0.0, "the forecast came first: {c:#}");
+    let deleted = live.iter().find(|u| u.0 == addr::phone(1));
+    let deleted = deleted.unwrap_or_else(|| panic!("phone 1's deletion not in syslog: {c:#}"));
+    assert_eq!((deleted.1, deleted.2.as_str()), (9, "not-scored"), "{c:#}");
+    assert_eq!((totals[1], totals[2]), (0, 0), "no miss, no false alarm: {c:#}");
+    let healthy = row(&snap, &addr::phone(1), addr::CUCM1);
+    assert!(warnings(healthy).is_empty(), "healthy phone 1: {:#?}", warnings(healthy));
+    assert!(
+        metrics
+            .contains("keepalive_cucm_unregistrations_total{reason=\"13\",predicted=\"true\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("keepalive_forecast_lead_seconds_count 1"), "{metrics}");
+    // Offline: the same frames and CUCM's lines, as an engineer would bring them.
+    let log = pcap.with_extension("log");
+    std::fs::write(&log, sent.join("\n") + "\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keepalive"))
+        .arg("analyze")
+        .arg(&pcap)
+        .args(["--format", "json", "--time-scale", &S.to_string(), "--cucm-syslog"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let offline: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let oc = &offline["cucm"];
+    assert_eq!(scores(oc), (live.clone(), totals), "offline {oc:#}\nlive {c:#}");
+    let offline_lead = lead_of(oc, &addr::phone(0)).unwrap_or_else(|| panic!("{oc:#}"));
+    // The agent says a forecast at its next evaluation (300 ms); the replay steps 1 nominal s.
+    assert!((offline_lead - lead).abs() < 1.0, "lead live {lead} s, offline {offline_lead} s");
+}
