@@ -169,11 +169,6 @@ request_route {{
 }
 
 impl Registrar {
-    /// The registrar's location table, as `kamcmd ul.dump` shows it.
-    pub fn contacts(&self) -> Result<Vec<Contact>, LabError> {
-        kamcmd(&self.ctl, &["ul.dump"]).map(|text| Contact::parse(&text))
-    }
-
     /// Deletes `aor`'s registration at the registrar, on purpose (`kamcmd ul.rm`), as an
     /// administrator's reset in CUCM does: the watcher says Reason 9. The phone's next refresh
     /// registers it again.
@@ -320,23 +315,18 @@ impl Watcher {
                     let mut refreshes: Vec<(String, u64)> =
                         cs.iter().map(|c| (c.call_id.clone(), c.cseq)).collect();
                     refreshes.sort();
-                    let last = cs[cs.len() - 1];
-                    let seen = known.entry(aor.clone()).or_insert_with(|| Seen {
-                        refreshes: Vec::new(),
-                        at: Instant::now(),
-                        registered: false,
-                        device: String::new(),
-                        ip: None,
-                    });
-                    if seen.refreshes != refreshes {
-                        *seen = Seen {
-                            refreshes,
-                            at: Instant::now(),
-                            registered: true,
-                            device: last.device(),
-                            ip: last.ip,
-                        };
+                    if known.get(aor).is_some_and(|seen| seen.refreshes == refreshes) {
+                        continue;
                     }
+                    let last = cs[cs.len() - 1];
+                    let seen = Seen {
+                        refreshes,
+                        at: Instant::now(),
+                        registered: true,
+                        device: last.device(),
+                        ip: last.ip,
+                    };
+                    known.insert(aor.clone(), seen);
                 }
                 for seen in known.values_mut() {
                     if seen.registered && seen.at.elapsed() > syslog.keepalive_timeout {
@@ -394,11 +384,15 @@ pub struct SipPhone {
 /// The local port of a sipp phone talking to `server`: one per server, so the phones of one
 /// namespace never share it.
 fn local_port(server: IpAddr) -> u16 {
-    let last = match server {
+    20_000 + u16::from(last_byte(server))
+}
+
+/// The last byte of an address: what tells the lab's hosts apart.
+fn last_byte(a: IpAddr) -> u8 {
+    match a {
         IpAddr::V4(a) => a.octets()[3],
         IpAddr::V6(a) => a.octets()[15],
-    };
-    20_000 + u16::from(last)
+    }
 }
 
 /// The sipp scenario: REGISTER, wait for 200 OK, pause until the refresh is due, again.
@@ -430,11 +424,7 @@ const SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 /// A phone's extension, its address of record: 1000 + the last byte of its address (phone 0,
 /// 192.0.2.31, is 1031), so the phones of one registrar never share one.
 pub fn extension(src: IpAddr) -> String {
-    let last = match src {
-        IpAddr::V4(a) => a.octets()[3],
-        IpAddr::V6(a) => a.octets()[15],
-    };
-    (1000 + u32::from(last)).to_string()
+    (1000 + u32::from(last_byte(src))).to_string()
 }
 
 /// The MAC that ends a Cisco phone's `+sip.instance` UUID: its device name's, in lower case.
