@@ -157,6 +157,15 @@ impl Lab {
         let sw = lab.ns("switch");
         for role in lab.roles().iter().map(String::as_str).chain(["switch"]) {
             ip(&["netns", "add", &lab.ns(role)])?;
+            // The lab is IPv4 only. Without this, each interface's IPv6 router solicitations
+            // (RFC 4861 §6.3.7; Linux keeps sending them with exponential back-off, 4 s to an
+            // hour, since 5.x's rtr_solicits = -1) are frames from the phone's MAC that
+            // port-security learns, at times no phone would send them: one landed 0.8 s
+            // before a REGISTER and let its first copy through, resetting the RTO growth.
+            // An interface moved into the namespace takes its IPv6 settings from `default`.
+            for kv in ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"] {
+                in_ns(&lab.ns(role), &["sysctl", "-qw", kv])?;
+            }
             ip(&["-n", &lab.ns(role), "link", "set", "lo", "up"])?;
         }
         ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
