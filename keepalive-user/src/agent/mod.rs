@@ -334,7 +334,6 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             metrics: opts.metrics.map(|a| a.to_string()),
         },
         bad_records: 0,
-        metrics: None,
         evaluation: Default::default(),
         cucm: opts.cucm_syslog.map(|_| Box::default()),
     }));
@@ -346,6 +345,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         );
         tokio::spawn(cucm::serve(sock, state.clone()))
     });
+    let latest = metrics::Latest::default();
     let socket_task = tokio::spawn(socket::serve(listener, state.clone()));
     log("info", "stats socket", &[("path", &opts.socket.display())]);
     let metrics_task = metrics_listener.map(|l| {
@@ -358,7 +358,8 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             per_phone: opts.metrics_per_phone,
             max_findings: opts.metrics_max_findings,
         };
-        tokio::spawn(metrics::serve(l, state.clone(), shape, web, opts.refresh))
+        let latest = latest.clone();
+        tokio::spawn(metrics::serve(l, state.clone(), latest, shape, web, opts.refresh))
     });
 
     let mut opts = opts;
@@ -384,6 +385,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let sinks = evaluator::Sinks {
         json_lines: opts.output == Output::Findings,
         syslog: opts.syslog.clone().map(syslog::Syslog::new),
+        metrics: latest,
     };
     let evaluator = evaluator::Evaluator::start(state.clone(), sinks)?;
     let mut batch = Vec::new();

@@ -146,9 +146,6 @@ pub struct State {
     pub agent: AgentInfo,
     /// Records that did not decode.
     pub bad_records: u64,
-    /// The metrics text, rendered by the evaluator at each refresh (`agent::evaluator`): a
-    /// scrape copies a pointer.
-    pub metrics: Option<std::sync::Arc<str>>,
     /// The refreshes' evaluation.
     pub evaluation: Evaluation,
     /// CUCM's syslog, when it is received (`--cucm-syslog`).
