@@ -631,3 +631,55 @@ fn tempdir() -> TempDir {
     std::fs::create_dir_all(&p).unwrap();
     TempDir(p)
 }
+
+/// The encapsulation builder's frames are what a mirror or a fabric sends: tshark peels case
+/// study 2 wrapped in GRE, ERSPAN II, ERSPAN III and VXLAN to the same inner REGISTERs, 200 OKs
+/// and retransmissions as the bare capture, and reads the session id or VNI off each frame.
+#[test]
+fn wrapped_captures_decode_to_the_bare_capture_s_frames_in_tshark() {
+    use keepalive_lab::fixtures::{
+        encap::{wrap, Encap, VXLAN_PORT},
+        Eth, Net,
+    };
+    if !have_tshark("wrapped_captures_decode_to_the_bare_capture_s_frames_in_tshark") {
+        return;
+    }
+    let dir = tempdir();
+    let bare = dir.0.join("cs2.pcap");
+    std::fs::write(&bare, scenario::port_security(Vantage::PhoneSide).to_pcap()).unwrap();
+    let inner = |path: &Path| {
+        let fields = ["frame.number", "tcp.seq", "tcp.analysis.retransmission", "sip.Method"];
+        let rows = tshark_fields(
+            path,
+            "tcp.port == 5060",
+            &fields,
+            &["-o", "tcp.relative_sequence_numbers:FALSE"],
+        );
+        rows.into_iter().map(|r| r[1..].to_vec()).collect::<Vec<_>>()
+    };
+    let want = inner(&bare);
+    assert!(want.iter().any(|r| r[2] == "REGISTER") && want.iter().any(|r| r[1] == "1"));
+    let eth = Eth::new([0x02, 0, 0, 0, 0xe0, 1], [0x02, 0, 0, 0, 0xe0, 2]);
+    let net = Net::between("198.51.100.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
+    let cases = [
+        ("gre", Encap::GreEthernet { key: Some(42), seq: Some(1) }, "gre.key == 42"),
+        ("gre-ip", Encap::GreIp { key: None, seq: None }, "gre.proto == 0x0800"),
+        ("erspan2", Encap::ErspanII { session: 7, seq: 1, vlan: 0 }, "erspan.spanid == 7"),
+        (
+            "erspan3",
+            Encap::ErspanIII { session: 300, seq: 1, vlan: 0, timestamp: 1 },
+            "erspan.spanid == 300 && erspan.version == 2",
+        ),
+        ("vxlan", Encap::Vxlan { vni: 5010, port: VXLAN_PORT }, "vxlan.vni == 5010"),
+    ];
+    for (name, encap, outer) in cases {
+        let path = dir.0.join(format!("cs2-{name}.pcap"));
+        let mut tl =
+            scenario::port_security(Vantage::PhoneSide).mapped(|f| wrap(&eth, &net, &encap, f));
+        std::fs::write(&path, tl.to_pcap()).unwrap();
+        assert_eq!(inner(&path), want, "{name}: the inner frames");
+        let all = tshark_fields(&path, "frame", &["frame.number"], &[]).len();
+        let tagged = tshark_fields(&path, outer, &["frame.number"], &[]).len();
+        assert_eq!((tagged, all), (tl.len(), tl.len()), "{name}: {outer} on every frame");
+    }
+}
