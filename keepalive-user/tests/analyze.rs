@@ -626,8 +626,12 @@ impl Drop for TempDir {
     }
 }
 
+/// A directory of its own for each caller: tests run in parallel threads of one process, and
+/// one's drop must not remove another's files.
 fn tempdir() -> TempDir {
-    let p = std::env::temp_dir().join(format!("keepalive-test-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = std::env::temp_dir().join(format!("keepalive-test-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&p).unwrap();
     TempDir(p)
 }
