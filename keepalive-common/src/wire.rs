@@ -30,6 +30,66 @@ impl App {
     }
 }
 
+/// The outer layer a frame arrived in (the innermost when there were several), as an
+/// [`Event`] carries it.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Encap {
+    /// Not encapsulated (or an unknown wire value).
+    #[default]
+    None = 0,
+    /// GRE carrying an Ethernet frame (protocol type 0x6558).
+    GreEthernet = 1,
+    /// GRE carrying an IP packet (no link layer inside).
+    GreIp = 2,
+    /// ERSPAN type I (GRE 0x88BE without a sequence number).
+    ErspanI = 3,
+    /// ERSPAN type II (GRE 0x88BE).
+    ErspanII = 4,
+    /// ERSPAN type III (GRE 0x22EB).
+    ErspanIII = 5,
+    /// VXLAN.
+    Vxlan = 6,
+}
+
+impl Encap {
+    /// Decode the wire byte; unknown values are [`Encap::None`].
+    pub const fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::GreEthernet,
+            2 => Self::GreIp,
+            3 => Self::ErspanI,
+            4 => Self::ErspanII,
+            5 => Self::ErspanIII,
+            6 => Self::Vxlan,
+            _ => Self::None,
+        }
+    }
+
+    /// The name used in JSON, tables and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::GreEthernet => "gre",
+            Self::GreIp => "gre-ip",
+            Self::ErspanI => "erspan-i",
+            Self::ErspanII => "erspan-ii",
+            Self::ErspanIII => "erspan-iii",
+            Self::Vxlan => "vxlan",
+        }
+    }
+
+    /// What the layer's segment id is: "vni", "erspan-session" or "gre-key".
+    pub const fn segment_name(self) -> &'static str {
+        match self {
+            Self::Vxlan => "vni",
+            Self::ErspanI | Self::ErspanII | Self::ErspanIII => "erspan-session",
+            Self::GreEthernet | Self::GreIp => "gre-key",
+            Self::None => "none",
+        }
+    }
+}
+
 /// What an [`Event`] describes.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,10 +269,13 @@ pub struct Event {
     /// Bytes of the last SCCP PDU or TLS record that lie beyond this segment (it continues in
     /// the next one).
     pub spill: u32,
+    /// What identifies the frame's segment when it arrived encapsulated: the VXLAN VNI, the
+    /// ERSPAN session id or the GRE key (see `encap`); 0 otherwise.
+    pub segment: u32,
     /// [`SipKind`] as a byte.
     pub sip_kind: u8,
-    /// TLS record content type of the first record (20..=23), 0 when none.
-    pub tls_type: u8,
+    /// [`Encap`] as a byte: the outer layer the frame was peeled from.
+    pub encap: u8,
     /// SIP status code when `sip_kind` is a response.
     pub sip_status: u16,
     /// The content type of each TLS record in `pdus`, two bits each, record 0 in the lowest
@@ -226,12 +289,9 @@ pub struct Event {
     pub arp_tha: [u8; 6],
     /// Payload bytes copied after this event in its payload-ring record.
     pub copy_len: u16,
-    /// TCP window.
-    pub window: u16,
-    /// Offset of the TCP payload inside the frame (used to copy it).
+    /// Offset of the TCP payload inside the whole frame, outer layers included (used to copy
+    /// it).
     pub payload_off: u16,
-    /// Reserved, zero.
-    pub _pad: [u8; 2],
 }
 
 impl Event {
@@ -257,17 +317,16 @@ impl Event {
         pdu_count: 0,
         pdus: [0; MAX_PDUS],
         spill: 0,
+        segment: 0,
         sip_kind: 0,
-        tls_type: 0,
+        encap: 0,
         sip_status: 0,
         tls_types: 0,
         arp_op: 0,
         arp_sha: [0; 6],
         arp_tha: [0; 6],
         copy_len: 0,
-        window: 0,
         payload_off: 0,
-        _pad: [0; 2],
     };
 
     /// Zeroes the event in place with 8-byte volatile stores. `*self = Event::ZERO` does the
@@ -505,6 +564,14 @@ pub struct Counters {
     /// carried nothing a phone's state needs (a segment without payload of a flow with no
     /// data, an ARP frame): the last quarter of the ring is kept for keepalives under a flood.
     pub shed: u64,
+    /// Outer GRE layers peeled (carrying Ethernet or IP; ERSPAN is counted apart).
+    pub encap_gre: u64,
+    /// Outer ERSPAN layers (type I, II or III) peeled.
+    pub encap_erspan: u64,
+    /// Outer VXLAN layers peeled.
+    pub encap_vxlan: u64,
+    /// Frames wrapped in more layers than the classifier peels (passed unread).
+    pub encap_too_deep: u64,
 }
 
 /// One tracked port and its protocol.
@@ -536,22 +603,32 @@ pub struct Config {
     /// Each CPU's payload ring holds `1 << payload_slots_log2` [`EventWithPayload`]s. Set by
     /// the loader.
     pub payload_slots_log2: u8,
-    /// Reserved, zero.
-    pub _pad: u16,
+    /// UDP destination port read as VXLAN; 0 reads no VXLAN.
+    pub vxlan_port: u16,
 }
 
 impl Config {
     /// Drop every frame after recording (a SPAN port that exists only to be watched).
     pub const FLAG_MIRROR: u32 = 1;
 
-    /// The defaults of docs/DESIGN.md: SCCP 2000, SCCP/TLS 2443, SIP 5060, SIP/TLS 5061, pass verdict.
+    /// IANA's VXLAN port (RFC 7348 §5), the default of `vxlan_port`.
+    pub const VXLAN_PORT: u16 = 4789;
+
+    /// The defaults of docs/DESIGN.md: SCCP 2000, SCCP/TLS 2443, SIP 5060, SIP/TLS 5061, pass
+    /// verdict; VXLAN on 4789.
     pub const DEFAULT: Self = {
         let mut ports = [PortRule { port: 0, app: 0, _pad: 0 }; MAX_PORT_RULES];
         ports[0] = PortRule { port: 2000, app: App::Sccp as u8, _pad: 0 };
         ports[1] = PortRule { port: 2443, app: App::SccpTls as u8, _pad: 0 };
         ports[2] = PortRule { port: 5060, app: App::Sip as u8, _pad: 0 };
         ports[3] = PortRule { port: 5061, app: App::SipTls as u8, _pad: 0 };
-        Self { ports, flags: 0, event_slots_log2: 0, payload_slots_log2: 0, _pad: 0 }
+        Self {
+            ports,
+            flags: 0,
+            event_slots_log2: 0,
+            payload_slots_log2: 0,
+            vxlan_port: Self::VXLAN_PORT,
+        }
     };
 
     /// Whether mirror mode (drop after recording) is on.
@@ -604,7 +681,7 @@ mod tests {
     fn layouts_have_no_hidden_padding() {
         // Sum of the field sizes; a mismatch means the compiler inserted padding, which would
         // leak uninitialised kernel stack bytes and break byte-wise comparison.
-        let fields = 8 + 4 + 4 + 4 + 4 + 12 + 32 + 8 + 4 + 16 + 4 + 4 + 4 + 12 + 6 + 2;
+        let fields = 8 + 4 + 4 + 4 + 4 + 12 + 32 + 8 + 4 + 16 + 4 + 4 + 4 + 4 + 12 + 4;
         assert_eq!(size_of::<Event>(), fields);
         assert_eq!(size_of::<Event>(), 128, "two cache lines");
         assert_eq!(align_of::<Event>(), 8);

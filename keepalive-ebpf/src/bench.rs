@@ -4,6 +4,7 @@
 //! (keepalive-user's `testing` feature); the shipped binary holds main.rs's object alone.
 #![no_std]
 #![no_main]
+#![feature(asm_experimental_arch)]
 
 // main.rs is this object's program as it is the product's; its crate-level attributes
 // (`#![no_std]`, `#![no_main]`) are this file's too, so they are unused where it is a module.

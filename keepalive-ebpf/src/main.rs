@@ -6,11 +6,20 @@
 //! rings (`ring.rs`) and the counters. Nothing on the per-packet path logs: an aya-log call
 //! there costs more than the whole program.
 //!
+//! An encapsulated frame (GRE, ERSPAN, VXLAN) is handed on by tail calls, a program for each
+//! step: `keepalive_tunnel` reads the GRE or VXLAN header the first program found, then
+//! `keepalive_inner_eth` or `keepalive_inner_ip` runs the same classifier on the inner frame,
+//! with the reader based where the outer layers end. The first program stays as small as it
+//! was for bare frames: one program holding the outer and the inner walks ran past the
+//! verifier's million instructions, and so did one inner program for every link layer.
+//!
 //! This is the object `keepalive run` loads, and all it holds. The benchmark's baselines live in
 //! a second object, `bench.rs`, which includes this file as a module (so its `keepalive` program
 //! is this one) and adds them; it is embedded only in test and benchmark builds.
 #![no_std]
 #![no_main]
+// The reader's empty asm statement (reader.rs) on the BPF target.
+#![feature(asm_experimental_arch)]
 
 mod reader;
 pub(crate) mod ring;
@@ -19,14 +28,17 @@ use aya_ebpf::{
     bindings::{xdp_action, BPF_NOEXIST},
     helpers::{bpf_ktime_get_ns, bpf_xdp_load_bytes},
     macros::{map, xdp},
-    maps::{LruHashMap, PerCpuArray},
+    maps::{LruHashMap, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 use keepalive_common::{
-    classify::{classify_app, decide, fill, Decision, Outcome, TcpMatch},
+    classify::{
+        classify_app, count_encap, decide, decide_link, fill, Decision, Inner, Link, Outcome,
+        Peeled, TcpMatch, MAX_ENCAP,
+    },
     wire::{
-        sccp_msg, App, Config, Counters, Event, EventWithPayload, FlowKey, FlowKeyV4, FlowStats,
-        SipKind, SIP_COPY_MAX,
+        sccp_msg, App, Config, Counters, Encap, Event, EventWithPayload, FlowKey, FlowKeyV4,
+        FlowStats, SipKind, SIP_COPY_MAX,
     },
 };
 use reader::XdpReader;
@@ -50,6 +62,51 @@ static FLOWS6: LruHashMap<FlowKey, FlowStats> = LruHashMap::with_max_entries(65_
 /// Per-CPU counters, one slot.
 #[map]
 static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+
+/// The programs a tunnelled frame is tail-called into, indexed by what starts at the inner
+/// offset ([`link_index`]): `keepalive_inner_eth`, `keepalive_inner_ip`, and
+/// `keepalive_tunnel` at both 2 (GRE) and 3 (VXLAN). Userspace fills it after loading.
+#[map]
+static PROGS: ProgramArray = ProgramArray::with_max_entries(4, 0);
+
+/// What the outer layers said, handed from one program to the next through a tail call (the
+/// context cannot carry it). Per CPU: a tail call runs on the CPU of its caller, with
+/// preemption still disabled, so no other frame writes the slot in between.
+#[map]
+static TUNNEL: PerCpuArray<Tunnel> = PerCpuArray::with_max_entries(1, 0);
+
+/// One frame's peeled layers, as [`TUNNEL`] holds them: plain integers, as map memory is.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Tunnel {
+    /// Offset of the inner frame (or tunnel header) in the frame.
+    base: u32,
+    /// The innermost segment id (VNI, ERSPAN session, GRE key).
+    segment: u32,
+    /// Layers peeled so far.
+    layers: u8,
+    /// [`Encap`] of the innermost layer.
+    encap: u8,
+    /// What starts at `base`: [`link_index`] of a [`Link`].
+    link: u8,
+    _pad: u8,
+}
+
+/// Index in [`PROGS`] of the program for what starts at an inner offset.
+#[inline(always)]
+const fn link_index(link: Link) -> u32 {
+    match link {
+        Link::Ethernet => 0,
+        Link::Ip => 1,
+        Link::Gre => 2,
+        Link::Vxlan => 3,
+    }
+}
+
+/// Largest inner-frame offset followed: two layers of IPv6, GRE with every option and
+/// ERSPAN III with its platform subheader need 190 bytes. Bounding it keeps the verifier's
+/// range of `data + base + off` finite.
+const MAX_TUNNEL_BASE: u32 = 512;
 
 /// The keepalive program: record, then pass (or drop in mirror mode).
 // `#[xdp]` programs take their context by value.
@@ -93,9 +150,116 @@ fn try_keepalive(ctx: &XdpContext) -> u32 {
         // The fast path: everything unrelated leaves here.
         Decision::Skip(Outcome::Pass) => {}
         Decision::Skip(_) => counters.parse_errors += 1,
-        Decision::Arp(_) | Decision::Tcp(_) => record(ctx, &r, &d, counters),
+        // The first step only finds a tunnel header (GRE, or UDP to the VXLAN port): no layer
+        // is peeled or counted yet, so the hand-over is the slot's write and the tail call.
+        Decision::Tunnel(inner) => {
+            hand_on(ctx, &Peeled { base: inner.off, ..Peeled::default() }, inner.link);
+        }
+        Decision::Arp(_) | Decision::Tcp(_) => record(ctx, &r, &d, &Peeled::default(), counters),
     }
     verdict
+}
+
+/// The inner frame of a tunnel, when it starts with Ethernet.
+// `#[xdp]` programs take their context by value.
+#[allow(clippy::needless_pass_by_value)]
+#[xdp]
+pub fn keepalive_inner_eth(ctx: XdpContext) -> u32 {
+    try_inner(&ctx, Link::Ethernet)
+}
+
+/// The inner frame of a tunnel, when it is an IP packet.
+#[allow(clippy::needless_pass_by_value)]
+#[xdp]
+pub fn keepalive_inner_ip(ctx: XdpContext) -> u32 {
+    try_inner(&ctx, Link::Ip)
+}
+
+/// A GRE or VXLAN header found by the program before: where its inner frame starts.
+#[allow(clippy::needless_pass_by_value)]
+#[xdp]
+pub fn keepalive_tunnel(ctx: XdpContext) -> u32 {
+    try_inner(&ctx, Link::Gre)
+}
+
+/// One step of a tunnelled frame, `link` at the offset [`TUNNEL`] holds (`Link::Gre` stands
+/// for both tunnel headers: the slot says which). `seen` and the mirror drop were counted by
+/// the first program.
+#[inline(always)]
+fn try_inner(ctx: &XdpContext, link: Link) -> u32 {
+    let cfg = config();
+    let verdict = if cfg.mirror() { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS };
+    let (Some(counters), Some(t)) = (COUNTERS.get_ptr_mut(0), TUNNEL.get_ptr(0)) else {
+        return verdict;
+    };
+    // SAFETY: per-CPU array slots, this CPU's (see `try_keepalive`); `TUNNEL`'s was written by
+    // the program that tail-called this one, on this CPU.
+    let (counters, t) = unsafe { (&mut *counters, *t) };
+    if t.base > MAX_TUNNEL_BASE {
+        return verdict;
+    }
+    let peeled = Peeled {
+        base: t.base as usize,
+        layers: t.layers,
+        encap: Encap::from_u8(t.encap),
+        segment: t.segment,
+    };
+    let r = XdpReader::at(ctx, peeled.base);
+    // Each arm is inlined with its link constant, so each program holds one walk.
+    let d = match link {
+        Link::Gre | Link::Vxlan if t.link == link_index(Link::Vxlan) as u8 => {
+            decide_link(&r, cfg, Link::Vxlan)
+        }
+        Link::Gre | Link::Vxlan => decide_link(&r, cfg, Link::Gre),
+        Link::Ethernet => decide_link(&r, cfg, Link::Ethernet),
+        Link::Ip => decide_link(&r, cfg, Link::Ip),
+    };
+    match d {
+        Decision::Skip(Outcome::Pass) => {}
+        Decision::Skip(_) => counters.parse_errors += 1,
+        Decision::Tunnel(inner) => enter(ctx, &inner, &peeled, counters),
+        // A tunnel header is followed by a frame, never a match of its own.
+        Decision::Arp(_) | Decision::Tcp(_) if matches!(link, Link::Gre | Link::Vxlan) => {}
+        Decision::Arp(_) | Decision::Tcp(_) => record(ctx, &r, &d, &peeled, counters),
+    }
+    verdict
+}
+
+/// One more step into a tunnel: a layer is counted, then the frame goes to the program for
+/// what starts at the new offset (up to [`MAX_ENCAP`] layers).
+#[inline(always)]
+fn enter(ctx: &XdpContext, inner: &Inner, outer: &Peeled, counters: &mut Counters) {
+    count_encap(counters, inner.encap);
+    if inner.encap != Encap::None && usize::from(outer.layers) >= MAX_ENCAP {
+        counters.encap_too_deep += 1;
+        return;
+    }
+    let mut peeled = *outer;
+    peeled.push(inner);
+    hand_on(ctx, &peeled, inner.link);
+}
+
+/// Tail-calls the program for `link` at `peeled.base`, with `peeled` in [`TUNNEL`].
+#[inline(always)]
+fn hand_on(ctx: &XdpContext, peeled: &Peeled, link: Link) {
+    let Some(t) = TUNNEL.get_ptr_mut(0) else {
+        return;
+    };
+    let index = link_index(link);
+    // SAFETY: this CPU's slot (see `try_keepalive`).
+    unsafe {
+        *t = Tunnel {
+            base: peeled.base as u32,
+            segment: peeled.segment,
+            layers: peeled.layers,
+            encap: peeled.encap as u8,
+            link: index as u8,
+            _pad: 0,
+        };
+        // Does not return when it succeeds; when it fails (no program at the index) the
+        // frame passes unread, as it did before tunnels were followed.
+        PROGS.tail_call(ctx, index);
+    }
 }
 
 /// A matched frame: the event is built straight in a slot of this CPU's event ring, so the only
@@ -104,7 +268,7 @@ fn try_keepalive(ctx: &XdpContext) -> u32 {
 /// built in the ring's spare slot and counted in `ringbuf_full`, not published: the flow is
 /// still updated, so the SCCP resume state stays right for the next segment.
 #[inline(always)]
-fn record(ctx: &XdpContext, r: &XdpReader, d: &Decision, counters: &mut Counters) {
+fn record(ctx: &XdpContext, r: &XdpReader, d: &Decision, peeled: &Peeled, counters: &mut Counters) {
     let sip = matches!(d, Decision::Tcp(m) if m.app == App::Sip && m.payload_len > 0);
     // One reservation of one type whichever the ring: with a reservation of each kind alive
     // through `build`, the verifier's states of the two paths never matched.
@@ -135,7 +299,7 @@ fn record(ctx: &XdpContext, r: &XdpReader, d: &Decision, counters: &mut Counters
     // aligned (XDP runs with preemption disabled, and one program at a time per CPU).
     let ev = unsafe { &mut *slot.event() };
     // A slot that is not published is simply reused by the next reservation.
-    if !build(ctx, r, d, ev, counters) || slot.full() {
+    if !build(ctx, r, d, peeled, ev, counters) || slot.full() {
         return;
     }
     if sip {
@@ -157,12 +321,18 @@ fn build(
     ctx: &XdpContext,
     r: &XdpReader,
     d: &Decision,
+    peeled: &Peeled,
     ev: &mut Event,
     counters: &mut Counters,
 ) -> bool {
     // Ring memory is not zeroed by the reservation; `fill` writes only what a frame has.
     ev.clear();
-    match (fill(r, d, ev), d) {
+    let outcome = fill(r, d, ev);
+    // Known false (and gone) in the first program.
+    if peeled.layers != 0 {
+        peeled.stamp(ev);
+    }
+    match (outcome, d) {
         (Outcome::Arp, _) => {
             counters.matched_arp += 1;
             stamp(ctx, ev);

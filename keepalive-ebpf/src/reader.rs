@@ -5,6 +5,7 @@ use core::mem::size_of;
 use aya_ebpf::programs::XdpContext;
 use keepalive_common::reader::{Reader, MAX_OFFSET};
 
+/// A frame, or an inner frame at a variable offset in it.
 pub struct XdpReader {
     start: usize,
     end: usize,
@@ -14,6 +15,13 @@ impl XdpReader {
     #[inline(always)]
     pub fn new(ctx: &XdpContext) -> Self {
         Self { start: ctx.data(), end: ctx.data_end() }
+    }
+
+    /// The frame from `base` on: an inner frame. The caller bounds `base`, so that the
+    /// verifier's range of `start` stays finite.
+    #[inline(always)]
+    pub fn at(ctx: &XdpContext, base: usize) -> Self {
+        Self { start: ctx.data() + base, end: ctx.data_end() }
     }
 }
 
@@ -25,7 +33,21 @@ impl Reader for XdpReader {
             return None;
         }
         let p = self.start + off;
-        if p + size_of::<[u8; N]>() > self.end {
+        let mut last = p + size_of::<[u8; N]>();
+        if N == 1 {
+            // LLVM turns `p + 1 > end` into `p >= end`, and from `p < end` the verifier learns
+            // no range when `p` has no constant offset (kernel/bpf/verifier.c,
+            // find_good_pkt_pointers: "off == 0 && range_right_open" gives nothing): a
+            // one-byte read at a variable offset (the start of an inner frame, a SIP
+            // method's ninth byte) was accepted or refused by how the compiler happened to
+            // lay the code out. An empty asm statement hides `p + 1` from the optimizer at no
+            // cost: the comparison stays `p + 1 > end`.
+            // SAFETY: the statement is empty; it only claims to read and write `last`.
+            unsafe {
+                core::arch::asm!("{0} = {0}", inout(reg) last, options(pure, nomem, nostack))
+            };
+        }
+        if last > self.end {
             return None;
         }
         // SAFETY: [p, p + N) lies inside the packet, checked against data_end just above.
@@ -34,6 +56,6 @@ impl Reader for XdpReader {
 
     #[inline(always)]
     fn len(&self) -> usize {
-        self.end - self.start
+        self.end.saturating_sub(self.start)
     }
 }

@@ -7,7 +7,7 @@
 use std::{collections::HashMap, os::fd::AsFd};
 
 use aya::{
-    maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray},
+    maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, ProgramArray},
     programs::{ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
@@ -30,6 +30,13 @@ static BENCH_OBJECT: &[u8] =
 
 /// Name of the recording program in the object.
 pub const PROGRAM: &str = "keepalive";
+/// The programs an encapsulated frame is tail-called into, at their index in [`PROGS`]:
+/// the inner frame when it starts with Ethernet, when it is an IP packet, and the GRE or
+/// VXLAN header (both indices 2 and 3). Loaded with every object.
+pub const TUNNEL_PROGRAMS: [(&str, &[u32]); 3] =
+    [("keepalive_inner_eth", &[0]), ("keepalive_inner_ip", &[1]), ("keepalive_tunnel", &[2, 3])];
+/// The program array of [`TUNNEL_PROGRAMS`].
+const PROGS: &str = "PROGS";
 /// Name of the empty XDP_PASS program (the benchmark baseline; bench object only).
 #[cfg(feature = "testing")]
 pub const EMPTY_PROGRAM: &str = "keepalive_empty";
@@ -271,11 +278,12 @@ impl Probe {
             .map_max_entries(RING_POS, cpus * RINGS_PER_CPU)
             .load(object)
             .map_err(|e| LoaderError::Load(Box::new(e)))?;
-        for &name in programs {
+        for &name in programs.iter().chain(TUNNEL_PROGRAMS.iter().map(|(name, _)| name)) {
             xdp_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|source| LoaderError::Program { name, source })?;
         }
+        install_inner(&mut ebpf)?;
         Ok(Self { ebpf, attached: HashMap::new(), cpus, config })
     }
 
@@ -532,6 +540,29 @@ fn found<V>(
     }
 }
 
+/// Puts [`TUNNEL_PROGRAMS`] in [`PROGS`], where the programs tail-call them for an
+/// encapsulated frame. The array holds a reference to each program: they stay loaded as long
+/// as the array does, that is as long as a program using it is.
+fn install_inner(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
+    let mut fds = Vec::new();
+    for (name, indices) in TUNNEL_PROGRAMS {
+        let fd = xdp_mut(ebpf, name)?
+            .fd()
+            .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
+            .map_err(|source| LoaderError::Program { name, source })?;
+        fds.push((fd, indices));
+    }
+    let map = ebpf.map_mut(PROGS).ok_or(LoaderError::MissingMap(PROGS))?;
+    let mut progs =
+        ProgramArray::try_from(map).map_err(|source| LoaderError::Map { name: PROGS, source })?;
+    for (fd, indices) in &fds {
+        for &i in *indices {
+            progs.set(i, fd, 0).map_err(|source| LoaderError::Map { name: PROGS, source })?;
+        }
+    }
+    Ok(())
+}
+
 fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, LoaderError> {
     let prog = ebpf
         .program_mut(name)
@@ -552,6 +583,10 @@ pub fn sum_counters<'a>(slots: impl Iterator<Item = &'a Counters>) -> Counters {
         acc.flow_update_errors += c.flow_update_errors;
         acc.mirror_drops += c.mirror_drops;
         acc.shed += c.shed;
+        acc.encap_gre += c.encap_gre;
+        acc.encap_erspan += c.encap_erspan;
+        acc.encap_vxlan += c.encap_vxlan;
+        acc.encap_too_deep += c.encap_too_deep;
         acc
     })
 }

@@ -2,8 +2,8 @@
 //! details, truncation at every byte, and random garbage.
 
 use keepalive_common::{
-    classify::{classify, classify_app, decide, fill, Decision, Outcome},
-    wire::{sccp_msg, App, Config, Event, SipKind, SIP_COPY_MAX},
+    classify::{classify, classify_app, decide, fill, peel, Decision, Outcome},
+    wire::{sccp_msg, App, Config, Counters, Encap, Event, SipKind, SIP_COPY_MAX},
 };
 use keepalive_lab::fixtures::{self, corpus, Expect};
 
@@ -38,6 +38,84 @@ fn every_fixture_classifies_as_expected() {
         let (o, _) = run(&f.frame);
         assert_eq!(o, expect_outcome(f.expect), "fixture {}", f.name);
     }
+}
+
+/// A tracked frame peeled from any encapsulation gives the bare frame's event, plus the
+/// layer and its segment id; the payload offset is the whole frame's (the kernel copies SIP
+/// from there). GRE's IP payloads have no link layer: no MACs and no VLAN tags.
+#[test]
+fn peeled_frames_give_the_bare_frame_s_event_and_their_segment() {
+    let c = corpus();
+    let wrappers = [
+        ("gre-", Encap::GreEthernet, 0),
+        ("gre-keyed-", Encap::GreEthernet, 0x0001_0203),
+        ("gre-ip-", Encap::GreIp, 42),
+        ("erspan2-", Encap::ErspanII, 301),
+        ("erspan3-", Encap::ErspanIII, 302),
+        ("vxlan-", Encap::Vxlan, 5001),
+    ];
+    let mut compared = 0;
+    for bare in c.iter().filter(|f| matches!(f.expect, Expect::Tcp | Expect::Arp)) {
+        let (_, want) = run(&bare.frame);
+        if want.encap != Encap::None as u8 {
+            continue;
+        }
+        for (prefix, encap, segment) in wrappers {
+            let name = format!("{prefix}{}", bare.name);
+            let Some(w) = c.iter().find(|f| f.name == name) else { continue };
+            let (o, got) = run(&w.frame);
+            assert_eq!(o, expect_outcome(bare.expect), "{name}");
+            assert_eq!((got.encap, got.segment), (encap as u8, segment), "{name}");
+            let mut expected = want;
+            expected.encap = encap as u8;
+            expected.segment = segment;
+            if encap == Encap::GreIp {
+                expected.src_mac = [0; 6];
+                expected.dst_mac = [0; 6];
+                expected.vlans = [0; 2];
+                expected.vlan_count = 0;
+            }
+            if got.kind == keepalive_common::wire::EventKind::Tcp as u8 {
+                // The payload offset moves by what the layers add (and, for GRE's IP payload,
+                // by the link layer it dropped): it must point at the same bytes.
+                expected.payload_off = got.payload_off;
+                let inner = &w.frame[usize::from(got.payload_off)..];
+                let bare_payload = &bare.frame[usize::from(want.payload_off)..];
+                assert_eq!(inner, bare_payload, "{name}: the payload at payload_off");
+            }
+            assert_eq!(got, expected, "{name}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 40, "only {compared} wrapped frames compared");
+}
+
+/// Each peeled layer is counted by kind; a frame three deep passes, counted as too deep.
+#[test]
+fn peeled_layers_are_counted() {
+    let mut counters = Counters::default();
+    let count = |name: &str, counters: &mut Counters| {
+        let (d, peeled) = peel(by_name(name).as_slice(), &Config::DEFAULT, counters);
+        (matches!(d, Decision::Tcp(_)), peeled.layers)
+    };
+    assert_eq!(count("vxlan-sccp-keepalive", &mut counters), (true, 1));
+    assert_eq!(count("erspan2-vxlan-sccp-keepalive", &mut counters), (true, 2));
+    assert_eq!(count("erspan3-sccp-keepalive", &mut counters), (true, 1));
+    assert_eq!(count("gre-ip-sccp-keepalive", &mut counters), (true, 1));
+    assert_eq!(count("erspan1-sccp-keepalive", &mut counters), (true, 1));
+    assert_eq!(count("three-layers-sccp-keepalive", &mut counters), (false, 2));
+    assert_eq!(
+        (counters.encap_vxlan, counters.encap_erspan, counters.encap_gre, counters.encap_too_deep),
+        (3, 4, 2, 1)
+    );
+    // Not a VXLAN port: the UDP datagram is not read further.
+    let mut cfg = Config::DEFAULT;
+    cfg.vxlan_port = 8472;
+    let (d, _) = peel(by_name("vxlan-sccp-keepalive").as_slice(), &cfg, &mut counters);
+    assert_eq!(d, Decision::Skip(Outcome::Pass));
+    cfg.vxlan_port = 0;
+    let (d, _) = peel(by_name("vxlan-sccp-keepalive").as_slice(), &cfg, &mut counters);
+    assert_eq!(d, Decision::Skip(Outcome::Pass));
 }
 
 #[test]
@@ -168,28 +246,25 @@ fn sip_start_lines() {
 #[test]
 fn tls_ports_record_every_record_header() {
     use keepalive_common::wire::TlsContent::{self, *};
-    let records = |name: &str| -> (Vec<(TlsContent, u16)>, u32, u8) {
+    let records = |name: &str| -> (Vec<(TlsContent, u16)>, u32) {
         let (_, ev) = run(&by_name(name));
-        (ev.tls_records().collect(), ev.spill, ev.tls_type)
+        (ev.tls_records().collect(), ev.spill)
     };
     // A handshake record of 0x40 bytes of which the segment holds 4: the rest spills.
     let (_, ev) = run(&by_name("sccp-tls-handshake"));
     assert_eq!(ev.app, App::SccpTls as u8);
-    assert_eq!(records("sccp-tls-handshake"), (vec![(Handshake, 0x40)], 0x40 - 4, 22));
+    assert_eq!(records("sccp-tls-handshake"), (vec![(Handshake, 0x40)], 0x40 - 4));
     let (_, ev) = run(&by_name("sip-tls-appdata"));
     assert_eq!(ev.app, App::SipTls as u8);
-    assert_eq!(records("sip-tls-appdata"), (vec![(ApplicationData, 0x210)], 0x210 - 2, 23));
+    assert_eq!(records("sip-tls-appdata"), (vec![(ApplicationData, 0x210)], 0x210 - 2));
     // Both records of a segment, each 12 bytes of SCCP + 24 of AES-GCM.
     assert_eq!(
         records("sccp-tls-two-records"),
-        (vec![(ApplicationData, 36), (ApplicationData, 36)], 0, 23)
+        (vec![(ApplicationData, 36), (ApplicationData, 36)], 0)
     );
-    assert_eq!(
-        records("sccp-tls-ccs-finished"),
-        (vec![(ChangeCipherSpec, 1), (Handshake, 40)], 0, 20)
-    );
-    assert_eq!(records("sip-tls-spanning"), (vec![(ApplicationData, 3000)], 2000, 23));
-    assert_eq!(records("sccp-tls-not-a-record"), (vec![], 0, 0));
+    assert_eq!(records("sccp-tls-ccs-finished"), (vec![(ChangeCipherSpec, 1), (Handshake, 40)], 0));
+    assert_eq!(records("sip-tls-spanning"), (vec![(ApplicationData, 3000)], 2000));
+    assert_eq!(records("sccp-tls-not-a-record"), (vec![], 0));
     // The SCCP view of a TLS event is not read as message ids.
     let (_, ev) = run(&by_name("sccp-tls-two-records"));
     let j = serde_json::to_value(keepalive::record::EventJson::new(&ev)).unwrap();

@@ -5,7 +5,7 @@
 mod common;
 
 use keepalive::{
-    loader::{LoadOptions, Probe, PROGRAM},
+    loader::{LoadOptions, Probe, PROGRAM, TUNNEL_PROGRAMS},
     record::Record,
     source::rings::EventRings,
 };
@@ -429,7 +429,11 @@ fn the_live_source_polls_the_rings_and_takes_a_backlog_in_batches() {
 
 /// The verifier walks every path of the program and gives up after a million instructions. A
 /// change that makes two paths' states differ (a second scratch map, once) can multiply the
-/// walk without changing what the program does; this keeps the margin in view.
+/// walk without changing what the program does; this keeps the margin in view, for the first
+/// program and for each program a tunnelled frame is handed to.
+///
+/// The first program's guard was 750 000 until tunnels: finding UDP to the VXLAN port after
+/// the IPv6 walk alone costs 64 000 (measured: 723 000 without it, 788 000 with it).
 #[test]
 fn the_verifier_accepts_the_program_with_room_to_spare() {
     if !common::have_root("the_verifier_accepts_the_program_with_room_to_spare") {
@@ -438,7 +442,13 @@ fn the_verifier_accepts_the_program_with_room_to_spare() {
     let (mut probe, _rings) = load(Config::DEFAULT);
     let walked = probe.verified_instructions(PROGRAM).unwrap();
     assert!(walked > 0, "the kernel reports the verifier's count");
-    assert!(walked < 750_000, "the verifier walked {walked} of its 1 000 000 instructions");
+    eprintln!("{PROGRAM}: the verifier walked {walked}");
+    assert!(walked < 850_000, "the verifier walked {walked} of its 1 000 000 instructions");
+    for (name, _) in TUNNEL_PROGRAMS {
+        let walked = probe.verified_instructions(name).unwrap();
+        eprintln!("{name}: the verifier walked {walked}");
+        assert!(walked < 850_000, "{name}: the verifier walked {walked} of 1 000 000");
+    }
 }
 
 /// Runs an SCCP KeepAlive from phone port `port`: a flow of its own.

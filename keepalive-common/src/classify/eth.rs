@@ -20,7 +20,7 @@ const VLAN_HLEN: usize = 4;
 #[inline(always)]
 pub(super) fn parse<R: Reader + ?Sized>(r: &R) -> Option<(u16, L2)> {
     let mut ethertype = r.be16(12)?;
-    let mut l2 = L2 { vlans: [0; MAX_VLANS], vlan_count: 0, l3_off: ETH_HLEN };
+    let mut l2 = L2 { vlans: [0; MAX_VLANS], vlan_count: 0, l3_off: ETH_HLEN, ethernet: true };
     let mut i = 0;
     while i < MAX_VLANS {
         if !matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1) {
@@ -34,6 +34,18 @@ pub(super) fn parse<R: Reader + ?Sized>(r: &R) -> Option<(u16, L2)> {
         i += 1;
     }
     Some((ethertype, l2))
+}
+
+/// An inner frame that starts at its IP header (GRE's IP payloads): the EtherType its version
+/// nibble stands for, and no link layer. A version that is neither 4 nor 6 is not IP.
+#[inline(always)]
+pub(super) fn parse_bare_ip<R: Reader + ?Sized>(r: &R) -> Option<(u16, L2)> {
+    let ethertype = match r.u8_at(0)? >> 4 {
+        4 => ETH_P_IP,
+        6 => ETH_P_IPV6,
+        _ => 0,
+    };
+    Some((ethertype, L2 { vlans: [0; MAX_VLANS], vlan_count: 0, l3_off: 0, ethernet: false }))
 }
 
 /// Destination and source MAC.

@@ -1,18 +1,24 @@
 //! IPv4 (with options) and IPv6 (with a bounded walk over extension headers).
-//! Non-TCP traffic and non-first fragments leave as [`Outcome::Pass`].
+//! What is not TCP, GRE or UDP, and non-first fragments, leave as [`Outcome::Pass`].
 
-use super::{set_v4_mapped, Outcome};
+use super::{
+    set_v4_mapped,
+    tunnel::{IPPROTO_GRE, IPPROTO_UDP},
+    Outcome,
+};
 use crate::{reader::Reader, wire::Event};
 
-const IPPROTO_TCP: u8 = 6;
+pub(super) const IPPROTO_TCP: u8 = 6;
 const IPV6_HLEN: usize = 40;
 /// Extension headers walked before giving up (a frame with more is passed, not parsed).
 const MAX_EXT_HEADERS: usize = 4;
 
-/// Where the TCP header starts and how many bytes the IP layer says TCP occupies.
+/// Where the transport header starts and how many bytes the IP layer says it occupies.
 #[derive(Clone, Copy)]
 pub(super) struct L3 {
     pub version: u8,
+    /// TCP, GRE or UDP (nothing else leaves this module).
+    pub proto: u8,
     pub l4_off: usize,
     pub l4_len: usize,
 }
@@ -21,7 +27,7 @@ pub(super) struct L3 {
 pub(super) fn parse_v4<R: Reader + ?Sized>(r: &R, off: usize) -> Result<L3, Outcome> {
     // Bytes 0..10 hold version/IHL, total length, fragment offset and protocol.
     let h = r.bytes::<10>(off).ok_or(Outcome::Malformed)?;
-    if h[9] != IPPROTO_TCP {
+    if !carried(h[9]) {
         return Err(Outcome::Pass);
     }
     if h[0] >> 4 != 4 {
@@ -36,7 +42,7 @@ pub(super) fn parse_v4<R: Reader + ?Sized>(r: &R, off: usize) -> Result<L3, Outc
     if u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
         return Err(Outcome::Pass);
     }
-    Ok(L3 { version: 4, l4_off: off + ihl, l4_len: total - ihl })
+    Ok(L3 { version: 4, proto: h[9], l4_off: off + ihl, l4_len: total - ihl })
 }
 
 #[inline(always)]
@@ -76,14 +82,20 @@ pub(super) fn parse_v6<R: Reader + ?Sized>(r: &R, off: usize) -> Result<L3, Outc
         }
         i += 1;
     }
-    if next != IPPROTO_TCP {
+    if !carried(next) {
         return Err(Outcome::Pass);
     }
     let ext = l4_off - off - IPV6_HLEN;
     if payload < ext {
         return Err(Outcome::Malformed);
     }
-    Ok(L3 { version: 6, l4_off, l4_len: payload - ext })
+    Ok(L3 { version: 6, proto: next, l4_off, l4_len: payload - ext })
+}
+
+/// The transports the classifier reads: TCP, and GRE and UDP for what they may carry.
+#[inline(always)]
+fn carried(proto: u8) -> bool {
+    matches!(proto, IPPROTO_TCP | IPPROTO_GRE | IPPROTO_UDP)
 }
 
 /// Source and destination addresses of a matched packet.

@@ -4,14 +4,18 @@
 //! It runs in stages so that unrelated traffic costs as little as possible and so that the XDP
 //! program can consult per-flow state before the application bytes are read:
 //! 1. [`decide`]: Ethernet, VLAN tags, IPv4/IPv6, TCP ports — offsets only, nothing written.
-//!    Unrelated traffic leaves here after the fewest loads possible.
+//!    Unrelated traffic leaves here after the fewest loads possible. A GRE, ERSPAN or VXLAN
+//!    packet is a [`Decision::Tunnel`]: where its inner frame starts ([`tunnel`]). The host
+//!    peels in a loop ([`peel`]); the XDP program hands the inner frame to a second program.
 //! 2. [`fill`]: for a match, a zeroed [`Event`] gets addresses, MACs, TCP header fields or the
 //!    ARP body.
 //! 3. [`classify_app`]: the application bytes of a tracked segment: SCCP PDUs, the SIP start
 //!    line, or the TLS record headers.
 //!
-//! [`classify`] runs all three with no carried state (a segment that starts mid-PDU is not
-//! resumed).
+//! Stages 2 and 3 read the inner frame through a reader based at its offset ([`At`] here, the
+//! XDP reader's own base in the kernel), and [`Peeled::stamp`] writes what the outer layers
+//! said into the event. [`classify`] runs all three with no carried state (a segment that
+//! starts mid-PDU is not resumed).
 
 mod arp;
 mod eth;
@@ -20,11 +24,13 @@ mod sccp;
 mod sip;
 mod tcp;
 pub mod tls;
+pub mod tunnel;
 
 use crate::{
     reader::Reader,
-    wire::{App, Config, Event, MAX_VLANS},
+    wire::{App, Config, Counters, Encap, Event, EventKind, MAX_VLANS},
 };
+pub use tunnel::{Inner, Link, MAX_ENCAP};
 
 /// What the classifier decided about one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +54,8 @@ pub struct L2 {
     pub vlan_count: u8,
     /// Offset of the network header.
     pub l3_off: usize,
+    /// Whether the frame has an Ethernet header (an IP packet peeled from GRE has none).
+    pub ethernet: bool,
 }
 
 /// A TCP segment on a tracked port, located by offsets.
@@ -76,24 +84,145 @@ pub enum Decision {
     Arp(L2),
     /// A TCP segment on a tracked port.
     Tcp(TcpMatch),
+    /// A GRE, ERSPAN or VXLAN packet: the inner frame to read next.
+    Tunnel(Inner),
 }
 
-/// Stage 1: what is this frame? Reads headers, writes nothing.
+/// Stage 1: what is this Ethernet frame? Reads headers, writes nothing. One layer only: a
+/// tunnel is a [`Decision::Tunnel`] (see [`peel`]).
 #[inline(always)]
 pub fn decide<R: Reader + ?Sized>(r: &R, cfg: &Config) -> Decision {
-    let (ethertype, l2) = match eth::parse(r) {
-        Some(x) => x,
-        None => return Decision::Skip(Outcome::Pass),
+    decide_link(r, cfg, Link::Ethernet)
+}
+
+/// [`decide`] for a frame that starts with `link`.
+#[inline(always)]
+pub fn decide_link<R: Reader + ?Sized>(r: &R, cfg: &Config, link: Link) -> Decision {
+    let parsed = match link {
+        Link::Ethernet => eth::parse(r),
+        Link::Ip => eth::parse_bare_ip(r),
+        Link::Gre => return tunnel::gre(r),
+        Link::Vxlan => return tunnel::vxlan(r),
+    };
+    let Some((ethertype, l2)) = parsed else {
+        return Decision::Skip(Outcome::Pass);
     };
     let l3 = match ethertype {
         eth::ETH_P_ARP => return arp::decide(r, l2),
         eth::ETH_P_IP => ip::parse_v4(r, l2.l3_off),
         eth::ETH_P_IPV6 => ip::parse_v6(r, l2.l3_off),
+        // A GRE payload whose version nibble is neither 4 nor 6 is broken, not foreign.
+        _ if link == Link::Ip => return Decision::Skip(Outcome::Malformed),
         _ => return Decision::Skip(Outcome::Pass),
     };
     match l3 {
-        Ok(l3) => tcp::decide(r, cfg, l2, l3),
+        Ok(l3) => match l3.proto {
+            ip::IPPROTO_TCP => tcp::decide(r, cfg, l2, l3),
+            tunnel::IPPROTO_GRE => tunnel::gre_at(&l3),
+            _ => tunnel::udp(r, cfg, &l3),
+        },
         Err(o) => Decision::Skip(o),
+    }
+}
+
+/// What the outer layers of a frame said, for its event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Peeled {
+    /// Offset of the inner frame in the whole frame (0 when not encapsulated).
+    pub base: usize,
+    /// Layers peeled.
+    pub layers: u8,
+    /// The innermost layer's kind.
+    pub encap: Encap,
+    /// The innermost layer's segment id that is not 0 (VNI, ERSPAN session, GRE key).
+    pub segment: u32,
+}
+
+impl Peeled {
+    /// One more step, `inner` read in the frame at `self.base`: a layer when its kind is
+    /// known, the way to a tunnel header otherwise.
+    #[inline(always)]
+    pub fn push(&mut self, inner: &Inner) {
+        self.base += inner.off;
+        if inner.encap == Encap::None {
+            return;
+        }
+        self.layers += 1;
+        self.encap = inner.encap;
+        if inner.segment != 0 {
+            self.segment = inner.segment;
+        }
+    }
+
+    /// Writes the layers into a filled event; a TCP event's payload offset becomes the whole
+    /// frame's.
+    #[inline(always)]
+    pub fn stamp(&self, ev: &mut Event) {
+        ev.encap = self.encap as u8;
+        ev.segment = self.segment;
+        if ev.kind == EventKind::Tcp as u8 {
+            ev.payload_off = ev.payload_off.wrapping_add(self.base as u16);
+        }
+    }
+}
+
+/// Counts one peeled layer in the per-CPU counters.
+#[inline(always)]
+pub fn count_encap(counters: &mut Counters, encap: Encap) {
+    match encap {
+        Encap::GreEthernet | Encap::GreIp => counters.encap_gre += 1,
+        Encap::ErspanI | Encap::ErspanII | Encap::ErspanIII => counters.encap_erspan += 1,
+        Encap::Vxlan => counters.encap_vxlan += 1,
+        Encap::None => {}
+    }
+}
+
+/// Stage 1 on the host: [`decide`], peeling up to [`MAX_ENCAP`] outer layers (each counted).
+/// The decision's offsets are relative to `peeled.base`: read the inner frame with
+/// [`At`]`::new(r, peeled.base)`. A frame wrapped deeper passes, counted in `encap_too_deep`.
+pub fn peel<R: Reader + ?Sized>(
+    r: &R,
+    cfg: &Config,
+    counters: &mut Counters,
+) -> (Decision, Peeled) {
+    let mut peeled = Peeled::default();
+    let mut d = decide(r, cfg);
+    while let Decision::Tunnel(inner) = d {
+        count_encap(counters, inner.encap);
+        if inner.encap != Encap::None && usize::from(peeled.layers) == MAX_ENCAP {
+            counters.encap_too_deep += 1;
+            return (Decision::Skip(Outcome::Pass), peeled);
+        }
+        peeled.push(&inner);
+        d = decide_link(&At::new(r, peeled.base), cfg, inner.link);
+    }
+    (d, peeled)
+}
+
+/// A reader over the bytes of `r` from `base` on: an inner frame.
+#[derive(Debug)]
+pub struct At<'a, R: ?Sized> {
+    r: &'a R,
+    base: usize,
+}
+
+impl<'a, R: Reader + ?Sized> At<'a, R> {
+    /// The view of `r` from `base`.
+    #[inline(always)]
+    pub fn new(r: &'a R, base: usize) -> Self {
+        Self { r, base }
+    }
+}
+
+impl<R: Reader + ?Sized> Reader for At<'_, R> {
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        self.r.bytes(self.base.checked_add(off)?)
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.r.len().saturating_sub(self.base)
     }
 }
 
@@ -103,6 +232,8 @@ pub fn decide<R: Reader + ?Sized>(r: &R, cfg: &Config) -> Decision {
 pub fn fill<R: Reader + ?Sized>(r: &R, d: &Decision, ev: &mut Event) -> Outcome {
     match d {
         Decision::Skip(o) => *o,
+        // Peel first: a tunnel is not an event of its own.
+        Decision::Tunnel(_) => Outcome::Pass,
         Decision::Arp(l2) => {
             ev.vlans = l2.vlans;
             ev.vlan_count = l2.vlan_count;
@@ -111,7 +242,9 @@ pub fn fill<R: Reader + ?Sized>(r: &R, d: &Decision, ev: &mut Event) -> Outcome 
         Decision::Tcp(m) => {
             ev.vlans = m.l2.vlans;
             ev.vlan_count = m.l2.vlan_count;
-            eth::fill_macs(r, ev);
+            if m.l2.ethernet {
+                eth::fill_macs(r, ev);
+            }
             if ip::fill_addrs(r, m.l2.l3_off, m.ip_version, ev).is_none() {
                 return Outcome::Malformed;
             }
@@ -138,13 +271,16 @@ pub fn classify_app<R: Reader + ?Sized>(r: &R, m: &TcpMatch, skip: u32, ev: &mut
     }
 }
 
-/// All stages, with no carried flow state. `ev` must be zeroed.
-#[inline(always)]
+/// All stages, outer layers peeled, with no carried flow state. `ev` must be zeroed.
 pub fn classify<R: Reader + ?Sized>(r: &R, cfg: &Config, ev: &mut Event) -> Outcome {
-    let d = decide(r, cfg);
-    let o = fill(r, &d, ev);
+    let (d, peeled) = peel(r, cfg, &mut Counters::default());
+    let inner = At::new(r, peeled.base);
+    let o = fill(&inner, &d, ev);
     if let (Outcome::Tcp, Decision::Tcp(m)) = (o, &d) {
-        classify_app(r, m, 0, ev);
+        classify_app(&inner, m, 0, ev);
+    }
+    if matches!(o, Outcome::Tcp | Outcome::Arp) {
+        peeled.stamp(ev);
     }
     o
 }

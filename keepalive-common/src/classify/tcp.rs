@@ -48,7 +48,6 @@ pub(super) fn fill<R: Reader + ?Sized>(r: &R, m: &TcpMatch, ev: &mut Event) -> O
     ev.seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
     ev.ack = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
     ev.tcp_flags = h[13];
-    ev.window = u16::from_be_bytes([h[14], h[15]]);
     ev.payload_len = m.payload_len as u16;
     ev.payload_off = m.payload_off as u16;
     if m.app == App::Sip {

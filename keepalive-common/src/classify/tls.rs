@@ -67,9 +67,6 @@ pub(super) fn parse<R: Reader + ?Sized>(r: &R, m: &TcpMatch, skip: u32, ev: &mut
         let Some((content, len)) = header(&h) else {
             break;
         };
-        if i == 0 {
-            ev.tls_type = h[field::TYPE];
-        }
         ev.pdus[i] = len;
         ev.tls_types |= (content as u16) << (2 * i);
         ev.pdu_count += 1;

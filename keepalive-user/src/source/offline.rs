@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use keepalive_common::{
-    classify::{classify_app, decide, fill, Decision, Outcome},
+    classify::{classify_app, fill, peel, At, Decision, Outcome},
     wire::{App, Config, Counters, Event, FlowKey},
 };
 
@@ -46,17 +46,23 @@ impl HostProbe {
     pub fn process(&mut self, frame: &Frame<'_>) -> Option<Record> {
         let data = frame.data;
         self.counters.seen += 1;
-        let d = decide(data, &self.config);
+        let (d, peeled) = peel(data, &self.config, &mut self.counters);
         if let Decision::Skip(o) = d {
             if o == Outcome::Malformed {
                 self.counters.parse_errors += 1;
             }
             return None;
         }
+        // The inner frame, where the decision's offsets point.
+        let inner = At::new(data, peeled.base);
         let mut ev = Event::ZERO;
         ev.ts_ns = frame.ts_ns;
         ev.ifindex = frame.ifindex;
-        match (fill(data, &d, &mut ev), d) {
+        let outcome = fill(&inner, &d, &mut ev);
+        if matches!(outcome, Outcome::Arp | Outcome::Tcp) {
+            peeled.stamp(&mut ev);
+        }
+        match (outcome, d) {
             (Outcome::Arp, _) => {
                 self.counters.matched_arp += 1;
                 self.counters.events += 1;
@@ -80,14 +86,15 @@ impl HostProbe {
                     Some(f) if f.spill != 0 && f.seq.wrapping_sub(f.spill) == ev.seq => f.spill,
                     _ => 0,
                 };
-                classify_app(data, &m, skip, &mut ev);
+                classify_app(&inner, &m, skip, &mut ev);
                 if let Some(flow) = flow.filter(|_| ev.payload_len > 0) {
                     let end = ev.seq.wrapping_add(u32::from(ev.payload_len));
                     *flow = Resume { seq: end.wrapping_add(ev.spill), spill: ev.spill };
                 }
                 let payload = if m.app == App::Sip || ev.copy_len > 0 {
-                    let end = (m.payload_off + m.payload_len).min(data.len());
-                    data.get(m.payload_off..end).unwrap_or_default().to_vec()
+                    let start = peeled.base + m.payload_off;
+                    let end = (start + m.payload_len).min(data.len());
+                    data.get(start..end).unwrap_or_default().to_vec()
                 } else {
                     Vec::new()
                 };
