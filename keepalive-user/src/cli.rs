@@ -96,6 +96,9 @@ pub struct AnalyzeArgs {
     /// Tracked port as PROTO:PORT (repeatable; replaces the defaults, as for `run`).
     #[arg(long = "port", value_name = "PROTO:PORT", value_parser = parse_port_rule)]
     pub ports: Vec<PortRule>,
+    /// UDP port read as VXLAN (0: none), as for `run`.
+    #[arg(long, value_name = "PORT", default_value_t = Config::VXLAN_PORT)]
+    pub vxlan_port: u16,
     /// CUCM's syslog saved over the same time (its EndPointUnregistered alarms): each
     /// unregistration is joined to its row and the forecasts are scored against them.
     #[arg(long, value_name = "FILE")]
@@ -105,7 +108,9 @@ pub struct AnalyzeArgs {
 impl AnalyzeArgs {
     /// The classifier configuration for these arguments.
     pub fn config(&self) -> Result<Config, String> {
-        ports_config(&self.ports)
+        let mut cfg = ports_config(&self.ports)?;
+        cfg.vxlan_port = self.vxlan_port;
+        Ok(cfg)
     }
 }
 
@@ -240,6 +245,10 @@ pub struct RunArgs {
     /// replaces the defaults sccp:2000 sccp-tls:2443 sip:5060 sip-tls:5061).
     #[arg(long = "port", value_name = "PROTO:PORT", value_parser = parse_port_rule)]
     pub ports: Vec<PortRule>,
+    /// UDP destination port read as VXLAN (a fabric's underlay), 0 to read none. GRE and
+    /// ERSPAN are always peeled.
+    #[arg(long, value_name = "PORT", default_value_t = Config::VXLAN_PORT)]
+    pub vxlan_port: u16,
     /// Print one JSON line per new finding (the default when stdout is not a terminal).
     #[arg(long, conflicts_with = "events")]
     pub json: bool,
@@ -302,6 +311,7 @@ impl RunArgs {
     /// The XDP program's configuration for these arguments.
     pub fn config(&self) -> Result<Config, String> {
         let mut cfg = ports_config(&self.ports)?;
+        cfg.vxlan_port = self.vxlan_port;
         if self.mirror {
             cfg.flags |= Config::FLAG_MIRROR;
         }

@@ -297,6 +297,7 @@ mod tests {
                 "port = [\"sccp:2000\", \"sip:5080\"]",
                 &["--port", "sccp:2000", "--port", "sip:5080"],
             ),
+            ("vxlan-port = 8472", &["--vxlan-port", "8472"]),
             ("json = true", &["--json"]),
             ("events = true", &["--events"]),
             ("metrics = \"0.0.0.0:9108\"", &["--metrics", "0.0.0.0:9108"]),

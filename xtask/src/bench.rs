@@ -297,8 +297,8 @@ fn live(a: &Args) -> anyhow::Result<()> {
          `keepalive stats --format json --limit 100000` {:.0} ms for {:.1} MB, the default page \
          {:.0} ms for {:.1} MB, one phone (--phone) {:.0} ms for {:.1} kB; {} /metrics scrapes while \
          ingesting: median {:.1} ms, longest {:.1} ms, {:.1} kB; {} refreshes ({} skipped while \
-         the evaluator was busy), the state held by a refresh {:.1} ms at most ({}), the ingest kept waiting \
-         {:.1} ms at most",
+         the evaluator was busy), the state held by a refresh {:.1} ms at most ({}; {:.1} ms of CPU at most), the ingest \
+         kept waiting {:.1} ms at most",
         s.phones,
         s.frames,
         s.replay_pps / 1000,
@@ -325,6 +325,7 @@ fn live(a: &Args) -> anyhow::Result<()> {
         s.refreshes_skipped,
         s.refresh_held_max_ms,
         s.refresh_held_in,
+        s.refresh_held_cpu_max_ms,
         s.ingest_waited_max_ms,
     );
     let r = &l.ring;

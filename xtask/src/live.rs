@@ -401,6 +401,9 @@ pub struct Scale {
     pub refresh_held_max_ms: f64,
     /// What that hold was doing.
     pub refresh_held_in: String,
+    /// The most CPU time the evaluator spent in one hold (ms): the wall-clock figure above
+    /// less the time the holder was descheduled.
+    pub refresh_held_cpu_max_ms: f64,
     /// The longest the agent's ingest waited for its state (ms), during the replay (the stats
     /// requests after it are not counted).
     pub ingest_waited_max_ms: f64,
@@ -558,6 +561,10 @@ fn scale(dir: &Path, phones: u32, pps: u32) -> anyhow::Result<Scale> {
             .as_str()
             .unwrap_or("")
             .to_owned(),
+        refresh_held_cpu_max_ms: v["userspace"]["evaluation"]["held_cpu_max_us"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / 1e3,
         ingest_waited_max_ms: v["userspace"]["evaluation"]["ingest_waited_max_us"]
             .as_f64()
             .unwrap_or(0.0)

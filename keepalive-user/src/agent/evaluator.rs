@@ -167,15 +167,17 @@ impl Work {
     fn evaluate(&mut self, job: &Job) -> std::io::Result<()> {
         let started = Instant::now();
         let mut held_max = (Duration::ZERO, "");
+        let mut cpu_max = 0u64;
         let mut st = self.state.lock();
-        let mut held = Instant::now();
+        let mut held = (Instant::now(), thread_cpu_ns());
         // A slice of `what` done: note how long the lock was held, and let a waiting ingest
         // have it.
         let mut yield_lock =
-            |st: &mut MutexGuard<'_, State>, held: &mut Instant, what: &'static str| {
-                held_max = held_max.max((held.elapsed(), what));
+            |st: &mut MutexGuard<'_, State>, held: &mut (Instant, u64), what: &'static str| {
+                held_max = held_max.max((held.0.elapsed(), what));
+                cpu_max = cpu_max.max(thread_cpu_ns().saturating_sub(held.1));
                 MutexGuard::bump(st);
-                *held = Instant::now();
+                *held = (Instant::now(), thread_cpu_ns());
             };
 
         // The expiry, a slice of pair slots at a time; the hash-map walks when due.
@@ -198,7 +200,7 @@ impl Work {
         self.evicted.report(&st.tracker);
         if !job.findings {
             drop(st);
-            return self.account(started, held_max, 0);
+            return self.account(started, held_max, cpu_max, 0);
         }
 
         let picked = if job.whole {
@@ -238,11 +240,12 @@ impl Work {
             let mut census = Census::new(&st);
             let mut start = 0;
             while start < st.tracker.slot_count() {
-                let held = Instant::now();
+                let (held, cpu) = (Instant::now(), thread_cpu_ns());
                 let end = start + CENSUS_SLICE;
                 census.add(&st.tracker, start..end, &worst);
                 start = end;
                 held_max = held_max.max((held.elapsed(), "census"));
+                cpu_max = cpu_max.max(thread_cpu_ns().saturating_sub(cpu));
                 MutexGuard::bump(&mut st);
             }
             (census, shape)
@@ -253,7 +256,7 @@ impl Work {
         if let Some(text) = text {
             self.sinks.metrics.set(text);
         }
-        self.account(started, held_max, picked.len())
+        self.account(started, held_max, cpu_max, picked.len())
     }
 
     /// CUCM's alarms since the last refresh (`--cucm-syslog`): the forecasts that began are
@@ -296,6 +299,7 @@ impl Work {
         &self,
         started: Instant,
         (held, what): (Duration, &'static str),
+        cpu_ns: u64,
         pairs: usize,
     ) -> std::io::Result<()> {
         let mut st = self.state.lock();
@@ -307,8 +311,17 @@ impl Work {
         if held > e.held_max_us {
             (e.held_max_us, e.held_max_in) = (held, what);
         }
+        e.held_cpu_max_us = e.held_cpu_max_us.max(cpu_ns / 1_000);
         Ok(())
     }
+}
+
+/// CPU time this thread has run (CLOCK_THREAD_CPUTIME_ID), in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
 }
 
 /// Which pairs an evaluation looks at.

@@ -149,7 +149,7 @@ pub struct Lifecycle {
 /// The identity of a finding on `pair` (None: not tied to a pair).
 fn identity(pair: Option<&PhoneRow>, f: &Finding) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    pair.map(|p| (&p.phone, &p.server, p.server_port)).hash(&mut h);
+    pair.map(|p| (&p.phone, &p.server, p.server_port, p.segment)).hash(&mut h);
     f.kind.as_str().hash(&mut h);
     // ARP findings are about an address; a pair can have one per address.
     f.fields.get("ip").map(Value::to_string).hash(&mut h);

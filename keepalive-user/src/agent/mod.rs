@@ -278,6 +278,10 @@ fn kernel_stats(probe: &Probe, flows: FlowCount) -> Result<KernelStats, LoaderEr
         flows_counted_at: flows.at_ns as f64 / 1e9,
         flow_update_errors: c.flow_update_errors,
         mirror_drops: c.mirror_drops,
+        encap_gre: c.encap_gre,
+        encap_erspan: c.encap_erspan,
+        encap_vxlan: c.encap_vxlan,
+        encap_too_deep: c.encap_too_deep,
     })
 }
 
@@ -359,8 +363,9 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             max_findings: opts.metrics_max_findings,
         };
         let latest = latest.clone();
-        tokio::spawn(metrics::serve(l, state.clone(), latest, shape, web, opts.refresh))
+        metrics::Server::start(l, state.clone(), latest, shape, web, opts.refresh)
     });
+    let metrics_task = metrics_task.transpose()?;
 
     let mut opts = opts;
     let duration = opts.duration;
@@ -478,7 +483,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     };
     socket_task.abort();
     if let Some(t) = metrics_task {
-        t.abort();
+        t.stop();
     }
     if let Some(t) = cucm_task {
         t.abort();

@@ -42,6 +42,14 @@ pub struct KernelStats {
     pub flow_update_errors: u64,
     /// Frames dropped after recording in mirror mode.
     pub mirror_drops: u64,
+    /// Outer GRE layers peeled (Ethernet or IP inside; ERSPAN apart).
+    pub encap_gre: u64,
+    /// Outer ERSPAN layers (type I, II or III) peeled.
+    pub encap_erspan: u64,
+    /// Outer VXLAN layers peeled.
+    pub encap_vxlan: u64,
+    /// Frames wrapped deeper than the classifier peels (two layers), passed unread.
+    pub encap_too_deep: u64,
 }
 
 /// One attached interface.
@@ -117,6 +125,11 @@ pub struct Evaluation {
     /// What that longest hold was doing: candidates, idle pairs, arp, streams, sweep, network
     /// findings, rows or census.
     pub held_max_in: &'static str,
+    /// The most CPU time the evaluator's thread spent in one hold (µs): the work of a slice.
+    /// `held_max_us` is wall time and also counts the holder being descheduled, which on a
+    /// machine whose CPUs are all busy (the scale bench: two CPUs for replayer, kernel, ingest
+    /// and evaluator) is most of the worst case.
+    pub held_cpu_max_us: u64,
     /// The longest the ingest of the event rings waited for the state since the agent started
     /// (µs), whoever held it: a refresh, a `stats` answer (built in slices too), a scrape.
     pub ingest_waited_max_us: u64,

@@ -7,7 +7,7 @@ pub mod table;
 
 use std::{net::IpAddr, ops::Range};
 
-use keepalive_common::wire::App;
+use keepalive_common::wire::{App, Encap};
 use serde::Serialize;
 
 use crate::{
@@ -112,6 +112,37 @@ pub struct RetransmissionRow {
     pub from: &'static str,
 }
 
+/// The tunnel a row's frames were peeled from: two rows may share addresses in two segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Segment {
+    /// "gre", "gre-ip", "erspan-i", "erspan-ii", "erspan-iii", "vxlan".
+    pub encap: &'static str,
+    /// What `id` is: "vni", "erspan-session", "gre-key".
+    pub kind: &'static str,
+    /// The VNI, ERSPAN session id or GRE key; `None` when the layer carries none (GRE
+    /// without a key, ERSPAN type I).
+    pub id: Option<u32>,
+}
+
+impl Segment {
+    fn of(pair: &Pair) -> Option<Self> {
+        let encap = pair.encap;
+        (encap != Encap::None).then(|| Self {
+            encap: encap.name(),
+            kind: encap.segment_name(),
+            id: (pair.key.segment != 0).then_some(pair.key.segment),
+        })
+    }
+
+    /// How the table shows it: "vni 5001", "erspan-session 301", "gre".
+    pub fn label(&self) -> String {
+        match self.id {
+            Some(id) => format!("{} {id}", self.kind),
+            None => self.encap.to_owned(),
+        }
+    }
+}
+
 /// One phone↔server pair.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PhoneRow {
@@ -127,6 +158,8 @@ pub struct PhoneRow {
     pub protocol: &'static str,
     /// VLAN ids, outer first.
     pub vlan: Vec<u16>,
+    /// The tunnel the pair's frames arrived in (ERSPAN, VXLAN, GRE); `None` when bare.
+    pub segment: Option<Segment>,
     /// "primary", "backup", "unknown".
     pub role: &'static str,
     /// Device name.
@@ -240,6 +273,7 @@ fn row(pair: &Pair, ctx: &Context<'_>) -> PhoneRow {
         server_port: pair.key.server_port,
         protocol: app_name(pair.app),
         vlan: pair.vlans().to_vec(),
+        segment: Segment::of(pair),
         role: pair.role().as_str(),
         device: pair.device.as_deref().map(str::to_owned),
         model: pair.model.as_deref().map(str::to_owned),

@@ -27,7 +27,8 @@ fn phone_cell(p: &PhoneRow) -> String {
     } else {
         format!(" vlan {}", p.vlan.iter().map(u16::to_string).collect::<Vec<_>>().join("."))
     };
-    format!("{}:{}{vlan}", p.phone, p.phone_port)
+    let segment = p.segment.map(|s| format!(" {}", s.label())).unwrap_or_default();
+    format!("{}:{}{vlan}{segment}", p.phone, p.phone_port)
 }
 
 /// The table of phones, at most `limit` rows (the rest are summarised).

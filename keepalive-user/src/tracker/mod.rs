@@ -26,7 +26,7 @@ use std::{
 };
 
 use indexmap::IndexMap;
-use keepalive_common::wire::{tcp_flags, App, Config, Event, EventKind, FlowKey};
+use keepalive_common::wire::{tcp_flags, App, Config, Encap, Event, EventKind, FlowKey};
 
 use self::limits::CANDIDATE_TIMEOUT_S;
 pub use self::{
@@ -191,7 +191,7 @@ pub struct Tracker {
     addresses: HashMap<Ipv4Addr, u32>,
     /// Connection directions, in an order a cursor can walk a slice at a time (see
     /// [`Tracker::expire_streams_some`]).
-    streams: IndexMap<FlowKey, Stream>,
+    streams: IndexMap<StreamKey, Stream>,
     /// Where the streams' expiry continues.
     streams_cursor: usize,
     /// Candidates in the order they were made, with their first time (entries of candidates
@@ -219,26 +219,46 @@ pub struct Tracker {
 }
 
 /// The two directions' flow keys of the connection from `phone_port` on the pair `pk`.
-fn flow_keys(pk: &PairKey, phone_port: u16) -> [FlowKey; 2] {
+fn flow_keys(pk: &PairKey, phone_port: u16) -> [StreamKey; 2] {
     let octets = |a: IpAddr| match a {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
     };
     let (phone, server) = (octets(pk.phone), octets(pk.server));
+    let flow = |src_addr, dst_addr, src_port, dst_port| StreamKey {
+        flow: FlowKey { src_addr, dst_addr, src_port, dst_port },
+        segment: pk.segment,
+    };
     [
-        FlowKey {
-            src_addr: phone,
-            dst_addr: server,
-            src_port: phone_port,
-            dst_port: pk.server_port,
-        },
-        FlowKey {
-            src_addr: server,
-            dst_addr: phone,
-            src_port: pk.server_port,
-            dst_port: phone_port,
-        },
+        flow(phone, server, phone_port, pk.server_port),
+        flow(server, phone, pk.server_port, phone_port),
     ]
+}
+
+/// One direction of one connection in one segment (see [`PairKey::segment`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct StreamKey {
+    flow: FlowKey,
+    segment: u32,
+}
+
+impl StreamKey {
+    fn of(ev: &Event) -> Self {
+        Self { flow: ev.flow_key(), segment: ev.segment }
+    }
+
+    fn reverse(&self) -> Self {
+        let f = &self.flow;
+        Self {
+            flow: FlowKey {
+                src_addr: f.dst_addr,
+                dst_addr: f.src_addr,
+                src_port: f.dst_port,
+                dst_port: f.src_port,
+            },
+            segment: self.segment,
+        }
+    }
 }
 
 impl Tracker {
@@ -630,8 +650,8 @@ impl Tracker {
 
     /// The stream of this segment's direction, created (with its pair) on first sight; `None`
     /// for a copy seen on another interface than the direction's first.
-    fn stream_for(&mut self, ev: &Event) -> Option<FlowKey> {
-        let key = ev.flow_key();
+    fn stream_for(&mut self, ev: &Event) -> Option<StreamKey> {
+        let key = StreamKey::of(ev);
         match self.streams.get(&key) {
             Some(s) if self.current(s) => return (s.ifindex == ev.ifindex).then_some(key),
             Some(_) => {
@@ -641,20 +661,18 @@ impl Tracker {
             }
             None => {}
         }
-        let rkey = FlowKey {
-            src_addr: key.dst_addr,
-            dst_addr: key.src_addr,
-            src_port: key.dst_port,
-            dst_port: key.src_port,
-        };
+        let rkey = key.reverse();
         let reverse = self.streams.get(&rkey).filter(|r| self.current(r));
         let from_phone = self.phone_is_src(ev, reverse);
         let src = addr(ev.src_addr, ev.ip_version);
         let dst = addr(ev.dst_addr, ev.ip_version);
+        let segment = ev.segment;
         let (pk, phone_port) = if from_phone {
-            (PairKey { phone: src, server: dst, server_port: ev.dst_port }, ev.src_port)
+            let pk = PairKey { phone: src, server: dst, server_port: ev.dst_port, segment };
+            (pk, ev.src_port)
         } else {
-            (PairKey { phone: dst, server: src, server_port: ev.src_port }, ev.dst_port)
+            let pk = PairKey { phone: dst, server: src, server_port: ev.src_port, segment };
+            (pk, ev.dst_port)
         };
         let i = match self.index.get(&pk) {
             Some(&i) => i,
@@ -685,6 +703,7 @@ impl Tracker {
             return;
         };
         pair.last_ns = ev.ts_ns;
+        pair.encap = Encap::from_u8(ev.encap);
         let phone_port = if from_phone { ev.src_port } else { ev.dst_port };
         if from_phone {
             pair.set_vlans(&ev.vlans[..usize::from(ev.vlan_count).min(2)]);

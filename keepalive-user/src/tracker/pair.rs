@@ -4,7 +4,7 @@
 
 use std::{collections::VecDeque, net::IpAddr};
 
-use keepalive_common::wire::App;
+use keepalive_common::wire::{App, Encap};
 
 use super::limits::PORTS_KEPT;
 
@@ -28,6 +28,9 @@ pub struct PairKey {
     pub server: IpAddr,
     /// The server's tracked port.
     pub server_port: u16,
+    /// The segment the pair's frames arrived in when encapsulated (VXLAN VNI, ERSPAN session,
+    /// GRE key; 0 otherwise): the same addresses in two segments are two pairs.
+    pub segment: u32,
 }
 
 /// The role of the server for this phone, read off the wire.
@@ -310,6 +313,8 @@ pub struct Pair {
     pub phone_port: u16,
     /// Protocol of the server port.
     pub app: App,
+    /// The outer layer the pair's latest frame was peeled from (with `key.segment`).
+    pub encap: Encap,
     /// VLAN ids of the phone's frames, outer first (see [`Pair::vlans`]).
     vlan_ids: [u16; 2],
     vlan_count: u8,
@@ -379,6 +384,7 @@ impl Pair {
             key,
             phone_port: 0,
             app,
+            encap: Encap::None,
             vlan_ids: [0; 2],
             vlan_count: 0,
             phone_mac: [0; 6],
