@@ -30,7 +30,7 @@ static BENCH_OBJECT: &[u8] =
 
 /// Name of the recording program in the object.
 pub const PROGRAM: &str = "keepalive";
-/// The programs an encapsulated frame is tail-called into, at their index in [`PROGS`]:
+/// The programs an encapsulated frame is tail-called into, at their index in the `PROGS` program array:
 /// the inner frame when it starts with Ethernet, when it is an IP packet, and the GRE or
 /// VXLAN header (both indices 2 and 3). Loaded with every object.
 pub const TUNNEL_PROGRAMS: [(&str, &[u32]); 3] =

@@ -687,3 +687,110 @@ fn wrapped_captures_decode_to_the_bare_capture_s_frames_in_tshark() {
         assert_eq!((tagged, all), (tl.len(), tl.len()), "{name}: {outer} on every frame");
     }
 }
+
+/// Both case studies wrapped as a remote mirror or a fabric hands them over give the bare
+/// capture's rows and findings, each row naming its segment. GRE's IP payload carries no link
+/// layer: its rows have no MACs, and the proxy-ARP case's ARP is not in it at all.
+#[test]
+fn wrapped_captures_give_the_bare_capture_s_findings() {
+    use keepalive_lab::fixtures::{
+        encap::{wrap, Encap, VXLAN_PORT},
+        Eth, Net,
+    };
+    let eth = Eth::new([0x02, 0, 0, 0, 0xe0, 1], [0x02, 0, 0, 0, 0xe0, 2]);
+    let net = Net::between("198.51.100.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
+    let cases = [
+        ("gre", Encap::GreEthernet { key: Some(42), seq: Some(1) }, "gre", Some(42)),
+        ("gre-ip", Encap::GreIp { key: None, seq: None }, "gre-ip", None),
+        ("erspan2", Encap::ErspanII { session: 7, seq: 1, vlan: 0 }, "erspan-ii", Some(7)),
+        (
+            "erspan3",
+            Encap::ErspanIII { session: 300, seq: 1, vlan: 0, timestamp: 1 },
+            "erspan-iii",
+            Some(300),
+        ),
+        ("vxlan", Encap::Vxlan { vni: 5010, port: VXLAN_PORT }, "vxlan", Some(5010)),
+    ];
+    // What a row says, less what the link layer carries.
+    let gist = |p: &PhoneRow, link: bool| {
+        let findings: Vec<(String, String)> = p
+            .findings
+            .iter()
+            .filter(|f| {
+                link || !matches!(
+                    f.kind.as_str(),
+                    "arp-multiple-responders" | "next-hop-mac-change"
+                )
+            })
+            .map(|f| (f.kind.as_str().to_owned(), f.severity.as_str().to_owned()))
+            .collect();
+        let mac = if link { (p.mac.clone(), p.next_hop.clone()) } else { Default::default() };
+        (p.phone.clone(), p.server.clone(), p.protocol, p.role, p.keepalives, p.acks, mac, findings)
+    };
+    type Study = fn() -> Timeline;
+    let studies: [(&str, Study); 3] = [
+        ("port security, phone side", || scenario::port_security(Vantage::PhoneSide)),
+        ("port security, CUCM side", || scenario::port_security(Vantage::ServerSide)),
+        ("proxy ARP, phone side", || scenario::proxy_arp(Vantage::PhoneSide)),
+    ];
+    for (study, timeline) in studies {
+        let bare = run(&mut timeline());
+        assert!(
+            !bare.phones.is_empty() && !warnings(&bare).is_empty(),
+            "{study}: the bare capture"
+        );
+        for (name, encap, encap_name, id) in cases {
+            let link = name != "gre-ip";
+            let got = run(&mut timeline().mapped(|f| wrap(&eth, &net, &encap, f)));
+            assert_eq!(got.phones.len(), bare.phones.len(), "{study} in {name}");
+            for (g, b) in got.phones.iter().zip(&bare.phones) {
+                assert_eq!(gist(g, link), gist(b, link), "{study} in {name}");
+                let seg = g.segment.expect("a wrapped row names its segment");
+                assert_eq!((seg.encap, seg.id), (encap_name, id), "{study} in {name}");
+                assert!(b.segment.is_none());
+                // The findings' words are the bare capture's, apart from what the MACs said.
+                if link {
+                    let msgs = |p: &PhoneRow| {
+                        p.findings.iter().map(|f| f.message.clone()).collect::<Vec<_>>()
+                    };
+                    assert_eq!(msgs(g), msgs(b), "{study} in {name}");
+                }
+            }
+            if link {
+                assert_eq!(got.arp.len(), bare.arp.len(), "{study} in {name}: ARP");
+            } else {
+                assert!(got.arp.is_empty(), "{study} in {name}: no ARP rides GRE's IP payload");
+            }
+        }
+    }
+}
+
+/// The same addresses in two VXLAN segments are two phones (two tenants' address plans, or
+/// the same phone seen by two ERSPAN sessions).
+#[test]
+fn the_same_phone_in_two_vnis_is_two_rows() {
+    use keepalive_lab::fixtures::{
+        encap::{wrap, Encap, VXLAN_PORT},
+        Eth, Net,
+    };
+    let eth = Eth::new([0x02, 0, 0, 0, 0xe0, 1], [0x02, 0, 0, 0, 0xe0, 2]);
+    let net = Net::between("198.51.100.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
+    let mut tl = scenario::port_security(Vantage::PhoneSide)
+        .mapped(|f| wrap(&eth, &net, &Encap::Vxlan { vni: 5010, port: VXLAN_PORT }, f));
+    tl.extend(
+        scenario::port_security(Vantage::PhoneSide)
+            .mapped(|f| wrap(&eth, &net, &Encap::Vxlan { vni: 5020, port: VXLAN_PORT }, f)),
+    );
+    let r = run(&mut tl);
+    let mut vnis: Vec<Option<u32>> =
+        r.phones.iter().map(|p| p.segment.and_then(|s| s.id)).collect();
+    vnis.sort();
+    assert_eq!(vnis, [Some(5010), Some(5020)]);
+    assert_eq!(r.phones[0].phone, r.phones[1].phone);
+    for p in &r.phones {
+        assert!(kinds(p).contains(&"rto-growth"), "{:?}", kinds(p));
+    }
+    // And the table says which.
+    let table = keepalive::report::table::phones_table(&r, 10).to_string();
+    assert!(table.contains("vni 5010") && table.contains("vni 5020"), "{table}");
+}

@@ -14,6 +14,7 @@ use keepalive_lab::{
     fixtures::TlsVersion,
     lab::{
         addr, fault,
+        mirror::{self, Mirror, Tunnel},
         sccp::{Cucm, Hook, Phone, Timers},
         syslog::Syslog,
         tls::LabTls,
@@ -113,11 +114,49 @@ fn stage_with<G>(
     scale: f64,
     tls: Option<TlsVersion>,
 ) -> Value {
+    stage_watched(prefix, fault_at, total, fault, hook, backup0, scale, tls, None)
+}
+
+/// [`stage_with`], with the agent in the switch (`watch` None) or in a collector that
+/// receives the switch's ports mirrored in `watch`'s tunnel (and then without CUCM's syslog:
+/// the collector is not on the voice segment).
+#[allow(clippy::too_many_arguments)]
+fn stage_watched<G>(
+    prefix: &str,
+    fault_at: Duration,
+    total: Duration,
+    fault: impl FnOnce(&Lab) -> G,
+    hook: Option<Hook>,
+    backup0: bool,
+    scale: f64,
+    tls: Option<TlsVersion>,
+    watch: Option<Tunnel>,
+) -> Value {
     let lab = Lab::up(prefix, 2).expect("lab up");
-    let a = agent_scaled(&lab, scale);
+    let mirror = watch.map(|t| Mirror::up(&lab, t).expect("mirror up"));
+    let (a, agent_ns) = match &mirror {
+        None => (agent_scaled(&lab, scale), lab.ns("switch")),
+        Some(m) => {
+            let scale = scale.to_string();
+            let metrics = METRICS_PORT.to_string();
+            let args = [
+                "--json",
+                "--refresh",
+                "300ms",
+                "--time-scale",
+                &scale,
+                "--metrics",
+                &metrics,
+                "--iface",
+                mirror::COLLECTOR_IFACE,
+                "--mirror",
+            ];
+            (Agent::start_with(m.ns(), &args, Stdio::null()), m.ns().to_owned())
+        }
+    };
     let tls = tls.map(|v| LabTls::new(v).expect("lab TLS"));
     let t = Timers::scaled(scale);
-    let syslog = cucm_syslog(t, scale);
+    let syslog = if mirror.is_none() { cucm_syslog(t, scale) } else { None };
     let _c1 =
         Cucm::start_with(&lab.ns("cucm1"), addr::CUCM1.parse().unwrap(), true, tls.clone(), syslog);
     let _c2 = Cucm::start_on(&lab.ns("cucm2"), addr::CUCM2.parse().unwrap(), false, tls.clone());
@@ -152,7 +191,7 @@ fn stage_with<G>(
     let mut snap = snapshot(&a);
     // The agent's metrics at the same moment, beside its stats.
     let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    let metrics = common::http(&lab.ns("switch"), METRICS_PORT, request).expect("metrics");
+    let metrics = common::http(&agent_ns, METRICS_PORT, request).expect("metrics");
     snap["_metrics"] = Value::String(String::from_utf8_lossy(&metrics).into_owned());
     snap
 }
@@ -263,6 +302,31 @@ fn port_security_on_secure_phones_is_rto_growth_from_record_timing() {
 }
 
 fn port_security(name: &str, tls: Option<TlsVersion>) -> Value {
+    port_security_watched(name, tls, None)
+}
+
+/// Port security as above, watched from a collector that receives the switch's ports in a real
+/// kernel ERSPAN (type II, type III) or VXLAN tunnel: the agent on the underlay interface peels
+/// the tunnel in XDP and reports the same findings, on a row that names its segment.
+#[test]
+fn port_security_seen_through_erspan_and_vxlan_mirrors() {
+    if !common::have_root("port_security_seen_through_erspan_and_vxlan_mirrors") {
+        return;
+    }
+    let cases = [
+        ("m", Tunnel::ErspanII { session: 301 }, "erspan-ii", 301),
+        ("n", Tunnel::ErspanIII { session: 302 }, "erspan-iii", 302),
+        ("o", Tunnel::Vxlan { vni: 5010, port: 4789 }, "vxlan", 5010),
+    ];
+    for (name, tunnel, encap, id) in cases {
+        let bad = port_security_watched(name, None, Some(tunnel));
+        assert_eq!(bad["segment"]["encap"], encap, "{bad:#}");
+        assert_eq!(bad["segment"]["id"], id, "{bad:#}");
+        assert_eq!(bad["mac"].as_str().map(str::len), Some(17), "the inner frame's MACs: {bad:#}");
+    }
+}
+
+fn port_security_watched(name: &str, tls: Option<TlsVersion>, watch: Option<Tunnel>) -> Value {
     let _serial = serial();
     const PS_SCALE: f64 = 10.0;
     let prefix = format!("kl{}{name}", std::process::id() % 1000);
@@ -270,7 +334,7 @@ fn port_security(name: &str, tls: Option<TlsVersion>) -> Value {
     let fault_at = interval.mul_f64(3.3);
     // Read the agent after the fourth faulted KeepAlive's retransmission (at most 1.6 s
     // late) and before the fifth.
-    let snap = stage_with(
+    let snap = stage_watched(
         &prefix,
         fault_at,
         fault_at + interval.mul_f64(4.5),
@@ -279,7 +343,16 @@ fn port_security(name: &str, tls: Option<TlsVersion>) -> Value {
         false,
         PS_SCALE,
         tls,
+        watch,
     );
+    if watch.is_some() {
+        // The peeled layers, counted in the kernel.
+        let k = &snap["kernel"];
+        let layers =
+            ["encap_erspan", "encap_vxlan"].iter().map(|f| k[f].as_u64().unwrap()).sum::<u64>();
+        assert!(layers > 0, "{k:#}");
+        assert!(snap["_metrics"].as_str().unwrap().contains("keepalive_kernel_encap_layers_total"));
+    }
     let bad = row(&snap, &addr::phone(0), addr::CUCM1);
     let find = |kind: &str| {
         let f = bad["findings"].as_array().unwrap().iter().find(|f| f["kind"] == kind);

@@ -44,10 +44,15 @@ fn nft(lab: &Lab, script: &str) -> Result<(), LabError> {
 }
 
 /// The MAC of `eth0` in namespace `ns`.
-fn mac_of(ns: &str) -> Result<String, LabError> {
-    let out = ip(&["-n", ns, "-br", "link", "show", "eth0"])?;
+pub(crate) fn mac_of(ns: &str) -> Result<String, LabError> {
+    mac_of_dev(ns, "eth0")
+}
+
+/// The MAC of `dev` in namespace `ns`.
+pub(crate) fn mac_of_dev(ns: &str, dev: &str) -> Result<String, LabError> {
+    let out = ip(&["-n", ns, "-br", "link", "show", dev])?;
     out.split_whitespace().nth(2).map(str::to_owned).ok_or_else(|| LabError::Command {
-        cmd: format!("ip -n {ns} -br link show eth0"),
+        cmd: format!("ip -n {ns} -br link show {dev}"),
         stderr: format!("no MAC in `{out}`"),
     })
 }

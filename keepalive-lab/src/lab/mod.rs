@@ -14,8 +14,10 @@
 //! * [`sip`]: kamailio as the registrar and sipp as SIP phones (real peers).
 //! * [`syslog`]: CUCM's `EndPointUnregistered` syslog, as the lab's CUCMs send it.
 //! * [`fault`]: faults staged with kernel mechanisms (nftables, proxy ARP, route RTO).
+//! * [`mirror`]: the switch mirrored to a collector in a real ERSPAN or VXLAN tunnel.
 
 pub mod fault;
+pub mod mirror;
 pub mod sccp;
 pub mod sip;
 pub mod syslog;

@@ -39,9 +39,9 @@ use crate::{
 };
 
 /// Pairs whose rows are built per hold of the state lock: 512 held it up to 10 ms on the
-/// bench's 100 000 phones (cold caches: each pair is a few scattered cache lines), 128 keeps
-/// a hold near 2.5 ms.
-pub const SLICE: usize = 128;
+/// bench's 100 000 phones (cold caches: each pair is a few scattered cache lines), 128 up to
+/// 2.7 ms of CPU (5.4 ms of wall time on the bench's two busy CPUs), so 64.
+pub const SLICE: usize = 64;
 
 /// Pairs evaluated on a refresh: those that saw traffic since the last evaluation, plus a slice
 /// of all pairs so that each is looked at within this period (for findings that come from
