@@ -21,16 +21,18 @@
 // The reader's empty asm statement (reader.rs) on the BPF target.
 #![feature(asm_experimental_arch)]
 
+mod hook;
 mod reader;
 pub(crate) mod ring;
 
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_NOEXIST},
-    helpers::{bpf_ktime_get_ns, bpf_xdp_load_bytes},
-    macros::{map, xdp},
+    bindings::BPF_NOEXIST,
+    helpers::bpf_ktime_get_ns,
+    macros::{classifier, map, xdp},
     maps::{LruHashMap, PerCpuArray, ProgramArray},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
+use hook::{tc_linearize, tc_verdict, xdp_verdict, Hook};
 use keepalive_common::{
     classify::{
         classify_app, count_encap, decide, decide_link, fill, Decision, Inner, Link, Outcome,
@@ -41,7 +43,7 @@ use keepalive_common::{
         FlowStats, SipKind, SIP_COPY_MAX,
     },
 };
-use reader::XdpReader;
+use reader::PacketReader;
 
 /// Load-time configuration. Userspace rewrites it with `EbpfLoader::override_global` before
 /// load; the kernel freezes `.rodata`, so the verifier sees constants and prunes unused rules.
@@ -67,7 +69,12 @@ static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 /// offset ([`link_index`]): `keepalive_inner_eth`, `keepalive_inner_ip`, and
 /// `keepalive_tunnel` at both 2 (GRE) and 3 (VXLAN). Userspace fills it after loading.
 #[map]
-static PROGS: ProgramArray = ProgramArray::with_max_entries(4, 0);
+pub(crate) static PROGS: ProgramArray = ProgramArray::with_max_entries(4, 0);
+
+/// The same for the tc hook's programs (`keepalive_tc_inner_eth`, …): a program array holds
+/// programs of one type.
+#[map]
+pub(crate) static PROGS_TC: ProgramArray = ProgramArray::with_max_entries(4, 0);
 
 /// What the outer layers said, handed from one program to the next through a tail call (the
 /// context cannot carry it). Per CPU: a tail call runs on the CPU of its caller, with
@@ -109,11 +116,19 @@ const fn link_index(link: Link) -> u32 {
 const MAX_TUNNEL_BASE: u32 = 512;
 
 /// The keepalive program: record, then pass (or drop in mirror mode).
-// `#[xdp]` programs take their context by value.
+// `#[xdp]` and `#[classifier]` programs take their context by value.
 #[allow(clippy::needless_pass_by_value)]
 #[xdp]
 pub fn keepalive(ctx: XdpContext) -> u32 {
-    try_keepalive(&ctx)
+    xdp_verdict(try_keepalive(&ctx))
+}
+
+/// The same program at tc ingress (`keepalive run --hook tc`), beside other programs.
+#[allow(clippy::needless_pass_by_value)]
+#[classifier]
+pub fn keepalive_tc(ctx: TcContext) -> i32 {
+    tc_linearize(&ctx);
+    tc_verdict(try_keepalive(&ctx))
 }
 
 /// The configuration, read field by field where the classifier uses it.
@@ -130,10 +145,11 @@ pub(crate) fn config() -> &'static Config {
     unsafe { &*core::ptr::read_volatile(&(&raw const KEEPALIVE_CONFIG)) }
 }
 
+/// Records what the frame holds; returns whether to drop it (mirror mode).
 #[inline(always)]
-fn try_keepalive(ctx: &XdpContext) -> u32 {
+fn try_keepalive<H: Hook>(ctx: &H) -> bool {
     let cfg = config();
-    let verdict = if cfg.mirror() { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS };
+    let verdict = cfg.mirror();
     let Some(counters) = COUNTERS.get_ptr_mut(0) else {
         return verdict;
     };
@@ -144,7 +160,7 @@ fn try_keepalive(ctx: &XdpContext) -> u32 {
         counters.mirror_drops += 1;
     }
 
-    let r = XdpReader::new(ctx);
+    let r = ctx.packet(0);
     let d = decide(&r, cfg);
     match d {
         // The fast path: everything unrelated leaves here.
@@ -161,34 +177,54 @@ fn try_keepalive(ctx: &XdpContext) -> u32 {
 }
 
 /// The inner frame of a tunnel, when it starts with Ethernet.
-// `#[xdp]` programs take their context by value.
 #[allow(clippy::needless_pass_by_value)]
 #[xdp]
 pub fn keepalive_inner_eth(ctx: XdpContext) -> u32 {
-    try_inner(&ctx, Link::Ethernet)
+    xdp_verdict(try_inner(&ctx, Link::Ethernet))
 }
 
 /// The inner frame of a tunnel, when it is an IP packet.
 #[allow(clippy::needless_pass_by_value)]
 #[xdp]
 pub fn keepalive_inner_ip(ctx: XdpContext) -> u32 {
-    try_inner(&ctx, Link::Ip)
+    xdp_verdict(try_inner(&ctx, Link::Ip))
 }
 
 /// A GRE or VXLAN header found by the program before: where its inner frame starts.
 #[allow(clippy::needless_pass_by_value)]
 #[xdp]
 pub fn keepalive_tunnel(ctx: XdpContext) -> u32 {
-    try_inner(&ctx, Link::Gre)
+    xdp_verdict(try_inner(&ctx, Link::Gre))
+}
+
+/// [`keepalive_inner_eth`] at tc ingress (the skb was made linear by `keepalive_tc`).
+#[allow(clippy::needless_pass_by_value)]
+#[classifier]
+pub fn keepalive_tc_inner_eth(ctx: TcContext) -> i32 {
+    tc_verdict(try_inner(&ctx, Link::Ethernet))
+}
+
+/// [`keepalive_inner_ip`] at tc ingress.
+#[allow(clippy::needless_pass_by_value)]
+#[classifier]
+pub fn keepalive_tc_inner_ip(ctx: TcContext) -> i32 {
+    tc_verdict(try_inner(&ctx, Link::Ip))
+}
+
+/// [`keepalive_tunnel`] at tc ingress.
+#[allow(clippy::needless_pass_by_value)]
+#[classifier]
+pub fn keepalive_tc_tunnel(ctx: TcContext) -> i32 {
+    tc_verdict(try_inner(&ctx, Link::Gre))
 }
 
 /// One step of a tunnelled frame, `link` at the offset [`TUNNEL`] holds (`Link::Gre` stands
 /// for both tunnel headers: the slot says which). `seen` and the mirror drop were counted by
 /// the first program.
 #[inline(always)]
-fn try_inner(ctx: &XdpContext, link: Link) -> u32 {
+fn try_inner<H: Hook>(ctx: &H, link: Link) -> bool {
     let cfg = config();
-    let verdict = if cfg.mirror() { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS };
+    let verdict = cfg.mirror();
     let (Some(counters), Some(t)) = (COUNTERS.get_ptr_mut(0), TUNNEL.get_ptr(0)) else {
         return verdict;
     };
@@ -204,7 +240,7 @@ fn try_inner(ctx: &XdpContext, link: Link) -> u32 {
         encap: Encap::from_u8(t.encap),
         segment: t.segment,
     };
-    let r = XdpReader::at(ctx, peeled.base);
+    let r = ctx.packet(peeled.base);
     // Each arm is inlined with its link constant, so each program holds one walk.
     let d = match link {
         Link::Gre | Link::Vxlan if t.link == link_index(Link::Vxlan) as u8 => {
@@ -228,7 +264,7 @@ fn try_inner(ctx: &XdpContext, link: Link) -> u32 {
 /// One more step into a tunnel: a layer is counted, then the frame goes to the program for
 /// what starts at the new offset (up to [`MAX_ENCAP`] layers).
 #[inline(always)]
-fn enter(ctx: &XdpContext, inner: &Inner, outer: &Peeled, counters: &mut Counters) {
+fn enter<H: Hook>(ctx: &H, inner: &Inner, outer: &Peeled, counters: &mut Counters) {
     count_encap(counters, inner.encap);
     if inner.encap != Encap::None && usize::from(outer.layers) >= MAX_ENCAP {
         counters.encap_too_deep += 1;
@@ -241,7 +277,7 @@ fn enter(ctx: &XdpContext, inner: &Inner, outer: &Peeled, counters: &mut Counter
 
 /// Tail-calls the program for `link` at `peeled.base`, with `peeled` in [`TUNNEL`].
 #[inline(always)]
-fn hand_on(ctx: &XdpContext, peeled: &Peeled, link: Link) {
+fn hand_on<H: Hook>(ctx: &H, peeled: &Peeled, link: Link) {
     let Some(t) = TUNNEL.get_ptr_mut(0) else {
         return;
     };
@@ -258,7 +294,7 @@ fn hand_on(ctx: &XdpContext, peeled: &Peeled, link: Link) {
         };
         // Does not return when it succeeds; when it fails (no program at the index) the
         // frame passes unread, as it did before tunnels were followed.
-        PROGS.tail_call(ctx, index);
+        ctx.tail_call(index);
     }
 }
 
@@ -268,7 +304,13 @@ fn hand_on(ctx: &XdpContext, peeled: &Peeled, link: Link) {
 /// built in the ring's spare slot and counted in `ringbuf_full`, not published: the flow is
 /// still updated, so the SCCP resume state stays right for the next segment.
 #[inline(always)]
-fn record(ctx: &XdpContext, r: &XdpReader, d: &Decision, peeled: &Peeled, counters: &mut Counters) {
+fn record<H: Hook>(
+    ctx: &H,
+    r: &PacketReader,
+    d: &Decision,
+    peeled: &Peeled,
+    counters: &mut Counters,
+) {
     let sip = matches!(d, Decision::Tcp(m) if m.app == App::Sip && m.payload_len > 0);
     // One reservation of one type whichever the ring: with a reservation of each kind alive
     // through `build`, the verifier's states of the two paths never matched.
@@ -317,9 +359,9 @@ fn record(ctx: &XdpContext, r: &XdpReader, d: &Decision, peeled: &Peeled, counte
 
 /// Fills a reserved event for a matched frame; `false` when the frame turned out malformed.
 #[inline(always)]
-fn build(
-    ctx: &XdpContext,
-    r: &XdpReader,
+fn build<H: Hook>(
+    ctx: &H,
+    r: &PacketReader,
     d: &Decision,
     peeled: &Peeled,
     ev: &mut Event,
@@ -352,8 +394,8 @@ fn build(
 }
 
 #[inline(always)]
-fn stamp(ctx: &XdpContext, ev: &mut Event) {
-    ev.ifindex = ctx.ingress_ifindex() as u32;
+fn stamp<H: Hook>(ctx: &H, ev: &mut Event) {
+    ev.ifindex = ctx.ingress_ifindex_of();
     // SAFETY: helper without arguments.
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
 }
@@ -366,7 +408,7 @@ fn stamp(ctx: &XdpContext, ev: &mut Event) {
 /// segment a new flow) would otherwise fill the LRU map and evict the flows of real phones;
 /// segments without payload update a flow that exists and leave no trace otherwise.
 #[inline(always)]
-fn on_tcp(r: &XdpReader, m: &TcpMatch, ev: &mut Event, counters: &mut Counters) {
+fn on_tcp(r: &PacketReader, m: &TcpMatch, ev: &mut Event, counters: &mut Counters) {
     let create = ev.payload_len > 0;
     let flow = if ev.ip_version == 4 {
         flow_in(&FLOWS, &ev.flow_key_v4(), ev.ts_ns, create, counters)
@@ -459,19 +501,18 @@ fn update_flow(flow: &mut FlowStats, ev: &Event) {
 /// Copies the start of the TCP payload after the event in a reserved slot: `copy_len`
 /// bytes, or none (`copy_len` set to 0) when the frame does not hold them.
 #[inline(always)]
-fn copy_payload(ctx: &XdpContext, rec: *mut EventWithPayload) {
+fn copy_payload<H: Hook>(ctx: &H, rec: *mut EventWithPayload) {
     // SAFETY: `rec` points at a reserved payload slot that is ours until published.
     unsafe {
-        // bpf_xdp_load_bytes (Linux 5.18) copies from the frame, including multi-buffer frags;
-        // the verifier needs the length provably in 1..=SIP_COPY_MAX. The length is loaded
+        // The hook's load_bytes helper copies from the frame, frags and pages included; the
+        // verifier needs the length provably in 1..=SIP_COPY_MAX. The length is loaded
         // volatile and range-tested once, with no `min`: otherwise LLVM derives the argument
         // in a second register (from the word `write_to` copied, or a clamped copy) and tests
         // the first, which the verifier cannot connect.
         let len = u32::from(core::ptr::read_volatile(&raw const (*rec).event.copy_len));
         if len == 0
             || len > SIP_COPY_MAX as u32
-            || bpf_xdp_load_bytes(
-                ctx.ctx,
+            || ctx.load_bytes(
                 u32::from((*rec).event.payload_off),
                 (&raw mut (*rec).payload).cast(),
                 len,
@@ -484,7 +525,7 @@ fn copy_payload(ctx: &XdpContext, rec: *mut EventWithPayload) {
 
 /// Emits `ev` in a payload slot of its own with the payload copy after it.
 #[inline(always)]
-fn emit_with_copy(ctx: &XdpContext, ev: &Event, counters: &mut Counters) {
+fn emit_with_copy<H: Hook>(ctx: &H, ev: &Event, counters: &mut Counters) {
     let Some(slot) = ring::reserve_payload() else {
         return;
     };

@@ -1,31 +1,26 @@
-//! The bounded reader over `XdpContext`: the checked `ptr_at` pattern the verifier accepts.
+//! The bounded reader over a hook's packet (`hook.rs`): the checked `ptr_at` pattern the
+//! verifier accepts.
 
 use core::mem::size_of;
 
-use aya_ebpf::programs::XdpContext;
 use keepalive_common::reader::{Reader, MAX_OFFSET};
 
-/// A frame, or an inner frame at a variable offset in it.
-pub struct XdpReader {
+/// A frame, or an inner frame at a variable offset in it: `[start, end)` of the packet.
+pub struct PacketReader {
     start: usize,
     end: usize,
 }
 
-impl XdpReader {
+impl PacketReader {
+    /// The packet's bytes from `start` (a hook's `data`, plus a bounded base for an inner
+    /// frame, which keeps the verifier's range of `start` finite) to `end` (its `data_end`).
     #[inline(always)]
-    pub fn new(ctx: &XdpContext) -> Self {
-        Self { start: ctx.data(), end: ctx.data_end() }
-    }
-
-    /// The frame from `base` on: an inner frame. The caller bounds `base`, so that the
-    /// verifier's range of `start` stays finite.
-    #[inline(always)]
-    pub fn at(ctx: &XdpContext, base: usize) -> Self {
-        Self { start: ctx.data() + base, end: ctx.data_end() }
+    pub fn new(start: usize, end: usize) -> Self {
+        Self { start, end }
     }
 }
 
-impl Reader for XdpReader {
+impl Reader for PacketReader {
     #[inline(always)]
     fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
         // Bounding `off` first gives the verifier a finite range for `start + off`.

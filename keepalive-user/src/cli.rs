@@ -238,6 +238,11 @@ pub struct RunArgs {
     /// XDP mode: native (driver), skb (generic), or auto (native, else skb).
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     pub mode: Mode,
+    /// Where the program runs: xdp (before the kernel's skb; the interface must not hold
+    /// another XDP program), or tc (tc ingress through tcx, beside programs already attached;
+    /// `--mode` does not apply).
+    #[arg(long, value_enum, default_value_t = crate::loader::Hook::Xdp)]
+    pub hook: crate::loader::Hook,
     /// Mirror port: drop every frame after recording (the host never needs them).
     #[arg(long)]
     pub mirror: bool,

@@ -291,6 +291,7 @@ mod tests {
             ("iface = [\"a\", \"b\"]", &["--iface", "a", "--iface", "b"]),
             ("iface = \"a\"", &["--iface", "a"]),
             ("mode = \"skb\"", &["--mode", "skb"]),
+            ("hook = \"tc\"", &["--hook", "tc"]),
             ("mirror = true", &["--mirror"]),
             ("mirror = false", &[]),
             (

@@ -8,7 +8,10 @@ use std::{collections::HashMap, os::fd::AsFd};
 
 use aya::{
     maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, ProgramArray},
-    programs::{ProgramError, Xdp, XdpMode},
+    programs::{
+        tc::{qdisc_add_clsact, TcAttachType},
+        ProgramError, SchedClassifier, Xdp, XdpMode,
+    },
     Ebpf, EbpfLoader,
 };
 use keepalive_common::wire::{
@@ -37,6 +40,15 @@ pub const TUNNEL_PROGRAMS: [(&str, &[u32]); 3] =
     [("keepalive_inner_eth", &[0]), ("keepalive_inner_ip", &[1]), ("keepalive_tunnel", &[2, 3])];
 /// The program array of [`TUNNEL_PROGRAMS`].
 const PROGS: &str = "PROGS";
+/// The recording program at tc ingress (`--hook tc`).
+pub const TC_PROGRAM: &str = "keepalive_tc";
+/// [`TUNNEL_PROGRAMS`] at tc ingress, in the `PROGS_TC` program array.
+pub const TC_TUNNEL_PROGRAMS: [(&str, &[u32]); 3] = [
+    ("keepalive_tc_inner_eth", &[0]),
+    ("keepalive_tc_inner_ip", &[1]),
+    ("keepalive_tc_tunnel", &[2, 3]),
+];
+const PROGS_TC: &str = "PROGS_TC";
 /// Name of the empty XDP_PASS program (the benchmark baseline; bench object only).
 #[cfg(feature = "testing")]
 pub const EMPTY_PROGRAM: &str = "keepalive_empty";
@@ -77,8 +89,10 @@ pub enum LoaderError {
     NoInterface(String),
     /// Another XDP program holds the interface.
     #[error(
-        "an XDP program is already attached to `{0}` (another keepalive agent?): `ip link show {0}` \
-         shows it; stop that agent, or `ip link set {0} xdp off` if it was attached by hand"
+        "an XDP program is already attached to `{0}` (another keepalive agent, a DDoS filter, a \
+         load balancer?): `ip link show {0}` shows it. To run beside it, use `--hook tc` (tc \
+         ingress through tcx); otherwise stop that agent, or `ip link set {0} xdp off` if it was \
+         attached by hand"
     )]
     Busy(String),
     /// A map is missing or has an unexpected type.
@@ -152,6 +166,31 @@ fn program_hint(e: &ProgramError) -> &'static str {
     }
 }
 
+/// Where the program runs (`keepalive run --hook`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    /// XDP, before the kernel builds an skb: the cheapest, and one program per interface
+    /// unless the program already there chains others.
+    #[default]
+    Xdp,
+    /// tc ingress through tcx (Linux 6.6+; clsact before), beside programs already attached:
+    /// the same program on the skb, after the driver.
+    Tc,
+}
+
+/// A hook's programs: the recording one, those a tunnelled frame is handed to, their array.
+type HookPrograms = (&'static str, &'static [(&'static str, &'static [u32]); 3], &'static str);
+
+impl Hook {
+    fn programs(self) -> HookPrograms {
+        match self {
+            Self::Xdp => (PROGRAM, &TUNNEL_PROGRAMS, PROGS),
+            Self::Tc => (TC_PROGRAM, &TC_TUNNEL_PROGRAMS, PROGS_TC),
+        }
+    }
+}
+
 /// XDP attach mode requested on the command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -173,6 +212,8 @@ pub enum Attached {
     Native,
     /// Generic mode.
     Skb,
+    /// tc ingress (`--hook tc`), through tcx or a clsact qdisc.
+    Tc,
 }
 
 /// Sizes and behaviour fixed at load time.
@@ -188,6 +229,8 @@ pub struct LoadOptions {
     pub event_slots_log2: u8,
     /// Payload slots per CPU, as a power of two; 0 = sized by [`ring_sizes`].
     pub payload_slots_log2: u8,
+    /// XDP or tc: which programs are loaded.
+    pub hook: Hook,
 }
 
 /// Largest ring, as a power of two of slots per CPU (the slot maps' indices are 32 bits).
@@ -223,6 +266,7 @@ impl Default for LoadOptions {
             flow_capacity_v6: 65_536,
             event_slots_log2: 0,
             payload_slots_log2: 0,
+            hook: Hook::Xdp,
         }
     }
 }
@@ -236,12 +280,14 @@ pub struct Probe {
     cpus: u32,
     /// The configuration the program was loaded with (ring sizes filled in).
     config: Config,
+    /// Which programs were loaded.
+    hook: Hook,
 }
 
 impl Probe {
     /// Loads the object with `opts` into the kernel (the program loaded, not attached).
     pub fn load(opts: &LoadOptions) -> Result<Self, LoaderError> {
-        Self::load_object(OBJECT, &[PROGRAM], opts)
+        Self::load_object(OBJECT, &[opts.hook.programs().0], opts)
     }
 
     /// Loads the benchmark's object instead: the same program and maps, with the empty and
@@ -278,13 +324,12 @@ impl Probe {
             .map_max_entries(RING_POS, cpus * RINGS_PER_CPU)
             .load(object)
             .map_err(|e| LoaderError::Load(Box::new(e)))?;
-        for &name in programs.iter().chain(TUNNEL_PROGRAMS.iter().map(|(name, _)| name)) {
-            xdp_mut(&mut ebpf, name)?
-                .load()
-                .map_err(|source| LoaderError::Program { name, source })?;
+        let (_, tunnel, array) = opts.hook.programs();
+        for &name in programs.iter().chain(tunnel.iter().map(|(name, _)| name)) {
+            load_program(&mut ebpf, name)?;
         }
-        install_inner(&mut ebpf)?;
-        Ok(Self { ebpf, attached: HashMap::new(), cpus, config })
+        install_inner(&mut ebpf, tunnel, array)?;
+        Ok(Self { ebpf, attached: HashMap::new(), cpus, config, hook: opts.hook })
     }
 
     #[cfg(feature = "testing")]
@@ -296,9 +341,37 @@ impl Probe {
             .map_err(|source| LoaderError::Program { name, source })
     }
 
-    /// Attaches the recording program to `iface` in `mode`; returns the mode it got.
+    /// Attaches the recording program to `iface` in `mode` (XDP) or at tc ingress (the probe
+    /// loaded with [`Hook::Tc`]: `mode` does not apply); returns what it got.
     pub fn attach(&mut self, iface: &str, mode: Mode) -> Result<Attached, LoaderError> {
-        self.attach_program(iface, PROGRAM, mode)
+        match self.hook {
+            Hook::Xdp => self.attach_program(iface, PROGRAM, mode),
+            Hook::Tc => self.attach_tc(iface),
+        }
+    }
+
+    /// Attaches [`TC_PROGRAM`] at `iface`'s ingress, after what is attached there: through
+    /// tcx on Linux 6.6+ (aya picks it), through a clsact qdisc (added when missing) before.
+    fn attach_tc(&mut self, iface: &str) -> Result<Attached, LoaderError> {
+        if if_index(iface).is_none() {
+            return Err(LoaderError::NoInterface(iface.to_string()));
+        }
+        let name = TC_PROGRAM;
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(LoaderError::Program { name, source: ProgramError::NotLoaded })?
+            .try_into()
+            .map_err(|source| LoaderError::Program { name, source })?;
+        if prog.attach(iface, TcAttachType::Ingress).is_err() {
+            // Before tcx: the netlink attachment needs the clsact qdisc (an existing one is
+            // fine, so the error of adding it again is not one).
+            let _ = qdisc_add_clsact(iface);
+            prog.attach(iface, TcAttachType::Ingress)
+                .map_err(|source| LoaderError::Program { name, source })?;
+        }
+        self.attached.insert(iface.to_string(), Attached::Tc);
+        Ok(Attached::Tc)
     }
 
     /// Attaches program `name` ([`PROGRAM`], or a baseline of the bench object)
@@ -345,11 +418,15 @@ impl Probe {
         frame: &[u8],
         repeat: u32,
     ) -> Result<(u32, std::time::Duration), LoaderError> {
-        use aya::programs::{TestRun as _, TestRunOptions};
-        let prog = xdp_mut(&mut self.ebpf, program)?;
+        use aya::programs::{Program, TestRun as _, TestRunOptions};
+        let name = program;
         let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() };
-        let r =
-            prog.test_run(opts).map_err(|source| LoaderError::Program { name: program, source })?;
+        let r = match self.ebpf.program(name) {
+            Some(Program::Xdp(p)) => p.test_run(opts),
+            Some(Program::SchedClassifier(p)) => p.test_run(opts),
+            _ => Err(ProgramError::NotLoaded),
+        }
+        .map_err(|source| LoaderError::Program { name, source })?;
         Ok((r.return_value, r.duration))
     }
 
@@ -368,9 +445,11 @@ impl Probe {
     #[cfg(feature = "testing")]
     /// Instructions the verifier processed to accept program `name` (its limit is 1 000 000).
     pub fn verified_instructions(&mut self, name: &'static str) -> Result<u32, LoaderError> {
-        let info = xdp_mut(&mut self.ebpf, name)?
-            .info()
-            .map_err(|source| LoaderError::Program { name, source })?;
+        let prog = self
+            .ebpf
+            .program(name)
+            .ok_or(LoaderError::Program { name, source: ProgramError::NotLoaded })?;
+        let info = prog.info().map_err(|source| LoaderError::Program { name, source })?;
         Ok(info.verified_instruction_count().unwrap_or(0))
     }
 
@@ -543,24 +622,44 @@ fn found<V>(
 /// Puts [`TUNNEL_PROGRAMS`] in [`PROGS`], where the programs tail-call them for an
 /// encapsulated frame. The array holds a reference to each program: they stay loaded as long
 /// as the array does, that is as long as a program using it is.
-fn install_inner(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
+fn install_inner(
+    ebpf: &mut Ebpf,
+    tunnel: &[(&'static str, &'static [u32])],
+    array: &'static str,
+) -> Result<(), LoaderError> {
     let mut fds = Vec::new();
-    for (name, indices) in TUNNEL_PROGRAMS {
-        let fd = xdp_mut(ebpf, name)?
+    for &(name, indices) in tunnel {
+        let prog = ebpf
+            .program(name)
+            .ok_or(LoaderError::Program { name, source: ProgramError::NotLoaded })?;
+        let fd = prog
             .fd()
             .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
             .map_err(|source| LoaderError::Program { name, source })?;
         fds.push((fd, indices));
     }
-    let map = ebpf.map_mut(PROGS).ok_or(LoaderError::MissingMap(PROGS))?;
+    let map = ebpf.map_mut(array).ok_or(LoaderError::MissingMap(array))?;
     let mut progs =
-        ProgramArray::try_from(map).map_err(|source| LoaderError::Map { name: PROGS, source })?;
+        ProgramArray::try_from(map).map_err(|source| LoaderError::Map { name: array, source })?;
     for (fd, indices) in &fds {
         for &i in *indices {
-            progs.set(i, fd, 0).map_err(|source| LoaderError::Map { name: PROGS, source })?;
+            progs.set(i, fd, 0).map_err(|source| LoaderError::Map { name: array, source })?;
         }
     }
     Ok(())
+}
+
+/// Loads program `name` of the object into the kernel, XDP or tc.
+fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), LoaderError> {
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or(LoaderError::Program { name, source: ProgramError::NotLoaded })?;
+    let loaded = match prog {
+        aya::programs::Program::Xdp(p) => p.load(),
+        aya::programs::Program::SchedClassifier(p) => p.load(),
+        _ => Err(ProgramError::NotLoaded),
+    };
+    loaded.map_err(|source| LoaderError::Program { name, source })
 }
 
 fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, LoaderError> {

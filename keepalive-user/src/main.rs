@@ -66,6 +66,7 @@ fn run_options(args: &RunArgs) -> anyhow::Result<agent::Options> {
     Ok(agent::Options {
         ifaces: args.ifaces.clone(),
         mode: args.mode,
+        hook: args.hook,
         config: args.config().map_err(anyhow::Error::msg)?,
         settings: args.timers.settings(),
         socket: args.socket.clone(),

@@ -195,6 +195,7 @@ fn agent_tracks_phones_serves_stats_and_metrics_and_cleans_up() {
         .unwrap();
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success() && err.contains("already attached to `r-phone`"), "{err}");
+    assert!(err.contains("--hook tc"), "the refusal names the way out: {err}");
     let third = Command::new("ip")
         .args(["netns", "exec", &lab.ns_router, BIN, "run", "--iface", lab.r_phone, "--socket"])
         .arg(&agent.socket)

@@ -5,7 +5,7 @@
 mod common;
 
 use keepalive::{
-    loader::{LoadOptions, Probe, PROGRAM, TUNNEL_PROGRAMS},
+    loader::{Hook, LoadOptions, Probe, PROGRAM, TC_PROGRAM, TC_TUNNEL_PROGRAMS, TUNNEL_PROGRAMS},
     record::Record,
     source::rings::EventRings,
 };
@@ -51,8 +51,20 @@ fn host(frame: &[u8]) -> (Outcome, Event) {
 /// Runs `frame` once in the kernel; returns the verdict and the records it emitted, with the
 /// run-specific fields (time, interface) zeroed.
 fn kernel(probe: &mut Probe, ring: &mut EventRings, frame: &[u8]) -> (u32, Vec<Record>) {
+    kernel_on(PROGRAM, probe, ring, frame)
+}
+
+/// [`kernel`] with program `program` (the XDP one or the tc one).
+fn kernel_on(
+    program: &'static str,
+    probe: &mut Probe,
+    ring: &mut EventRings,
+    frame: &[u8],
+) -> (u32, Vec<Record>) {
     probe.clear_flows().expect("clear flows");
-    let (verdict, _) = probe.test_run(PROGRAM, frame, 1).expect("test run");
+    let (verdict, _) = probe
+        .test_run(program, frame, 1)
+        .unwrap_or_else(|e| panic!("test run of {program} on {} bytes: {e}", frame.len()));
     let mut recs = drain(ring);
     for r in &mut recs {
         assert!(r.event.ts_ns > 0, "the kernel stamps events");
@@ -63,9 +75,34 @@ fn kernel(probe: &mut Probe, ring: &mut EventRings, frame: &[u8]) -> (u32, Vec<R
 }
 
 fn assert_same(name: &str, frame: &[u8], probe: &mut Probe, ring: &mut EventRings) {
+    assert_same_on((PROGRAM, XDP_PASS), name, frame, probe, ring);
+}
+
+/// Whether BPF_PROG_TEST_RUN refuses `frame` for a tc program: bpf_prog_test_run_skb wants
+/// the whole IPv4 or IPv6 header behind an Ethernet header of that type (EINVAL otherwise).
+/// Those cuts are the XDP test's; a real skb at tc ingress has its IP header.
+fn tc_test_run_refuses(frame: &[u8]) -> bool {
+    match frame.get(12..14) {
+        Some([0x08, 0x00]) => frame.len() < 14 + 20,
+        Some([0x86, 0xdd]) => frame.len() < 14 + 40,
+        _ => frame.len() < 14,
+    }
+}
+
+/// tc's verdict for "go on": `TC_ACT_UNSPEC` (−1), tcx's `TCX_NEXT`.
+const TC_NEXT: u32 = u32::MAX;
+
+/// [`assert_same`] for `program` and its pass verdict.
+fn assert_same_on(
+    (program, pass): (&'static str, u32),
+    name: &str,
+    frame: &[u8],
+    probe: &mut Probe,
+    ring: &mut EventRings,
+) {
     let (o, ev) = host(frame);
-    let (verdict, recs) = kernel(probe, ring, frame);
-    assert_eq!(verdict, XDP_PASS, "{name}: verdict");
+    let (verdict, recs) = kernel_on(program, probe, ring, frame);
+    assert_eq!(verdict, pass, "{name}: verdict");
     match o {
         Outcome::Tcp | Outcome::Arp => {
             assert_eq!(recs.len(), 1, "{name}: one event for a match");
@@ -100,6 +137,44 @@ fn kernel_events_equal_host_classifier_for_every_fixture_and_truncation() {
         }
     }
     assert!(runs > 3000, "only {runs} truncations ran");
+}
+
+/// The tc hook's program (`--hook tc`) is the same logic on an skb: the same events as the host
+/// classifier (and so as the XDP program) on every fixture, tunnels included, and every
+/// truncation, with tcx's "next" as its verdict.
+#[test]
+fn tc_hook_events_equal_host_classifier_for_every_fixture_and_truncation() {
+    if !common::have_root("tc_hook_events_equal_host_classifier") {
+        return;
+    }
+    let (mut probe, mut ring) = load_with(LoadOptions {
+        flow_capacity: 1024,
+        flow_capacity_v6: 1024,
+        hook: Hook::Tc,
+        ..small_rings()
+    });
+    let mut runs = 0;
+    for f in corpus() {
+        let on = (TC_PROGRAM, TC_NEXT);
+        assert_same_on(on, f.name, &f.frame, &mut probe, &mut ring);
+        for cut in MIN_TEST_RUN_LEN..f.frame.len() {
+            if tc_test_run_refuses(&f.frame[..cut]) {
+                continue;
+            }
+            let name = format!("{} cut at {cut}", f.name);
+            assert_same_on(on, &name, &f.frame[..cut], &mut probe, &mut ring);
+            runs += 1;
+        }
+    }
+    assert!(runs > 3000, "only {runs} truncations ran");
+    // Mirror mode drops at tc too (TC_ACT_SHOT).
+    let mut cfg = Config::DEFAULT;
+    cfg.flags |= Config::FLAG_MIRROR;
+    let (mut probe, mut ring) =
+        load_with(LoadOptions { config: cfg, hook: Hook::Tc, ..small_rings() });
+    let f = corpus().into_iter().find(|f| f.name == "sccp-keepalive").unwrap();
+    let (verdict, recs) = kernel_on(TC_PROGRAM, &mut probe, &mut ring, &f.frame);
+    assert_eq!((verdict, recs.len()), (2, 1), "TC_ACT_SHOT after recording");
 }
 
 #[test]
@@ -445,6 +520,12 @@ fn the_verifier_accepts_the_program_with_room_to_spare() {
     eprintln!("{PROGRAM}: the verifier walked {walked}");
     assert!(walked < 850_000, "the verifier walked {walked} of its 1 000 000 instructions");
     for (name, _) in TUNNEL_PROGRAMS {
+        let walked = probe.verified_instructions(name).unwrap();
+        eprintln!("{name}: the verifier walked {walked}");
+        assert!(walked < 850_000, "{name}: the verifier walked {walked} of 1 000 000");
+    }
+    let (mut probe, _rings) = load_with(LoadOptions { hook: Hook::Tc, ..small_rings() });
+    for name in [TC_PROGRAM].into_iter().chain(TC_TUNNEL_PROGRAMS.iter().map(|(n, _)| *n)) {
         let walked = probe.verified_instructions(name).unwrap();
         eprintln!("{name}: the verifier walked {walked}");
         assert!(walked < 850_000, "{name}: the verifier walked {walked} of 1 000 000");

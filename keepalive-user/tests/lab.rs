@@ -114,12 +114,23 @@ fn stage_with<G>(
     scale: f64,
     tls: Option<TlsVersion>,
 ) -> Value {
-    stage_watched(prefix, fault_at, total, fault, hook, backup0, scale, tls, None)
+    stage_watched(prefix, fault_at, total, fault, hook, backup0, scale, tls, Watch::Switch)
 }
 
-/// [`stage_with`], with the agent in the switch (`watch` None) or in a collector that
-/// receives the switch's ports mirrored in `watch`'s tunnel (and then without CUCM's syslog:
-/// the collector is not on the voice segment).
+/// Where the agent watches from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watch {
+    /// In the switch, XDP on its ports.
+    Switch,
+    /// In a collector that receives the switch's ports mirrored in this tunnel (without CUCM's
+    /// syslog: the collector is not on the voice segment).
+    Mirror(Tunnel),
+    /// In the switch at tc ingress (`--hook tc`), beside a second agent attached first in XDP
+    /// on the same ports, whose snapshot is the returned one's `_xdp`.
+    TcBesideXdp,
+}
+
+/// [`stage_with`], watched from `watch`.
 #[allow(clippy::too_many_arguments)]
 fn stage_watched<G>(
     prefix: &str,
@@ -130,11 +141,26 @@ fn stage_watched<G>(
     backup0: bool,
     scale: f64,
     tls: Option<TlsVersion>,
-    watch: Option<Tunnel>,
+    watch: Watch,
 ) -> Value {
     let lab = Lab::up(prefix, 2).expect("lab up");
-    let mirror = watch.map(|t| Mirror::up(&lab, t).expect("mirror up"));
+    let mirror = match watch {
+        Watch::Mirror(t) => Some(Mirror::up(&lab, t).expect("mirror up")),
+        _ => None,
+    };
+    // The XDP agent first, then the tc one beside it.
+    let first = (watch == Watch::TcBesideXdp).then(|| agent_scaled(&lab, scale));
     let (a, agent_ns) = match &mirror {
+        None if first.is_some() => {
+            let scale = scale.to_string();
+            let mut args = vec!["--json", "--refresh", "300ms", "--time-scale", &scale];
+            args.extend(["--hook", "tc"]);
+            let ports = lab.ports();
+            for p in &ports {
+                args.extend(["--iface", p.as_str()]);
+            }
+            (Agent::start_with(&lab.ns("switch"), &args, Stdio::null()), String::new())
+        }
         None => (agent_scaled(&lab, scale), lab.ns("switch")),
         Some(m) => {
             let scale = scale.to_string();
@@ -157,6 +183,7 @@ fn stage_watched<G>(
     let tls = tls.map(|v| LabTls::new(v).expect("lab TLS"));
     let t = Timers::scaled(scale);
     let syslog = if mirror.is_none() { cucm_syslog(t, scale) } else { None };
+    let syslog = if watch == Watch::TcBesideXdp { None } else { syslog };
     let _c1 =
         Cucm::start_with(&lab.ns("cucm1"), addr::CUCM1.parse().unwrap(), true, tls.clone(), syslog);
     let _c2 = Cucm::start_on(&lab.ns("cucm2"), addr::CUCM2.parse().unwrap(), false, tls.clone());
@@ -191,6 +218,10 @@ fn stage_watched<G>(
     let mut snap = snapshot(&a);
     // The agent's metrics at the same moment, beside its stats.
     let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    if let Some(x) = &first {
+        snap["_xdp"] = snapshot(x);
+        return snap;
+    }
     let metrics = common::http(&agent_ns, METRICS_PORT, request).expect("metrics");
     snap["_metrics"] = Value::String(String::from_utf8_lossy(&metrics).into_owned());
     snap
@@ -302,7 +333,36 @@ fn port_security_on_secure_phones_is_rto_growth_from_record_timing() {
 }
 
 fn port_security(name: &str, tls: Option<TlsVersion>) -> Value {
-    port_security_watched(name, tls, None)
+    port_security_watched(name, tls, Watch::Switch)
+}
+
+/// `--hook tc` beside an XDP program attached first to the same ports (a second agent, in
+/// XDP): both see every frame, and both report the staged port security.
+#[test]
+fn the_tc_hook_runs_beside_an_xdp_program_and_both_see_the_traffic() {
+    if !common::have_root("the_tc_hook_runs_beside_an_xdp_program_and_both_see_the_traffic") {
+        return;
+    }
+    let snap = port_security_snapshot("t", None, Watch::TcBesideXdp);
+    let xdp = &snap["_xdp"];
+    for (who, s) in [("tc", &snap), ("xdp", xdp)] {
+        let bad = row(s, &addr::phone(0), addr::CUCM1);
+        let k = kinds(bad);
+        assert!(k.iter().any(|k| k == "rto-growth"), "{who}: {k:?}");
+        let good = row(s, &addr::phone(1), addr::CUCM1);
+        assert!(warnings(good).is_empty(), "{who}: {:#?}", warnings(good));
+        assert!(s["kernel"]["matched_tcp"].as_u64().unwrap() > 0, "{who}");
+    }
+    let modes: Vec<&str> = snap["agent"]["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["mode"].as_str().unwrap())
+        .collect();
+    assert!(!modes.is_empty() && modes.iter().all(|m| *m == "tc"), "{modes:?}");
+    // The two saw the same phone traffic: the same keepalives on the faulted row.
+    let ka = |s: &Value| row(s, &addr::phone(1), addr::CUCM1)["keepalives"].as_u64().unwrap();
+    assert!(ka(&snap).abs_diff(ka(xdp)) <= 1, "{} and {}", ka(&snap), ka(xdp));
 }
 
 /// Port security as above, watched from a collector that receives the switch's ports in a real
@@ -319,14 +379,20 @@ fn port_security_seen_through_erspan_and_vxlan_mirrors() {
         ("o", Tunnel::Vxlan { vni: 5010, port: 4789 }, "vxlan", 5010),
     ];
     for (name, tunnel, encap, id) in cases {
-        let bad = port_security_watched(name, None, Some(tunnel));
+        let bad = port_security_watched(name, None, Watch::Mirror(tunnel));
         assert_eq!(bad["segment"]["encap"], encap, "{bad:#}");
         assert_eq!(bad["segment"]["id"], id, "{bad:#}");
         assert_eq!(bad["mac"].as_str().map(str::len), Some(17), "the inner frame's MACs: {bad:#}");
     }
 }
 
-fn port_security_watched(name: &str, tls: Option<TlsVersion>, watch: Option<Tunnel>) -> Value {
+fn port_security_watched(name: &str, tls: Option<TlsVersion>, watch: Watch) -> Value {
+    let snap = port_security_snapshot(name, tls, watch);
+    row(&snap, &addr::phone(0), addr::CUCM1).clone()
+}
+
+/// The agent's snapshot of the port-security stage, after its checks of both phones' rows.
+fn port_security_snapshot(name: &str, tls: Option<TlsVersion>, watch: Watch) -> Value {
     let _serial = serial();
     const PS_SCALE: f64 = 10.0;
     let prefix = format!("kl{}{name}", std::process::id() % 1000);
@@ -345,7 +411,7 @@ fn port_security_watched(name: &str, tls: Option<TlsVersion>, watch: Option<Tunn
         tls,
         watch,
     );
-    if watch.is_some() {
+    if let Watch::Mirror(_) = watch {
         // The peeled layers, counted in the kernel.
         let k = &snap["kernel"];
         let layers =
@@ -375,7 +441,7 @@ fn port_security_watched(name: &str, tls: Option<TlsVersion>, watch: Option<Tunn
     let good = row(&snap, &addr::phone(1), addr::CUCM1);
     assert!(warnings(good).is_empty(), "healthy phone: {:#?} in {good:#}", warnings(good));
     assert_calls_were_not_keepalives(good, tls.is_some());
-    bad.clone()
+    snap
 }
 
 /// The loop with CUCM closed: with port security staged as above and the run a little longer,

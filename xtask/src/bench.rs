@@ -64,6 +64,10 @@ pub struct Args {
     /// Run only the flood part (also run after the live part).
     #[arg(long)]
     pub flood: bool,
+    /// Run only the live cost on the veth: the program in XDP and at tc ingress against the
+    /// empty and EtherType-reading baselines.
+    #[arg(long, conflicts_with_all = ["soak", "flood", "scale_only"])]
+    pub live_cost_only: bool,
     /// Run only the agent at scale (`--scale-phones`), e.g. at the `--max-phones` limit.
     #[arg(long, conflicts_with_all = ["soak", "flood"])]
     pub scale_only: bool,
@@ -179,6 +183,12 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     if a.flood {
         return flood();
     }
+    if a.live_cost_only {
+        let c = crate::live::run_cost()?;
+        print_cost(&c);
+        println!("{}", serde_json::to_string_pretty(&c)?);
+        return Ok(());
+    }
     if a.scale_only {
         let s = crate::live::run_scale(a.scale_phones, a.scale_pps)?;
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -265,7 +275,12 @@ fn soak(a: &Args) -> anyhow::Result<()> {
 /// The live part; prints it and writes `target/bench/live.json`.
 fn live(a: &Args) -> anyhow::Result<()> {
     let l = crate::live::run(a.scale_phones, a.scale_pps)?;
-    let c = &l.cost;
+    print_cost(&l.cost);
+    print_scale(&l)
+}
+
+/// The live cost's lines.
+fn print_cost(c: &crate::live::LiveCost) {
     println!(
         "live veth, realistic mix (0.1 % SCCP), {} packets at tcpreplay's top speed:",
         c.packets
@@ -289,6 +304,18 @@ fn live(a: &Args) -> anyhow::Result<()> {
         c.run_ns - c.touch_run_ns,
         c.run_ns - c.empty_run_ns,
     );
+    println!(
+        "  the same program at tc ingress (--hook tc, tcx): {:.0} k packets/s ({:+.1} % vs XDP), \
+         {:.1} ns per packet ({:+.1} vs XDP)",
+        c.tc_pps / 1e3,
+        (c.tc_pps / c.attached_pps - 1.0) * 100.0,
+        c.tc_run_ns,
+        c.tc_run_ns - c.run_ns,
+    );
+}
+
+/// The scale and ring lines of the live part.
+fn print_scale(l: &crate::live::Live) -> anyhow::Result<()> {
     let s = &l.scale;
     println!(
         "agent at scale: {} phones ({} frames replayed at {} k/s): {} pairs, {} events at {:.0} k events/s, \

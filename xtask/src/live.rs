@@ -25,7 +25,7 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use keepalive::{
-    loader::{ring_sizes, EMPTY_PROGRAM, PROGRAM, TOUCH_PROGRAM},
+    loader::{ring_sizes, EMPTY_PROGRAM, PROGRAM, TC_PROGRAM, TOUCH_PROGRAM},
     tracker::pair::HISTORY,
 };
 use keepalive_common::wire::{Event, EventWithPayload, RingPos};
@@ -342,6 +342,10 @@ pub struct LiveCost {
     pub run_ns: f64,
     /// Runs the kernel counted in keepalive's stats pass.
     pub run_count: u64,
+    /// The same program at tc ingress (`--hook tc`, tcx) instead of XDP: packets per second.
+    pub tc_pps: f64,
+    /// Its kernel run time per packet (ns).
+    pub tc_run_ns: f64,
 }
 
 /// The agent at scale.
@@ -464,6 +468,9 @@ fn live_cost(dir: &Path) -> anyhow::Result<LiveCost> {
     let agent = Agent::start()?;
     let (attached_pps, run_ns, run_count) = attached_pass(&mix, loops, PROGRAM)?;
     drop(agent);
+    let agent = Agent::start_with(&["--hook", "tc"])?;
+    let (tc_pps, tc_run_ns, _) = attached_pass(&mix, loops, TC_PROGRAM)?;
+    drop(agent);
     Ok(LiveCost {
         packets,
         matched_share: 0.001,
@@ -475,6 +482,8 @@ fn live_cost(dir: &Path) -> anyhow::Result<LiveCost> {
         touch_pps,
         run_ns,
         run_count,
+        tc_pps,
+        tc_run_ns,
     })
 }
 
@@ -633,6 +642,15 @@ pub fn run_scale(phones: u32, pps: u32) -> anyhow::Result<Scale> {
     fs::create_dir_all(&dir)?;
     let _net = Net::up()?;
     scale(&dir, phones, pps)
+}
+
+/// Runs only the live cost on the veth, XDP and tc (root): `cargo xtask bench --live-cost-only`.
+pub fn run_cost() -> anyhow::Result<LiveCost> {
+    crate::cargo(&["build", "--release", "--quiet", "-p", "keepalive-user"])?;
+    let dir = PathBuf::from("target/bench");
+    fs::create_dir_all(&dir)?;
+    let _net = Net::up()?;
+    live_cost(&dir)
 }
 
 /// Runs the live part (root).

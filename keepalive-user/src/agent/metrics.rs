@@ -278,6 +278,7 @@ pub fn render(census: &Census, lifecycle: &Lifecycle, shape: Shape) -> String {
         let mode = match i.mode {
             crate::loader::Attached::Native => "native",
             crate::loader::Attached::Skb => "skb",
+            crate::loader::Attached::Tc => "tc",
         };
         ifaces.get_or_create(&labels(&[("iface", &i.name), ("mode", mode)])).set(1);
     }

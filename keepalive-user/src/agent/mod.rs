@@ -55,6 +55,8 @@ pub struct Options {
     pub ifaces: Vec<String>,
     /// XDP mode.
     pub mode: Mode,
+    /// XDP or tc ingress.
+    pub hook: crate::loader::Hook,
     /// Ports and mirror flag.
     pub config: Config,
     /// Tracker settings.
@@ -300,7 +302,8 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     // its default action, not even while it attaches. Without --config it is logged and ignored.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut probe = Probe::load(&LoadOptions { config: opts.config, ..LoadOptions::default() })?;
+    let load = LoadOptions { config: opts.config, hook: opts.hook, ..LoadOptions::default() };
+    let mut probe = Probe::load(&load)?;
     let listener = socket::bind(&opts.socket, opts.socket_mode)?;
     let _cleanup = RemoveOnDrop(opts.socket.clone());
     let mut interfaces = Vec::new();
