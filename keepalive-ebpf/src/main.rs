@@ -153,7 +153,8 @@ fn try_keepalive<H: Hook>(ctx: &H) -> bool {
     let Some(counters) = COUNTERS.get_ptr_mut(0) else {
         return verdict;
     };
-    // SAFETY: a per-CPU array slot; XDP runs with preemption disabled, so this CPU owns it.
+    // SAFETY: a per-CPU array slot; XDP and tc programs run in softirq context (or with bottom
+    // halves off), one at a time per CPU, so this CPU owns it.
     let counters = unsafe { &mut *counters };
     counters.seen += 1;
     if cfg.mirror() {
@@ -338,7 +339,7 @@ fn record<H: Hook>(
         counters.ringbuf_full += 1;
     }
     // SAFETY: a reserved ring slot, or this CPU's spare one: ours until published, 8-byte
-    // aligned (XDP runs with preemption disabled, and one program at a time per CPU).
+    // aligned (XDP and tc programs run with bottom halves off, one at a time per CPU).
     let ev = unsafe { &mut *slot.event() };
     // A slot that is not published is simply reused by the next reservation.
     if !build(ctx, r, d, peeled, ev, counters) || slot.full() {
