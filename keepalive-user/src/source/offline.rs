@@ -6,8 +6,6 @@
 //! carries the whole TCP payload present in the capture, not only the first [`SIP_COPY_MAX`](keepalive_common::wire::SIP_COPY_MAX) bytes
 //! a payload slot has room for (captures taken on a host often hold 64 KiB TSO segments).
 
-use std::collections::HashMap;
-
 use keepalive_common::{
     classify::{classify_app, fill, peel, At, Decision, Outcome},
     wire::{App, Config, Counters, Event, FlowKey},
@@ -30,7 +28,7 @@ struct Resume {
 #[derive(Debug)]
 pub struct HostProbe {
     config: Config,
-    flows: HashMap<FlowKey, Resume>,
+    flows: crate::tracker::FastMap<FlowKey, Resume>,
     /// The same counters the XDP program keeps.
     pub counters: Counters,
 }
@@ -38,7 +36,7 @@ pub struct HostProbe {
 impl HostProbe {
     /// A probe with the given port configuration.
     pub fn new(config: Config) -> Self {
-        Self { config, flows: HashMap::new(), counters: Counters::default() }
+        Self { config, flows: Default::default(), counters: Counters::default() }
     }
 
     /// Classifies one frame; `None` for frames keepalive does not follow (or malformed ones,

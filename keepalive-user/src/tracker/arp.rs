@@ -10,8 +10,6 @@
 
 use std::net::Ipv4Addr;
 
-use indexmap::IndexMap;
-
 /// MACs remembered per address.
 const MACS_KEPT: usize = 8;
 /// Anomalies remembered in all. When full, the oldest `mac-change` (an info) goes first, so a
@@ -65,7 +63,7 @@ struct Seen {
 #[derive(Debug, Default)]
 pub struct ArpTable {
     /// In an order a cursor can walk a slice at a time ([`ArpTable::expire_some`]).
-    by_ip: IndexMap<Ipv4Addr, Vec<Seen>>,
+    by_ip: super::FastIndexMap<Ipv4Addr, Vec<Seen>>,
     /// Where the expiry continues.
     cursor: usize,
     /// Anomalies found, oldest first.
