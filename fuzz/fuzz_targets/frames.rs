@@ -2,7 +2,8 @@
 //! fuzzer spends its time on packet bytes: the input is a sequence of `u16 LE length` + frame,
 //! timestamps one millisecond apart; the report is built at the end. The first two bytes set
 //! `--max-phones` (1 to 512), so the candidate, phone, ARP and SIP-buffer limits are reached
-//! and their evictions run; expiry runs every 256 frames.
+//! and their evictions run; expiry runs every 256 frames. Every frame also checks the gate's
+//! contract: what the kernel's first program turns away, the classifier passes.
 #![no_main]
 
 use keepalive::{
@@ -10,7 +11,10 @@ use keepalive::{
     source::{capture::Frame, offline::HostProbe},
     tracker::{Limits, Settings, Tracker},
 };
-use keepalive_common::wire::Config;
+use keepalive_common::{
+    classify::{decide, gate, Decision, Outcome},
+    wire::Config,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -27,6 +31,9 @@ fuzz_target!(|data: &[u8]| {
         let frame = &rest[2..2 + len];
         rest = &rest[2 + len..];
         ts += 1_000_000;
+        if !gate(frame, &Config::DEFAULT) {
+            assert_eq!(decide(frame, &Config::DEFAULT), Decision::Skip(Outcome::Pass));
+        }
         if let Some(rec) = probe.process(&Frame { ts_ns: ts, ifindex: 0, data: frame }) {
             tracker.ingest(&rec);
         }

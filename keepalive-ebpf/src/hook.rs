@@ -87,13 +87,19 @@ impl Hook for TcContext {
     }
 }
 
+/// Whether the skb's first `want` bytes (or all of it, when shorter) can be read directly.
+#[inline(always)]
+pub(crate) fn tc_linear(ctx: &TcContext, want: u32) -> bool {
+    (ctx.data_end() - ctx.data()) as u32 >= ctx.len().min(want)
+}
+
 /// Makes the first [`TC_LINEAR`] bytes of the skb readable by direct access (a GRO'd or
 /// paged skb may hold its headers in frags), when they are not already: only then does the
 /// helper run. Direct packet pointers taken before are invalid after it.
 #[inline(always)]
 pub(crate) fn tc_linearize(ctx: &TcContext) {
-    let want = ctx.len().min(TC_LINEAR);
-    if ((ctx.data_end() - ctx.data()) as u32) < want {
+    if !tc_linear(ctx, TC_LINEAR) {
+        let want = ctx.len().min(TC_LINEAR);
         // SAFETY: the program's own skb; a failure leaves it as it was (the frame is then read
         // as far as it is linear).
         unsafe { bpf_skb_pull_data(ctx.as_ptr().cast(), want) };

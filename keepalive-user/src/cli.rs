@@ -220,8 +220,7 @@ pub fn ports_config(ports: &[PortRule]) -> Result<Config, String> {
         if ports.len() > MAX_PORT_RULES {
             return Err(format!("at most {MAX_PORT_RULES} --port rules are supported"));
         }
-        cfg.ports = [PortRule::default(); MAX_PORT_RULES];
-        cfg.ports[..ports.len()].copy_from_slice(ports);
+        cfg.set_ports(ports);
     }
     Ok(cfg)
 }

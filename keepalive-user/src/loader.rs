@@ -15,7 +15,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use keepalive_common::wire::{
-    Config, Counters, Event, EventWithPayload, FlowKey, FlowKeyV4, FlowStats, RingPos,
+    Config, Counters, Event, EventWithPayload, FlowKey, FlowKeyV4, FlowStats, PortFilter, RingPos,
     RINGS_PER_CPU,
 };
 
@@ -33,20 +33,26 @@ static BENCH_OBJECT: &[u8] =
 
 /// Name of the recording program in the object.
 pub const PROGRAM: &str = "keepalive";
-/// The programs an encapsulated frame is tail-called into, at their index in the `PROGS` program array:
-/// the inner frame when it starts with Ethernet, when it is an IP packet, and the GRE or
-/// VXLAN header (both indices 2 and 3). Loaded with every object.
-pub const TUNNEL_PROGRAMS: [(&str, &[u32]); 3] =
-    [("keepalive_inner_eth", &[0]), ("keepalive_inner_ip", &[1]), ("keepalive_tunnel", &[2, 3])];
-/// The program array of [`TUNNEL_PROGRAMS`].
+/// The programs [`PROGRAM`] hands a frame on to by tail call, at their index in the `PROGS`
+/// program array: the classifier (index 4), which gets every frame the gate lets through, and
+/// for an encapsulated frame the inner frame when it starts with Ethernet, when it is an IP
+/// packet, and the GRE or VXLAN header (both indices 2 and 3). Loaded with every object.
+pub const TAIL_PROGRAMS: [(&str, &[u32]); 4] = [
+    ("keepalive_inner_eth", &[0]),
+    ("keepalive_inner_ip", &[1]),
+    ("keepalive_tunnel", &[2, 3]),
+    ("keepalive_classify", &[4]),
+];
+/// The program array of [`TAIL_PROGRAMS`].
 const PROGS: &str = "PROGS";
 /// The recording program at tc ingress (`--hook tc`).
 pub const TC_PROGRAM: &str = "keepalive_tc";
-/// [`TUNNEL_PROGRAMS`] at tc ingress, in the `PROGS_TC` program array.
-pub const TC_TUNNEL_PROGRAMS: [(&str, &[u32]); 3] = [
+/// [`TAIL_PROGRAMS`] at tc ingress, in the `PROGS_TC` program array.
+pub const TC_TAIL_PROGRAMS: [(&str, &[u32]); 4] = [
     ("keepalive_tc_inner_eth", &[0]),
     ("keepalive_tc_inner_ip", &[1]),
     ("keepalive_tc_tunnel", &[2, 3]),
+    ("keepalive_tc_classify", &[4]),
 ];
 const PROGS_TC: &str = "PROGS_TC";
 /// Name of the empty XDP_PASS program (the benchmark baseline; bench object only).
@@ -179,14 +185,14 @@ pub enum Hook {
     Tc,
 }
 
-/// A hook's programs: the recording one, those a tunnelled frame is handed to, their array.
-type HookPrograms = (&'static str, &'static [(&'static str, &'static [u32]); 3], &'static str);
+/// A hook's programs: the first one, those it hands frames on to, their array.
+type HookPrograms = (&'static str, &'static [(&'static str, &'static [u32]); 4], &'static str);
 
 impl Hook {
     fn programs(self) -> HookPrograms {
         match self {
-            Self::Xdp => (PROGRAM, &TUNNEL_PROGRAMS, PROGS),
-            Self::Tc => (TC_PROGRAM, &TC_TUNNEL_PROGRAMS, PROGS_TC),
+            Self::Xdp => (PROGRAM, &TAIL_PROGRAMS, PROGS),
+            Self::Tc => (TC_PROGRAM, &TC_TAIL_PROGRAMS, PROGS_TC),
         }
     }
 }
@@ -306,6 +312,8 @@ impl Probe {
         let cpus = aya::util::nr_cpus().map_err(|(path, e)| LoaderError::Cpus(path, e))? as u32;
         let (events, payloads) = ring_sizes(cpus);
         let mut config = opts.config;
+        // The gate's port set is the rules', whoever wrote the rules.
+        config.port_filter = PortFilter::of(&config.ports);
         config.event_slots_log2 =
             if opts.event_slots_log2 == 0 { events } else { opts.event_slots_log2 };
         config.payload_slots_log2 =
@@ -328,7 +336,7 @@ impl Probe {
         for &name in programs.iter().chain(tunnel.iter().map(|(name, _)| name)) {
             load_program(&mut ebpf, name)?;
         }
-        install_inner(&mut ebpf, tunnel, array)?;
+        install_tail(&mut ebpf, tunnel, array)?;
         Ok(Self { ebpf, attached: HashMap::new(), cpus, config, hook: opts.hook })
     }
 
@@ -619,10 +627,10 @@ fn found<V>(
     }
 }
 
-/// Puts [`TUNNEL_PROGRAMS`] in [`PROGS`], where the programs tail-call them for an
-/// encapsulated frame. The array holds a reference to each program: they stay loaded as long
+/// Puts [`TAIL_PROGRAMS`] in [`PROGS`], where the programs tail-call them: the classifier
+/// for what passes the gate, the tunnel steps for an encapsulated frame. The array holds a reference to each program: they stay loaded as long
 /// as the array does, that is as long as a program using it is.
-fn install_inner(
+fn install_tail(
     ebpf: &mut Ebpf,
     tunnel: &[(&'static str, &'static [u32])],
     array: &'static str,

@@ -2,8 +2,8 @@
 //! details, truncation at every byte, and random garbage.
 
 use keepalive_common::{
-    classify::{classify, classify_app, decide, fill, peel, Decision, Outcome},
-    wire::{sccp_msg, App, Config, Counters, Encap, Event, SipKind, SIP_COPY_MAX},
+    classify::{classify, classify_app, decide, fill, gate, peel, Decision, Outcome},
+    wire::{sccp_msg, App, Config, Counters, Encap, Event, PortRule, SipKind, SIP_COPY_MAX},
 };
 use keepalive_lab::fixtures::{self, corpus, Expect};
 
@@ -381,5 +381,69 @@ fn random_garbage_never_panics() {
                     || usize::from(ev.payload_off) + usize::from(ev.copy_len) <= frame.len()
             );
         }
+    }
+}
+
+/// The gate's contract: what it turns away, the classifier passes. Checked for the default
+/// ports and for custom ones, on every fixture, every truncation of one, and mutated and random
+/// frames; and it does turn away the unrelated fixtures (a gate that let everything through
+/// would keep the contract and be useless).
+#[test]
+fn the_gate_turns_away_only_what_the_classifier_passes() {
+    let mut custom = Config::DEFAULT;
+    custom.set_ports(&[PortRule { port: 2001, app: App::Sccp as u8, _pad: 0 }]);
+    custom.vxlan_port = 0;
+    let keeps = |frame: &[u8], cfg: &Config, what: &str| {
+        if !gate(frame, cfg) {
+            assert_eq!(decide(frame, cfg), Decision::Skip(Outcome::Pass), "{what}");
+        }
+    };
+    let mut turned_away = 0;
+    for f in corpus() {
+        for cfg in [&Config::DEFAULT, &custom] {
+            for cut in 0..=f.frame.len() {
+                keeps(&f.frame[..cut], cfg, &format!("{} cut at {cut}", f.name));
+            }
+        }
+        if f.expect != Expect::Pass {
+            assert!(gate(f.frame.as_slice(), &Config::DEFAULT), "{} must pass the gate", f.name);
+        } else if !gate(f.frame.as_slice(), &Config::DEFAULT) {
+            turned_away += 1;
+        }
+    }
+    for name in ["other-tcp-https", "other-udp-sip", "other-udp-ipv6"] {
+        assert!(!gate(by_name(name).as_slice(), &Config::DEFAULT), "{name} is turned away");
+    }
+    // The SCCP port is not tracked under the custom rules, 2001 is.
+    let mut moved = by_name("sccp-keepalive");
+    assert!(!gate(moved.as_slice(), &custom));
+    let at = moved.windows(2).position(|w| w == 2000u16.to_be_bytes()).unwrap();
+    moved[at..at + 2].copy_from_slice(&2001u16.to_be_bytes());
+    assert!(gate(moved.as_slice(), &custom));
+    assert!(turned_away >= 3, "{turned_away} unrelated fixtures turned away");
+
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let seeds: Vec<Vec<u8>> = corpus().into_iter().map(|f| f.frame).collect();
+    for i in 0..200_000 {
+        let mut fr = seeds[(next() as usize) % seeds.len()].clone();
+        if i % 4 == 0 {
+            let len = (next() as usize) % (fr.len() + 1);
+            fr.truncate(len);
+        }
+        for _ in 0..(1 + next() % 3) {
+            if fr.is_empty() {
+                break;
+            }
+            let at = (next() as usize) % fr.len().min(80);
+            fr[at] = next() as u8;
+        }
+        keeps(&fr, &Config::DEFAULT, &format!("mutation {i}: {fr:02x?}"));
+        keeps(&fr, &custom, &format!("mutation {i} (custom ports): {fr:02x?}"));
     }
 }

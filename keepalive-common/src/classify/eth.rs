@@ -13,8 +13,14 @@ pub(super) const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const ETH_P_QINQ1: u16 = 0x9100;
-const ETH_HLEN: usize = 14;
-const VLAN_HLEN: usize = 4;
+pub(super) const ETH_HLEN: usize = 14;
+pub(super) const VLAN_HLEN: usize = 4;
+
+/// Whether `ethertype` is a VLAN tag's TPID.
+#[inline(always)]
+pub(super) const fn is_vlan(ethertype: u16) -> bool {
+    matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1)
+}
 
 /// The innermost ethertype and the link-layer facts; `None` for a runt (not ours to judge).
 #[inline(always)]
@@ -23,7 +29,7 @@ pub(super) fn parse<R: Reader + ?Sized>(r: &R) -> Option<(u16, L2)> {
     let mut l2 = L2 { vlans: [0; MAX_VLANS], vlan_count: 0, l3_off: ETH_HLEN, ethernet: true };
     let mut i = 0;
     while i < MAX_VLANS {
-        if !matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1) {
+        if !is_vlan(ethertype) {
             break;
         }
         let tag = r.bytes::<4>(l2.l3_off)?;

@@ -3,6 +3,9 @@
 //!
 //! It runs in stages so that unrelated traffic costs as little as possible and so that the XDP
 //! program can consult per-flow state before the application bytes are read:
+//! 0. [`gate`]: the EtherType, the IP protocol and the ports, against a bit set of the tracked
+//!    ports. The kernel's first program is this and nothing else: what it lets through is
+//!    tail-called into the program that runs the stages below.
 //! 1. [`decide`]: Ethernet, VLAN tags, IPv4/IPv6, TCP ports — offsets only, nothing written.
 //!    Unrelated traffic leaves here after the fewest loads possible. A GRE, ERSPAN or VXLAN
 //!    packet is a [`Decision::Tunnel`]: where its inner frame starts ([`tunnel`]). The host
@@ -19,6 +22,7 @@
 
 mod arp;
 mod eth;
+mod gate;
 mod ip;
 mod sccp;
 mod sip;
@@ -30,6 +34,7 @@ use crate::{
     reader::Reader,
     wire::{App, Config, Counters, Encap, Event, EventKind, MAX_VLANS},
 };
+pub use gate::gate;
 pub use tunnel::{Inner, Link, MAX_ENCAP};
 
 /// What the classifier decided about one frame.

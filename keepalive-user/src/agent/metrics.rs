@@ -334,7 +334,12 @@ pub fn render(census: &Census, lifecycle: &Lifecycle, shape: Shape) -> String {
     }
     reg.register("findings", "Current findings, by kind and severity", findings);
     let k = &census.kernel;
-    counter(&mut reg, "kernel_packets_seen", "Frames the XDP program ran on", k.seen);
+    counter(
+        &mut reg,
+        "kernel_packets_seen",
+        "Frames the gate let through to the classifier",
+        k.seen,
+    );
     counter(&mut reg, "kernel_matched_tcp", "TCP segments on tracked ports", k.matched_tcp);
     counter(&mut reg, "kernel_matched_arp", "ARP frames", k.matched_arp);
     counter(&mut reg, "kernel_events", "Events published in the event rings", k.events);

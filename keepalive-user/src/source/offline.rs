@@ -7,8 +7,8 @@
 //! a payload slot has room for (captures taken on a host often hold 64 KiB TSO segments).
 
 use keepalive_common::{
-    classify::{classify_app, fill, peel, At, Decision, Outcome},
-    wire::{App, Config, Counters, Event, FlowKey},
+    classify::{classify_app, fill, gate, peel, At, Decision, Outcome},
+    wire::{App, Config, Counters, Event, FlowKey, PortFilter},
 };
 
 use super::capture::Frame;
@@ -35,7 +35,9 @@ pub struct HostProbe {
 
 impl HostProbe {
     /// A probe with the given port configuration.
-    pub fn new(config: Config) -> Self {
+    pub fn new(mut config: Config) -> Self {
+        // The gate's port set is the rules' (as the loader makes it for the kernel).
+        config.port_filter = PortFilter::of(&config.ports);
         Self { config, flows: Default::default(), counters: Counters::default() }
     }
 
@@ -44,6 +46,10 @@ impl HostProbe {
     pub fn process(&mut self, frame: &Frame<'_>) -> Option<Record> {
         let data = frame.data;
         self.counters.seen += 1;
+        // The kernel's first program: most frames of a capture leave here.
+        if !gate(data, &self.config) {
+            return None;
+        }
         let (d, peeled) = peel(data, &self.config, &mut self.counters);
         if let Decision::Skip(o) = d {
             if o == Outcome::Malformed {
