@@ -9,7 +9,7 @@
 
 use std::{io::IsTerminal, path::Path, sync::atomic::Ordering, time::Duration};
 
-use keepalive_common::wire::Config;
+use keepalive_common::wire::{Config, Event};
 
 use crate::{
     agent::{
@@ -17,6 +17,7 @@ use crate::{
         lifecycle::{Lifecycle, HOLD_DOWN_S},
     },
     cucm::{join::Join, syslog::CucmEvent},
+    record::Record,
     report::{Report, SourceTotals},
     source::{
         capture::{Capture, CaptureError},
@@ -201,9 +202,10 @@ pub fn capture_scored(
         });
     let pos = cap.position();
     let mut n: u64 = 0;
+    let mut rec = Record { event: Event::ZERO, payload: Vec::new() };
     let stats = cap
         .for_each_frame(|frame| {
-            if let Some(rec) = probe.process(&frame) {
+            if probe.process_into(&frame, &mut rec) {
                 tracker.ingest(&rec);
             }
             if let Some(r) = &mut replay {

@@ -44,18 +44,26 @@ impl HostProbe {
     /// Classifies one frame; `None` for frames keepalive does not follow (or malformed ones,
     /// which are counted in `counters.parse_errors`).
     pub fn process(&mut self, frame: &Frame<'_>) -> Option<Record> {
+        let mut rec = Record { event: Event::ZERO, payload: Vec::new() };
+        self.process_into(frame, &mut rec).then_some(rec)
+    }
+
+    /// [`HostProbe::process`] into `rec`, whose payload buffer is reused from frame to frame
+    /// (an allocation per SIP segment otherwise); `false` where `process` says `None`, and
+    /// `rec` is then not to be read.
+    pub fn process_into(&mut self, frame: &Frame<'_>, rec: &mut Record) -> bool {
         let data = frame.data;
         self.counters.seen += 1;
         // The kernel's first program: most frames of a capture leave here.
         if !gate(data, &self.config) {
-            return None;
+            return false;
         }
         let (d, peeled) = peel(data, &self.config, &mut self.counters);
         if let Decision::Skip(o) = d {
             if o == Outcome::Malformed {
                 self.counters.parse_errors += 1;
             }
-            return None;
+            return false;
         }
         // The inner frame, where the decision's offsets point.
         let inner = At::new(data, peeled.base);
@@ -70,21 +78,36 @@ impl HostProbe {
             (Outcome::Arp, _) => {
                 self.counters.matched_arp += 1;
                 self.counters.events += 1;
-                Some(Record { event: ev, payload: Vec::new() })
+                rec.event = ev;
+                rec.payload.clear();
+                true
             }
             (Outcome::Tcp, Decision::Tcp(m)) => {
                 self.counters.matched_tcp += 1;
                 self.counters.events += 1;
                 let key = ev.flow_key();
-                // As in the kernel's on_tcp, only a segment with payload creates a flow.
-                if ev.payload_len > 0 && !self.flows.contains_key(&key) {
-                    if self.flows.len() >= MAX_FLOWS {
-                        self.flows.clear();
-                    }
-                    self.flows.insert(key, Resume::default());
-                    self.counters.flows_created += 1;
+                // Only what may span segments needs the resume state: SCCP PDUs and TLS
+                // records (SIP is reassembled by the tracker). As in the kernel's on_tcp, only
+                // a segment with payload creates a flow.
+                let resumes = matches!(m.app, App::Sccp | App::SccpTls | App::SipTls);
+                if resumes
+                    && ev.payload_len > 0
+                    && self.flows.len() >= MAX_FLOWS
+                    && !self.flows.contains_key(&key)
+                {
+                    self.flows.clear();
                 }
-                let flow = self.flows.get_mut(&key);
+                let flow = if !resumes {
+                    None
+                } else if ev.payload_len > 0 {
+                    let counters = &mut self.counters;
+                    Some(self.flows.entry(key).or_insert_with(|| {
+                        counters.flows_created += 1;
+                        Resume::default()
+                    }))
+                } else {
+                    self.flows.get_mut(&key)
+                };
                 // Same rule as the kernel's on_tcp: resume only at the expected sequence.
                 let skip = match &flow {
                     Some(f) if f.spill != 0 && f.seq.wrapping_sub(f.spill) == ev.seq => f.spill,
@@ -95,18 +118,18 @@ impl HostProbe {
                     let end = ev.seq.wrapping_add(u32::from(ev.payload_len));
                     *flow = Resume { seq: end.wrapping_add(ev.spill), spill: ev.spill };
                 }
-                let payload = if m.app == App::Sip || ev.copy_len > 0 {
+                rec.payload.clear();
+                if m.app == App::Sip || ev.copy_len > 0 {
                     let start = peeled.base + m.payload_off;
                     let end = (start + m.payload_len).min(data.len());
-                    data.get(start..end).unwrap_or_default().to_vec()
-                } else {
-                    Vec::new()
-                };
-                Some(Record { event: ev, payload })
+                    rec.payload.extend_from_slice(data.get(start..end).unwrap_or_default());
+                }
+                rec.event = ev;
+                true
             }
             _ => {
                 self.counters.parse_errors += 1;
-                None
+                false
             }
         }
     }

@@ -658,12 +658,13 @@ impl Tracker {
         self.slots.get(s.pair).is_some_and(|slot| slot.generation == s.generation)
     }
 
-    /// The stream of this segment's direction, created (with its pair) on first sight; `None`
-    /// for a copy seen on another interface than the direction's first.
-    fn stream_for(&mut self, ev: &Event) -> Option<StreamKey> {
+    /// The index in `streams` of this segment's direction, created (with its pair) on first
+    /// sight; `None` for a copy seen on another interface than the direction's first. One
+    /// lookup for a known direction (the index is what the caller reads the stream by).
+    fn stream_for(&mut self, ev: &Event) -> Option<usize> {
         let key = StreamKey::of(ev);
-        match self.streams.get(&key) {
-            Some(s) if self.current(s) => return (s.ifindex == ev.ifindex).then_some(key),
+        match self.streams.get_full(&key) {
+            Some((i, _, s)) if self.current(s) => return (s.ifindex == ev.ifindex).then_some(i),
             Some(_) => {
                 if let Some(s) = self.streams.swap_remove(&key) {
                     self.sip_bytes = self.sip_bytes.saturating_sub(s.sip_buffered());
@@ -695,16 +696,15 @@ impl Tracker {
         }
         let mut stream = Stream::new(i, from_phone, ev.ifindex);
         stream.generation = self.slots[i].generation;
-        self.streams.insert(key, stream);
-        Some(key)
+        Some(self.streams.insert_full(key, stream).0)
     }
 
     fn tcp(&mut self, ev: &Event, payload: &[u8]) {
-        let Some(key) = self.stream_for(ev) else {
+        let Some(i) = self.stream_for(ev) else {
             self.stats.other_interface += 1;
             return;
         };
-        let Some(stream) = self.streams.get_mut(&key) else {
+        let Some((_, stream)) = self.streams.get_index_mut(i) else {
             return;
         };
         let from_phone = stream.from_phone;
