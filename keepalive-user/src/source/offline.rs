@@ -7,15 +7,16 @@
 //! a payload slot has room for (captures taken on a host often hold 64 KiB TSO segments).
 
 use keepalive_common::{
-    classify::{classify_app, fill, gate, peel, At, Decision, Outcome},
+    classify::{classify_app, fill, gate, peel, At, Decision, Outcome, TcpMatch},
     wire::{App, Config, Counters, Event, FlowKey, PortFilter},
 };
 
 use super::capture::Frame;
 use crate::record::Record;
 
-/// Flows remembered for SCCP resumption, like the kernel's LRU map; past this the table is
-/// reset (a PDU spanning segments of a forgotten flow is then read from its next aligned PDU).
+/// Flows remembered for resumption (the kernel's LRU map holds as many); past this the table
+/// is reset (a PDU spanning segments of a forgotten flow is then read from its next aligned
+/// PDU).
 const MAX_FLOWS: usize = 262_144;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -28,6 +29,9 @@ struct Resume {
 #[derive(Debug)]
 pub struct HostProbe {
     config: Config,
+    /// The flows whose last segment left a PDU or record spilling into the next: the only
+    /// state the resume rule reads. The kernel keeps an entry for every flow (its counters
+    /// need one); kept here, they made a lookup that missed the cache on every segment.
     flows: crate::tracker::FastMap<FlowKey, Resume>,
     /// The same counters the XDP program keeps.
     pub counters: Counters,
@@ -85,38 +89,12 @@ impl HostProbe {
             (Outcome::Tcp, Decision::Tcp(m)) => {
                 self.counters.matched_tcp += 1;
                 self.counters.events += 1;
-                let key = ev.flow_key();
                 // Only what may span segments needs the resume state: SCCP PDUs and TLS
-                // records (SIP is reassembled by the tracker). As in the kernel's on_tcp, only
-                // a segment with payload creates a flow.
-                let resumes = matches!(m.app, App::Sccp | App::SccpTls | App::SipTls);
-                if resumes
-                    && ev.payload_len > 0
-                    && self.flows.len() >= MAX_FLOWS
-                    && !self.flows.contains_key(&key)
-                {
-                    self.flows.clear();
-                }
-                let flow = if !resumes {
-                    None
-                } else if ev.payload_len > 0 {
-                    let counters = &mut self.counters;
-                    Some(self.flows.entry(key).or_insert_with(|| {
-                        counters.flows_created += 1;
-                        Resume::default()
-                    }))
+                // records (SIP is reassembled by the tracker).
+                if matches!(m.app, App::Sccp | App::SccpTls | App::SipTls) {
+                    self.resume(&inner, &m, &mut ev);
                 } else {
-                    self.flows.get_mut(&key)
-                };
-                // Same rule as the kernel's on_tcp: resume only at the expected sequence.
-                let skip = match &flow {
-                    Some(f) if f.spill != 0 && f.seq.wrapping_sub(f.spill) == ev.seq => f.spill,
-                    _ => 0,
-                };
-                classify_app(&inner, &m, skip, &mut ev);
-                if let Some(flow) = flow.filter(|_| ev.payload_len > 0) {
-                    let end = ev.seq.wrapping_add(u32::from(ev.payload_len));
-                    *flow = Resume { seq: end.wrapping_add(ev.spill), spill: ev.spill };
+                    classify_app(&inner, &m, 0, &mut ev);
                 }
                 rec.payload.clear();
                 if m.app == App::Sip || ev.copy_len > 0 {
@@ -132,5 +110,33 @@ impl HostProbe {
                 false
             }
         }
+    }
+
+    /// Stage 3 of a segment that may continue a PDU or record begun in the one before, with
+    /// the kernel's rule (`on_tcp`): resume only at the sequence number expected.
+    fn resume<R: keepalive_common::reader::Reader + ?Sized>(
+        &mut self,
+        r: &R,
+        m: &TcpMatch,
+        ev: &mut Event,
+    ) {
+        if ev.payload_len == 0 {
+            return;
+        }
+        let key = ev.flow_key();
+        let skip = match self.flows.get(&key) {
+            Some(f) if f.seq.wrapping_sub(f.spill) == ev.seq => f.spill,
+            _ => 0,
+        };
+        classify_app(r, m, skip, ev);
+        if ev.spill == 0 {
+            self.flows.remove(&key);
+            return;
+        }
+        if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&key) {
+            self.flows.clear();
+        }
+        let end = ev.seq.wrapping_add(u32::from(ev.payload_len));
+        self.flows.insert(key, Resume { seq: end.wrapping_add(ev.spill), spill: ev.spill });
     }
 }

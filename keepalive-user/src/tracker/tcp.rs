@@ -105,10 +105,15 @@ impl Stream {
         payload: &[u8],
         out: &mut Vec<super::sip::Parsed>,
     ) -> bool {
-        let a = self.sip.get_or_insert_with(Box::default);
+        // A direction with no partial message feeds a fresh assembler on the stack, boxed only
+        // when the segment leaves part of a message (most hold whole ones).
+        let mut fresh = super::sip::Assembler::default();
+        let a = self.sip.as_deref_mut().unwrap_or(&mut fresh);
         let oversized = a.feed(ts_ns, seq, len, payload, out);
-        if a.is_idle() {
-            self.sip = None;
+        match (a.is_idle(), self.sip.is_some()) {
+            (true, _) => self.sip = None,
+            (false, false) => self.sip = Some(Box::new(fresh)),
+            (false, true) => {}
         }
         oversized
     }
