@@ -146,10 +146,13 @@ fn read_cucm_syslog(path: &std::path::Path) -> anyhow::Result<analyze::Alarms> {
 }
 
 /// Writes to stdout; a reader that closed the pipe early (`| head`) is not an error.
+///
+/// Buffered: stdout is line-buffered, and a pretty-printed report of 5 000 phones is 230 000
+/// lines, each its own write(2) without the buffer.
 fn print_or_pipe_closed(
-    f: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+    f: impl FnOnce(&mut std::io::BufWriter<std::io::StdoutLock<'static>>) -> std::io::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     match f(&mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
