@@ -459,17 +459,18 @@ impl FlowKeyV4 {
     }
 }
 
-/// Value of the per-flow LRU map.
+/// Value of the per-flow LRU map. Only segments with payload touch it: a segment without
+/// (an ACK, a SYN, a FIN) has no PDU to resume and its event carries all the tracker reads.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
-    /// Packets seen in this direction.
+    /// Segments with payload seen in this direction.
     pub packets: u64,
     /// TCP payload bytes seen.
     pub bytes: u64,
-    /// First packet, `bpf_ktime_get_ns()`.
+    /// First segment with payload, `bpf_ktime_get_ns()`.
     pub first_ns: u64,
-    /// Last packet, `bpf_ktime_get_ns()`.
+    /// Last segment with payload, `bpf_ktime_get_ns()`.
     pub last_ns: u64,
     /// Sequence number one past the highest payload byte seen.
     pub next_seq: u32,

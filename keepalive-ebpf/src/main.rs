@@ -443,25 +443,27 @@ fn stamp<H: Hook>(ctx: &H, ev: &mut Event) {
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
 }
 
-/// A tracked TCP segment: update its flow and finish classification with the flow's SCCP
-/// resume state.
+/// A tracked TCP segment with payload: update its flow and finish classification with the
+/// flow's SCCP (or TLS) resume state.
 ///
-/// Only a segment that carries payload creates a flow entry: the entry exists for the SCCP
-/// resume state and the per-flow counters of data. A SYN flood from spoofed sources (every
-/// segment a new flow) would otherwise fill the LRU map and evict the flows of real phones;
-/// segments without payload update a flow that exists and leave no trace otherwise.
+/// A segment without payload does not touch the map at all. What the tracker needs of it (a
+/// backup's TCP ACK answering a KeepAlive, the ACKs and SYNs of retransmission and reconnect
+/// analysis) is all in its event: seq, ack, flags and time. The map's entry exists for the
+/// resume state and the per-flow counters of data, and the lookup was a third of a pure ACK's
+/// cost. So only payload creates an entry, and a SYN flood from spoofed sources (every
+/// segment a new flow) leaves no trace in it.
 #[inline(always)]
 fn on_tcp(r: &PacketReader, m: &TcpMatch, ev: &mut Event, counters: &mut Counters) {
-    let create = ev.payload_len > 0;
+    if ev.payload_len == 0 {
+        return;
+    }
     let flow = if ev.ip_version == 4 {
-        flow_in(&FLOWS, &ev.flow_key_v4(), ev.ts_ns, create, counters)
+        flow_in(&FLOWS, &ev.flow_key_v4(), ev.ts_ns, counters)
     } else {
-        flow_in(&FLOWS6, &ev.flow_key(), ev.ts_ns, create, counters)
+        flow_in(&FLOWS6, &ev.flow_key(), ev.ts_ns, counters)
     };
     let Some(flow) = flow else {
-        if create {
-            counters.flow_update_errors += 1;
-        }
+        counters.flow_update_errors += 1;
         classify_app(r, m, 0, ev);
         return;
     };
@@ -477,20 +479,16 @@ fn on_tcp(r: &PacketReader, m: &TcpMatch, ev: &mut Event, counters: &mut Counter
     update_flow(flow, ev);
 }
 
-/// The flow's state in `map`, created on its first segment when `create`.
+/// The flow's state in `map`, created on its first segment.
 #[inline(always)]
 fn flow_in<K>(
     map: &LruHashMap<K, FlowStats>,
     key: &K,
     now: u64,
-    create: bool,
     counters: &mut Counters,
 ) -> Option<*mut FlowStats> {
     if let Some(f) = map.get_ptr_mut(key) {
         return Some(f);
-    }
-    if !create {
-        return None;
     }
     let fresh = FlowStats { first_ns: now, ..FlowStats::default() };
     // BPF_NOEXIST: another CPU may have created it meanwhile; either way look it up. The value
@@ -504,23 +502,22 @@ fn flow_in<K>(
     map.get_ptr_mut(key)
 }
 
+/// A segment with payload in its flow's state.
 #[inline(always)]
 fn update_flow(flow: &mut FlowStats, ev: &Event) {
     flow.packets += 1;
     flow.bytes += u64::from(ev.payload_len);
     flow.last_ns = ev.ts_ns;
-    if ev.payload_len > 0 {
-        let end = ev.seq.wrapping_add(u32::from(ev.payload_len));
-        // Sequence comparison modulo 2^32 (RFC 793 §3.3): a segment that does not reach past
-        // what was already seen is a retransmission.
-        if flow.next_seq != 0 && (end.wrapping_sub(flow.next_seq) as i32) <= 0 {
-            flow.retransmits += 1;
-        } else {
-            flow.next_seq = end;
-        }
-        flow.spill = ev.spill;
-        flow.resume_seq = end.wrapping_add(ev.spill);
+    let end = ev.seq.wrapping_add(u32::from(ev.payload_len));
+    // Sequence comparison modulo 2^32 (RFC 793 §3.3): a segment that does not reach past what
+    // was already seen is a retransmission.
+    if flow.next_seq != 0 && (end.wrapping_sub(flow.next_seq) as i32) <= 0 {
+        flow.retransmits += 1;
+    } else {
+        flow.next_seq = end;
     }
+    flow.spill = ev.spill;
+    flow.resume_seq = end.wrapping_add(ev.spill);
     match App::from_u8(ev.app) {
         App::Sccp => {
             let mut i = 0;

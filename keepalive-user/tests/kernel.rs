@@ -309,6 +309,18 @@ fn flow_state_resumes_sccp_and_counts_retransmissions() {
     assert_eq!(flow.retransmits, 1, "the repeated second segment is a retransmission");
     assert!(flow.keepalives >= 2);
     assert_eq!(probe.flow_count().unwrap(), 1);
+    // A pure ACK of the same direction is an event, and leaves the flow as it was (see on_tcp).
+    let ack = fixtures::tcp_frame(
+        &e,
+        &net,
+        &fixtures::Tcp { flags: 0x10, ..fixtures::Tcp::data(51234, 2000, seq + 64, 1) },
+        &[],
+    );
+    probe.test_run(PROGRAM, &ack, 1).unwrap();
+    let recs = drain(&mut ring);
+    assert_eq!(recs.len(), 1);
+    assert_eq!((recs[0].event.payload_len, recs[0].event.tcp_flags), (0, 0x10));
+    assert_eq!(probe.flow(&recs[0].event.flow_key()).unwrap(), Some(flow), "untouched");
 }
 
 #[test]

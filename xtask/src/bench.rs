@@ -96,6 +96,7 @@ const CLASSES: &[(&str, &str, bool)] = &[
     ("UDP", "other-udp-sip", false),
     ("IPv6 UDP", "other-udp-ipv6", false),
     ("SCCP KeepAlive", "sccp-keepalive", true),
+    ("TCP ACK on 2000 (no payload)", "sccp-ack-padded", true),
     ("SIP REGISTER (copy ~1 KB)", "sip-register", true),
     ("SCCP/TLS, two records", "sccp-tls-two-records", true),
     ("ARP reply", "arp-reply-asa", true),
