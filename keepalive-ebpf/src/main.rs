@@ -137,6 +137,8 @@ const MAX_TUNNEL_BASE: u32 = 512;
 pub fn keepalive(ctx: XdpContext) -> u32 {
     let cfg = config();
     if gate(&ctx.packet(0), cfg) {
+        // Returns only if the slot is empty, which a loaded probe never leaves it (the loader
+        // fails the load when it cannot fill `PROGS`).
         ctx.tail_call(CLASSIFY);
     }
     xdp_verdict(cfg.mirror())
@@ -206,7 +208,8 @@ fn try_keepalive<H: Hook>(ctx: &H) -> bool {
     let r = ctx.packet(0);
     let d = decide(&r, cfg);
     match d {
-        // The fast path: everything unrelated leaves here.
+        // What the gate let through and is not ours after all: a port that only shares its
+        // low bits with a tracked one, a later fragment, an extension header leading nowhere.
         Decision::Skip(Outcome::Pass) => {}
         Decision::Skip(_) => counters.parse_errors += 1,
         // The first step only finds a tunnel header (GRE, or UDP to the VXLAN port): no layer

@@ -332,11 +332,11 @@ impl Probe {
             .map_max_entries(RING_POS, cpus * RINGS_PER_CPU)
             .load(object)
             .map_err(|e| LoaderError::Load(Box::new(e)))?;
-        let (_, tunnel, array) = opts.hook.programs();
-        for &name in programs.iter().chain(tunnel.iter().map(|(name, _)| name)) {
+        let (_, tail, array) = opts.hook.programs();
+        for &name in programs.iter().chain(tail.iter().map(|(name, _)| name)) {
             load_program(&mut ebpf, name)?;
         }
-        install_tail(&mut ebpf, tunnel, array)?;
+        install_tail(&mut ebpf, tail, array)?;
         Ok(Self { ebpf, attached: HashMap::new(), cpus, config, hook: opts.hook })
     }
 
@@ -628,15 +628,16 @@ fn found<V>(
 }
 
 /// Puts [`TAIL_PROGRAMS`] in [`PROGS`], where the programs tail-call them: the classifier
-/// for what passes the gate, the tunnel steps for an encapsulated frame. The array holds a reference to each program: they stay loaded as long
-/// as the array does, that is as long as a program using it is.
+/// for what passes the gate, the tunnel steps for an encapsulated frame. The array holds a
+/// reference to each program: they stay loaded as long as the array does, that is as long as
+/// a program using it is.
 fn install_tail(
     ebpf: &mut Ebpf,
-    tunnel: &[(&'static str, &'static [u32])],
+    tail: &[(&'static str, &'static [u32])],
     array: &'static str,
 ) -> Result<(), LoaderError> {
     let mut fds = Vec::new();
-    for &(name, indices) in tunnel {
+    for &(name, indices) in tail {
         let prog = ebpf
             .program(name)
             .ok_or(LoaderError::Program { name, source: ProgramError::NotLoaded })?;

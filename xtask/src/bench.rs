@@ -153,8 +153,9 @@ struct Report {
     repeat: u32,
     trials: usize,
     method: &'static str,
-    /// Instructions the verifier walked to accept the program (its limit: 1 000 000).
-    verified_instructions: u32,
+    /// Instructions the verifier walked to accept each program of the object (its limit for
+    /// each: 1 000 000): the gate, then the programs it tail-calls.
+    verified_instructions: Vec<(&'static str, u32)>,
     results: Vec<ClassResult>,
     floor: Vec<FloorResult>,
     with_reader_method: &'static str,
@@ -446,7 +447,10 @@ fn xdp(a: &Args) -> anyhow::Result<()> {
     }
     let c = probe.counters()?;
     anyhow::ensure!(c.ringbuf_full == 0, "an event ring filled during the bench: {c:?}");
-    let verified_instructions = probe.verified_instructions(PROGRAM)?;
+    let mut verified_instructions = vec![(PROGRAM, probe.verified_instructions(PROGRAM)?)];
+    for (name, _) in keepalive::loader::TAIL_PROGRAMS {
+        verified_instructions.push((name, probe.verified_instructions(name)?));
+    }
     drop((ring, probe));
     println!(
         "XDP cost per packet, BPF_PROG_TEST_RUN, repeat {} x {} interleaved trials (median)",
