@@ -10,7 +10,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, ProgramArray},
     programs::{
         tc::{qdisc_add_clsact, TcAttachType},
-        ProgramError, SchedClassifier, Xdp, XdpMode,
+        Program, ProgramError, SchedClassifier, Xdp, XdpMode,
     },
     Ebpf, EbpfLoader,
 };
@@ -365,10 +365,7 @@ impl Probe {
             return Err(LoaderError::NoInterface(iface.to_string()));
         }
         let name = TC_PROGRAM;
-        let prog: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(LoaderError::Program { name, source: ProgramError::NotLoaded })?
+        let prog: &mut SchedClassifier = program_mut(&mut self.ebpf, name)?
             .try_into()
             .map_err(|source| LoaderError::Program { name, source })?;
         if prog.attach(iface, TcAttachType::Ingress).is_err() {
@@ -418,20 +415,19 @@ impl Probe {
     }
 
     #[cfg(feature = "testing")]
-    /// Runs `program` once per `repeat` on `frame` with `BPF_PROG_TEST_RUN`; returns the verdict
-    /// and the kernel's average time per run.
+    /// Runs program `name` once per `repeat` on `frame` with `BPF_PROG_TEST_RUN`; returns the
+    /// verdict and the kernel's average time per run.
     pub fn test_run(
         &mut self,
-        program: &'static str,
+        name: &'static str,
         frame: &[u8],
         repeat: u32,
     ) -> Result<(u32, std::time::Duration), LoaderError> {
-        use aya::programs::{Program, TestRun as _, TestRunOptions};
-        let name = program;
+        use aya::programs::{TestRun as _, TestRunOptions};
         let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() };
-        let r = match self.ebpf.program(name) {
-            Some(Program::Xdp(p)) => p.test_run(opts),
-            Some(Program::SchedClassifier(p)) => p.test_run(opts),
+        let r = match program(&self.ebpf, name)? {
+            Program::Xdp(p) => p.test_run(opts),
+            Program::SchedClassifier(p) => p.test_run(opts),
             _ => Err(ProgramError::NotLoaded),
         }
         .map_err(|source| LoaderError::Program { name, source })?;
@@ -453,11 +449,9 @@ impl Probe {
     #[cfg(feature = "testing")]
     /// Instructions the verifier processed to accept program `name` (its limit is 1 000 000).
     pub fn verified_instructions(&mut self, name: &'static str) -> Result<u32, LoaderError> {
-        let prog = self
-            .ebpf
-            .program(name)
-            .ok_or(LoaderError::Program { name, source: ProgramError::NotLoaded })?;
-        let info = prog.info().map_err(|source| LoaderError::Program { name, source })?;
+        let info = program(&self.ebpf, name)?
+            .info()
+            .map_err(|source| LoaderError::Program { name, source })?;
         Ok(info.verified_instruction_count().unwrap_or(0))
     }
 
@@ -638,10 +632,7 @@ fn install_tail(
 ) -> Result<(), LoaderError> {
     let mut fds = Vec::new();
     for &(name, indices) in tail {
-        let prog = ebpf
-            .program(name)
-            .ok_or(LoaderError::Program { name, source: ProgramError::NotLoaded })?;
-        let fd = prog
+        let fd = program(ebpf, name)?
             .fd()
             .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
             .map_err(|source| LoaderError::Program { name, source })?;
@@ -660,22 +651,26 @@ fn install_tail(
 
 /// Loads program `name` of the object into the kernel, XDP or tc.
 fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), LoaderError> {
-    let prog = ebpf
-        .program_mut(name)
-        .ok_or(LoaderError::Program { name, source: ProgramError::NotLoaded })?;
-    let loaded = match prog {
-        aya::programs::Program::Xdp(p) => p.load(),
-        aya::programs::Program::SchedClassifier(p) => p.load(),
+    let loaded = match program_mut(ebpf, name)? {
+        Program::Xdp(p) => p.load(),
+        Program::SchedClassifier(p) => p.load(),
         _ => Err(ProgramError::NotLoaded),
     };
     loaded.map_err(|source| LoaderError::Program { name, source })
 }
 
 fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, LoaderError> {
-    let prog = ebpf
-        .program_mut(name)
-        .ok_or(LoaderError::Program { name, source: ProgramError::NotLoaded })?;
-    prog.try_into().map_err(|source| LoaderError::Program { name, source })
+    program_mut(ebpf, name)?.try_into().map_err(|source| LoaderError::Program { name, source })
+}
+
+/// Program `name` of the object, or the error that names it.
+fn program<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a Program, LoaderError> {
+    ebpf.program(name).ok_or(LoaderError::Program { name, source: ProgramError::NotLoaded })
+}
+
+/// [`program`], to load or attach it.
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Program, LoaderError> {
+    ebpf.program_mut(name).ok_or(LoaderError::Program { name, source: ProgramError::NotLoaded })
 }
 
 /// Sums per-CPU counter slots.

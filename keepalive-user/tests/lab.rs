@@ -42,17 +42,25 @@ const CUCM_SYSLOG: &str = "192.0.2.250:5514";
 /// Where it serves its metrics (loopback of the switch namespace).
 const METRICS_PORT: u16 = 9108;
 
-fn agent_scaled(lab: &Lab, scale: f64) -> Agent {
+/// The agent of the staged tests in `ns` on `ifaces`, its timers scaled by `scale`, with
+/// `extra` options.
+fn agent_in(ns: &str, scale: f64, ifaces: &[&str], extra: &[&str]) -> Agent {
     let scale = scale.to_string();
+    let mut args = vec!["--json", "--refresh", "300ms", "--time-scale", &scale];
+    for i in ifaces {
+        args.extend(["--iface", i]);
+    }
+    args.extend(extra);
+    Agent::start_with(ns, &args, Stdio::null())
+}
+
+/// The agent on the switch's ports, with CUCM's syslog and metrics.
+fn agent_scaled(lab: &Lab, scale: f64) -> Agent {
     let syslog = format!("udp://{CUCM_SYSLOG}");
     let metrics = METRICS_PORT.to_string();
-    let mut args = vec!["--json", "--refresh", "300ms", "--time-scale", &scale];
-    args.extend(["--cucm-syslog", &syslog, "--metrics", &metrics]);
     let ports = lab.ports();
-    for p in &ports {
-        args.extend(["--iface", p.as_str()]);
-    }
-    Agent::start_with(&lab.ns("switch"), &args, Stdio::null())
+    let ifaces: Vec<&str> = ports.iter().map(String::as_str).collect();
+    agent_in(&lab.ns("switch"), scale, &ifaces, &["--cucm-syslog", &syslog, "--metrics", &metrics])
 }
 
 /// The CUCMs' syslog to the agent: a phone not heard from for a KeepAlive interval plus the
@@ -152,32 +160,17 @@ fn stage_watched<G>(
     let first = (watch == Watch::TcBesideXdp).then(|| agent_scaled(&lab, scale));
     let (a, agent_ns) = match &mirror {
         None if first.is_some() => {
-            let scale = scale.to_string();
-            let mut args = vec!["--json", "--refresh", "300ms", "--time-scale", &scale];
-            args.extend(["--hook", "tc"]);
             let ports = lab.ports();
-            for p in &ports {
-                args.extend(["--iface", p.as_str()]);
-            }
-            (Agent::start_with(&lab.ns("switch"), &args, Stdio::null()), String::new())
+            let ifaces: Vec<&str> = ports.iter().map(String::as_str).collect();
+            let a = agent_in(&lab.ns("switch"), scale, &ifaces, &["--hook", "tc"]);
+            (a, String::new())
         }
         None => (agent_scaled(&lab, scale), lab.ns("switch")),
         Some(m) => {
-            let scale = scale.to_string();
             let metrics = METRICS_PORT.to_string();
-            let args = [
-                "--json",
-                "--refresh",
-                "300ms",
-                "--time-scale",
-                &scale,
-                "--metrics",
-                &metrics,
-                "--iface",
-                mirror::COLLECTOR_IFACE,
-                "--mirror",
-            ];
-            (Agent::start_with(m.ns(), &args, Stdio::null()), m.ns().to_owned())
+            let extra = ["--metrics", &metrics, "--mirror"];
+            let a = agent_in(m.ns(), scale, &[mirror::COLLECTOR_IFACE], &extra);
+            (a, m.ns().to_owned())
         }
     };
     let tls = tls.map(|v| LabTls::new(v).expect("lab TLS"));

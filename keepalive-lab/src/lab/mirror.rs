@@ -194,47 +194,15 @@ fn erspan_sender(
     mut encap: encap::Encap,
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
-    let proto = (libc::ETH_P_ALL as u16).to_be();
-    // SAFETY: plain socket(2); the fd is owned below.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a new fd, owned from here on.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&sock);
     // Wake up every 100 ms to see `stop`.
-    let tv = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
-    // SAFETY: setsockopt with a timeval of the right size.
-    unsafe {
-        libc::setsockopt(
-            raw,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const tv).cast(),
-            size_of::<libc::timeval>() as u32,
-        );
-    }
+    let sock =
+        super::PacketSocket::open(libc::ETH_P_ALL as u16, std::time::Duration::from_millis(100))?;
     let mut buf = vec![0u8; 65_536];
     let mut seq = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        // SAFETY: an all-zero sockaddr_ll is valid.
-        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut len = size_of::<libc::sockaddr_ll>() as u32;
-        // SAFETY: recvfrom into our buffer and address, with their sizes.
-        let n = unsafe {
-            libc::recvfrom(
-                raw,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                (&raw mut from).cast(),
-                &mut len,
-            )
-        };
-        if n < 0 {
+        let Some((n, from)) = sock.recv(&mut buf) else {
             continue;
-        }
+        };
         // A port's ingress only: not the bridge's copies of the frame, nor what leaves.
         let ingress = from.sll_pkttype != libc::PACKET_OUTGOING;
         if !ingress || !ports.contains(&(from.sll_ifindex as u32)) {
@@ -247,24 +215,9 @@ fn erspan_sender(
             }
             _ => {}
         }
-        let frame = wrap(outer, net, &encap, &buf[..n as usize]);
-        // SAFETY: an all-zero sockaddr_ll is valid; the fields set are the ones sendto reads.
-        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        to.sll_family = libc::AF_PACKET as u16;
-        to.sll_ifindex = underlay as i32;
-        to.sll_halen = 6;
-        to.sll_addr[..6].copy_from_slice(&frame[..6]);
-        // SAFETY: sendto from our buffer, with the address's size.
-        unsafe {
-            libc::sendto(
-                raw,
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&raw const to).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            );
-        }
+        let frame = wrap(outer, net, &encap, &buf[..n]);
+        let mac: [u8; 6] = frame[..6].try_into().expect("an Ethernet header");
+        sock.send(&frame, &super::PacketSocket::to(underlay as i32, mac));
     }
     Ok(())
 }

@@ -96,6 +96,72 @@ pub fn spawn_in<T: Send + 'static>(
     })
 }
 
+/// A raw `AF_PACKET` socket (packet(7)) in the namespace of the thread that opens it: the
+/// lab's userspace senders of frames the kernel would not make (the ASA's late ARP answers,
+/// ERSPAN on a kernel without GRE).
+pub(crate) struct PacketSocket(socket2::Socket);
+
+impl PacketSocket {
+    /// Receives frames of EtherType `proto` (`ETH_P_ALL`: every frame) on every interface;
+    /// a receive gives up after `timeout`, so a loop sees its stop flag.
+    pub(crate) fn open(proto: u16, timeout: std::time::Duration) -> std::io::Result<Self> {
+        let protocol = socket2::Protocol::from(i32::from(proto.to_be()));
+        let s = socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::RAW, Some(protocol))?;
+        s.set_read_timeout(Some(timeout))?;
+        Ok(Self(s))
+    }
+
+    /// The next frame into `buf`: its length and where it came from (`None` at the timeout).
+    pub(crate) fn recv(&self, buf: &mut [u8]) -> Option<(usize, libc::sockaddr_ll)> {
+        // SAFETY: an all-zero sockaddr_ll is valid.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<libc::sockaddr_ll>() as u32;
+        // SAFETY: recvfrom into our buffer and address, with their sizes.
+        let n = unsafe {
+            libc::recvfrom(
+                self.0.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&raw mut from).cast(),
+                &mut len,
+            )
+        };
+        usize::try_from(n).ok().map(|n| (n, from))
+    }
+
+    /// Sends `frame` to `to` (an interface and the destination's hardware address).
+    pub(crate) fn send(&self, frame: &[u8], to: &libc::sockaddr_ll) {
+        // SAFETY: sendto from our buffer, with the address's size.
+        unsafe {
+            libc::sendto(
+                self.0.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                std::ptr::from_ref(to).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            );
+        }
+    }
+
+    /// The address that sends a frame out of interface `ifindex` to `mac`.
+    pub(crate) fn to(ifindex: i32, mac: [u8; 6]) -> libc::sockaddr_ll {
+        // SAFETY: an all-zero sockaddr_ll is valid; the fields set are the ones sendto reads.
+        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        to.sll_family = libc::AF_PACKET as u16;
+        to.sll_ifindex = ifindex;
+        to.sll_halen = 6;
+        to.sll_addr[..6].copy_from_slice(&mac);
+        to
+    }
+
+    /// The socket's descriptor (for ioctls on it).
+    pub(crate) fn fd(&self) -> i32 {
+        self.0.as_raw_fd()
+    }
+}
+
 /// Addresses of the lab.
 pub mod addr {
     /// The primary CUCM.

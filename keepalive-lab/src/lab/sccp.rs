@@ -362,68 +362,32 @@ pub fn delayed_arp_responder(
 ) -> JoinHandle<()> {
     spawn_in(ns, move || {
         const ETH_P_ARP: u16 = 0x0806;
-        // SAFETY: plain socket(2); the fd is closed below.
-        let fd =
-            unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(ETH_P_ARP.to_be())) };
-        assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
-        let tv = libc::timeval { tv_sec: 0, tv_usec: 50_000 };
-        // SAFETY: setsockopt with a timeval of the right size.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const tv).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            );
-        }
+        let sock = super::PacketSocket::open(ETH_P_ARP, Duration::from_millis(50))
+            .unwrap_or_else(|e| panic!("AF_PACKET socket: {e}"));
         let mut buf = [0u8; 1514];
-        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         while !stop.load(Ordering::Relaxed) {
-            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-            // SAFETY: recvfrom into our buffer and address.
-            let n = unsafe {
-                libc::recvfrom(
-                    fd,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&raw mut from).cast(),
-                    &mut len,
-                )
+            let Some((n, from)) = sock.recv(&mut buf) else {
+                continue;
             };
             if n < 42 || from.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
-            let f = &buf[..n as usize];
+            let f = &buf[..n];
             // Ethernet + ARP request (op 1) for our address.
             if f[20..22] != [0, 1] || f[38..42] != ip.octets() {
                 continue;
             }
             let (sha, spa) = (<[u8; 6]>::try_from(&f[22..28]).unwrap(), &f[28..32]);
-            let own = own_mac(fd, from.sll_ifindex);
+            let own = own_mac(sock.fd(), from.sll_ifindex);
             std::thread::sleep(delay);
             let eth = crate::fixtures::Eth::new(own, sha);
             let spa = std::net::Ipv4Addr::new(spa[0], spa[1], spa[2], spa[3]);
             let reply =
                 crate::fixtures::arp_frame(&eth, crate::fixtures::ARP_REPLY, own, ip, sha, spa);
-            let mut to = from;
-            to.sll_halen = 6;
-            to.sll_addr[..6].copy_from_slice(&sha);
-            // SAFETY: sendto from our buffer to a sockaddr_ll of the right size.
-            unsafe {
-                libc::sendto(
-                    fd,
-                    reply.as_ptr().cast(),
-                    reply.len(),
-                    0,
-                    (&raw const to).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-            }
+            let mut to = super::PacketSocket::to(from.sll_ifindex, sha);
+            to.sll_protocol = from.sll_protocol;
+            sock.send(&reply, &to);
         }
-        // SAFETY: closing our own fd.
-        unsafe { libc::close(fd) };
     })
 }
 
