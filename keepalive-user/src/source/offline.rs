@@ -120,7 +120,9 @@ impl HostProbe {
         m: &TcpMatch,
         ev: &mut Event,
     ) {
-        if ev.payload_len == 0 {
+        // The match's length, not the event's 16-bit one (a captured TSO segment may hold
+        // more than 65 535 bytes).
+        if m.payload_len == 0 {
             return;
         }
         let key = ev.flow_key();
