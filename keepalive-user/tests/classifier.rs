@@ -352,13 +352,7 @@ fn truncation_at_every_byte_is_clean() {
 /// Deterministic pseudo-random frames, and random bytes behind valid headers.
 #[test]
 fn random_garbage_never_panics() {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let seeds: Vec<Vec<u8>> = corpus().into_iter().map(|f| f.frame).collect();
     for i in 0..200_000 {
         let len = (next() % 200) as usize;
@@ -422,13 +416,7 @@ fn the_gate_turns_away_only_what_the_classifier_passes() {
     assert!(gate(moved.as_slice(), &custom));
     assert!(turned_away >= 3, "{turned_away} unrelated fixtures turned away");
 
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let seeds: Vec<Vec<u8>> = corpus().into_iter().map(|f| f.frame).collect();
     for i in 0..200_000 {
         let mut fr = seeds[(next() as usize) % seeds.len()].clone();
@@ -445,5 +433,15 @@ fn the_gate_turns_away_only_what_the_classifier_passes() {
         }
         keeps(&fr, &Config::DEFAULT, &format!("mutation {i}: {fr:02x?}"));
         keeps(&fr, &custom, &format!("mutation {i} (custom ports): {fr:02x?}"));
+    }
+}
+
+/// A deterministic xorshift generator from `seed` (the random tests' frames and mutations).
+fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
     }
 }
