@@ -131,26 +131,17 @@ const MAX_TUNNEL_BASE: u32 = 512;
 /// handful of loads from the cache lines the stack reads next anyway, with no map lookup, no
 /// clock read and no write. Kept this small so that it stays in the instruction cache between
 /// frames on a router, where the whole classifier did not.
-///
-/// This one passes what it turns away; [`keepalive_mirror`] drops it. The loader attaches the
-/// one the configuration's mode asks for. Two programs with constant verdicts, because the
-/// verdict read from the configuration and the tail call cost ~6–8 ns together on every
-/// unrelated frame, though little apart (BENCHMARKS.md §2).
 // `#[xdp]` and `#[classifier]` programs take their context by value.
 #[allow(clippy::needless_pass_by_value)]
 #[xdp]
 pub fn keepalive(ctx: XdpContext) -> u32 {
-    xdp_gate(&ctx);
-    xdp_verdict(false)
-}
-
-/// [`keepalive`] for a mirror port (`--mirror`): what the gate turns away is dropped. (The
-/// kernel keeps 15 characters of a program's name: `bpftool` lists it as `keepalive_mirro`.)
-#[allow(clippy::needless_pass_by_value)]
-#[xdp]
-pub fn keepalive_mirror(ctx: XdpContext) -> u32 {
-    xdp_gate(&ctx);
-    xdp_verdict(true)
+    let cfg = config();
+    if gate(&ctx.packet(0), cfg) {
+        // Returns only if the slot is empty, which a loaded probe never leaves it (the loader
+        // fails the load when it cannot fill `PROGS`).
+        ctx.tail_call(CLASSIFY);
+    }
+    xdp_verdict(cfg.mirror())
 }
 
 /// The same program at tc ingress (`keepalive run --hook tc`), beside other programs. An skb
@@ -158,34 +149,11 @@ pub fn keepalive_mirror(ctx: XdpContext) -> u32 {
 #[allow(clippy::needless_pass_by_value)]
 #[classifier]
 pub fn keepalive_tc(ctx: TcContext) -> i32 {
-    tc_gate(&ctx);
-    tc_verdict(false)
-}
-
-/// [`keepalive_tc`] for a mirror port.
-#[allow(clippy::needless_pass_by_value)]
-#[classifier]
-pub fn keepalive_tc_mirror(ctx: TcContext) -> i32 {
-    tc_gate(&ctx);
-    tc_verdict(true)
-}
-
-/// The gate at XDP: returns only for a frame it turns away. (A tail call returns only when
-/// its slot is empty, which a loaded probe never leaves it: the loader fails the load when it
-/// cannot fill `PROGS`.)
-#[inline(always)]
-fn xdp_gate(ctx: &XdpContext) {
-    if gate(&ctx.packet(0), config()) {
+    let cfg = config();
+    if !tc_linear(&ctx, GATE_BYTES) || gate(&ctx.packet(0), cfg) {
         ctx.tail_call(CLASSIFY);
     }
-}
-
-/// The gate at tc.
-#[inline(always)]
-fn tc_gate(ctx: &TcContext) {
-    if !tc_linear(ctx, GATE_BYTES) || gate(&ctx.packet(0), config()) {
-        ctx.tail_call(CLASSIFY);
-    }
+    tc_verdict(cfg.mirror())
 }
 
 /// The most the gate reads: two VLAN tags, an IPv6 header and the ports.

@@ -31,12 +31,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ke
 static BENCH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive-bench"));
 
-/// Name of the recording program in the object: the gate, which passes the frames it turns
-/// away (the classifier it hands the others to passes them too).
+/// Name of the recording program in the object.
 pub const PROGRAM: &str = "keepalive";
-/// [`PROGRAM`] for a mirror port (`--mirror`): it drops what it turns away, as the classifier
-/// drops what it recorded. A program of its own, so the gate's verdict is a constant.
-pub const MIRROR_PROGRAM: &str = "keepalive_mirror";
 /// The programs [`PROGRAM`] hands a frame on to by tail call, at their index in the `PROGS`
 /// program array: the classifier (index 4), which gets every frame the gate lets through, and
 /// for an encapsulated frame the inner frame when it starts with Ethernet, when it is an IP
@@ -51,8 +47,6 @@ pub const TAIL_PROGRAMS: [(&str, &[u32]); 4] = [
 const PROGS: &str = "PROGS";
 /// The recording program at tc ingress (`--hook tc`).
 pub const TC_PROGRAM: &str = "keepalive_tc";
-/// [`TC_PROGRAM`] for a mirror port.
-pub const TC_MIRROR_PROGRAM: &str = "keepalive_tc_mirror";
 /// [`TAIL_PROGRAMS`] at tc ingress, in the `PROGS_TC` program array.
 pub const TC_TAIL_PROGRAMS: [(&str, &[u32]); 4] = [
     ("keepalive_tc_inner_eth", &[0]),
@@ -195,13 +189,10 @@ pub enum Hook {
 type HookPrograms = (&'static str, &'static [(&'static str, &'static [u32]); 4], &'static str);
 
 impl Hook {
-    /// The programs of this hook, with the first one for a mirror port when `mirror`.
-    fn programs(self, mirror: bool) -> HookPrograms {
-        match (self, mirror) {
-            (Self::Xdp, false) => (PROGRAM, &TAIL_PROGRAMS, PROGS),
-            (Self::Xdp, true) => (MIRROR_PROGRAM, &TAIL_PROGRAMS, PROGS),
-            (Self::Tc, false) => (TC_PROGRAM, &TC_TAIL_PROGRAMS, PROGS_TC),
-            (Self::Tc, true) => (TC_MIRROR_PROGRAM, &TC_TAIL_PROGRAMS, PROGS_TC),
+    fn programs(self) -> HookPrograms {
+        match self {
+            Self::Xdp => (PROGRAM, &TAIL_PROGRAMS, PROGS),
+            Self::Tc => (TC_PROGRAM, &TC_TAIL_PROGRAMS, PROGS_TC),
         }
     }
 }
@@ -302,7 +293,7 @@ pub struct Probe {
 impl Probe {
     /// Loads the object with `opts` into the kernel (the program loaded, not attached).
     pub fn load(opts: &LoadOptions) -> Result<Self, LoaderError> {
-        Self::load_object(OBJECT, &[opts.hook.programs(opts.config.mirror()).0], opts)
+        Self::load_object(OBJECT, &[opts.hook.programs().0], opts)
     }
 
     /// Loads the benchmark's object instead: the same program and maps, with the empty and
@@ -341,7 +332,7 @@ impl Probe {
             .map_max_entries(RING_POS, cpus * RINGS_PER_CPU)
             .load(object)
             .map_err(|e| LoaderError::Load(Box::new(e)))?;
-        let (_, tail, array) = opts.hook.programs(false);
+        let (_, tail, array) = opts.hook.programs();
         for &name in programs.iter().chain(tail.iter().map(|(name, _)| name)) {
             load_program(&mut ebpf, name)?;
         }
@@ -358,29 +349,22 @@ impl Probe {
             .map_err(|source| LoaderError::Program { name, source })
     }
 
-    /// The first program of this probe's hook and mode, the one [`Probe::attach`] attaches:
-    /// [`PROGRAM`], [`MIRROR_PROGRAM`], [`TC_PROGRAM`] or [`TC_MIRROR_PROGRAM`].
-    pub fn entry(&self) -> &'static str {
-        self.hook.programs(self.config.mirror()).0
-    }
-
-    /// Attaches the recording program ([`Probe::entry`]) to `iface` in `mode` (XDP) or at tc
-    /// ingress (the probe loaded with [`Hook::Tc`]: `mode` does not apply); returns what it
-    /// got.
+    /// Attaches the recording program to `iface` in `mode` (XDP) or at tc ingress (the probe
+    /// loaded with [`Hook::Tc`]: `mode` does not apply); returns what it got.
     pub fn attach(&mut self, iface: &str, mode: Mode) -> Result<Attached, LoaderError> {
         match self.hook {
-            Hook::Xdp => self.attach_program(iface, self.entry(), mode),
+            Hook::Xdp => self.attach_program(iface, PROGRAM, mode),
             Hook::Tc => self.attach_tc(iface),
         }
     }
 
-    /// Attaches [`Probe::entry`] at `iface`'s ingress, after what is attached there: through
+    /// Attaches [`TC_PROGRAM`] at `iface`'s ingress, after what is attached there: through
     /// tcx on Linux 6.6+ (aya picks it), through a clsact qdisc (added when missing) before.
     fn attach_tc(&mut self, iface: &str) -> Result<Attached, LoaderError> {
         if if_index(iface).is_none() {
             return Err(LoaderError::NoInterface(iface.to_string()));
         }
-        let name = self.entry();
+        let name = TC_PROGRAM;
         let prog: &mut SchedClassifier = program_mut(&mut self.ebpf, name)?
             .try_into()
             .map_err(|source| LoaderError::Program { name, source })?;
