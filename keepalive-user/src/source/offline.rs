@@ -138,7 +138,9 @@ impl HostProbe {
         if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&key) {
             self.flows.clear();
         }
-        let end = ev.seq.wrapping_add(u32::from(ev.payload_len));
+        // Sequence numbers count modulo 2^32, so the match's length truncated to 32 bits is
+        // the exact step (the event's 16-bit one is not, for the same TSO segment).
+        let end = ev.seq.wrapping_add(m.payload_len as u32);
         self.flows.insert(key, Resume { seq: end.wrapping_add(ev.spill), spill: ev.spill });
     }
 }
