@@ -680,6 +680,14 @@ impl Config {
     pub fn set_ports(&mut self, rules: &[PortRule]) {
         self.ports = [PortRule { port: 0, app: 0, _pad: 0 }; MAX_PORT_RULES];
         self.ports[..rules.len()].copy_from_slice(rules);
+        self.sync_port_filter();
+    }
+
+    /// Derives the gate's port set from the rules again. Whoever hands a configuration to a
+    /// classifier (the agent's loader for the kernel, its `HostProbe` offline) calls this, so a
+    /// configuration whose `ports` were written field by field (a test, a deserialised one) can
+    /// never leave the gate turning a tracked port away.
+    pub fn sync_port_filter(&mut self) {
         self.port_filter = PortFilter::of(&self.ports);
     }
 

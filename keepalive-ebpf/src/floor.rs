@@ -53,8 +53,15 @@ pub fn floor_slot(_ctx: XdpContext) -> u32 {
 #[allow(clippy::needless_borrows_for_generic_args)]
 #[xdp]
 pub fn floor_flow(_ctx: XdpContext) -> u32 {
-    let key =
-        FlowKeyV4 { src_addr: [192, 0, 2, 1], dst_addr: [192, 0, 2, 2], src_port: 1, dst_port: 2 };
+    // Opaque, so the key is not one constant that LLVM, allowed misaligned accesses
+    // (build.rs), writes as an 8-byte word at a 4-aligned stack slot: the verifier requires
+    // natural alignment on the stack ("misaligned stack access").
+    let key = core::hint::black_box(FlowKeyV4 {
+        src_addr: [192, 0, 2, 1],
+        dst_addr: [192, 0, 2, 2],
+        src_port: 1,
+        dst_port: 2,
+    });
     match FLOWS.get_ptr_mut(&key) {
         // SAFETY: a live map value; only this benchmark touches this key.
         Some(f) => unsafe { (*f).packets += 1 },

@@ -126,8 +126,8 @@ fn reserve<T>(slots: &Array<T>, ring: u32, log2: u8) -> Option<Slot> {
 ///
 /// On x86-64 the CPU keeps stores in order (TSO) and the BPF JIT emits them in program order,
 /// so a compiler barrier and a plain store are a release store. Other architectures need BPF's
-/// own store-release instruction (Linux 6.15, `-mcpu=v4`, which aya-build does not pass) or a
-/// fetching atomic (`-mcpu=v3`); until the build selects one, they do not build.
+/// own store-release instruction (Linux 6.15, `-mcpu=v4`; `build.rs` selects v3, for older
+/// kernels) or a fetching atomic (v3 has those); until the build selects one, they do not build.
 #[inline(always)]
 fn release_store(pos: *mut RingPos, head: u64) {
     #[cfg(not(bpf_target_arch = "x86_64"))]

@@ -1,8 +1,8 @@
 //! The loader: puts the XDP program into the kernel configured for this run, attaches it to
 //! interfaces, and gives access to its maps (event rings, flows, counters).
 //!
-//! The object is built by `build.rs` (aya-build) and embedded in the binary, so `keepalive`
-//! is a single file to deploy.
+//! The object is built by `build.rs` (nightly, bpf-linker, BPF v3) and embedded in the binary,
+//! so `keepalive` is a single file to deploy.
 
 use std::{collections::HashMap, os::fd::AsFd};
 
@@ -15,7 +15,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use keepalive_common::wire::{
-    Config, Counters, Event, EventWithPayload, FlowKey, FlowKeyV4, FlowStats, PortFilter, RingPos,
+    Config, Counters, Event, EventWithPayload, FlowKey, FlowKeyV4, FlowStats, RingPos,
     RINGS_PER_CPU,
 };
 
@@ -313,7 +313,7 @@ impl Probe {
         let (events, payloads) = ring_sizes(cpus);
         let mut config = opts.config;
         // The gate's port set is the rules', whoever wrote the rules.
-        config.port_filter = PortFilter::of(&config.ports);
+        config.sync_port_filter();
         config.event_slots_log2 =
             if opts.event_slots_log2 == 0 { events } else { opts.event_slots_log2 };
         config.payload_slots_log2 =

@@ -5,7 +5,7 @@ use keepalive_common::{
     classify::{classify, classify_app, decide, fill, gate, peel, Decision, Outcome},
     wire::{sccp_msg, App, Config, Counters, Encap, Event, PortRule, SipKind, SIP_COPY_MAX},
 };
-use keepalive_lab::fixtures::{self, corpus, Expect};
+use keepalive_lab::fixtures::{self, corpus, xorshift, Expect};
 
 fn run(frame: &[u8]) -> (Outcome, Event) {
     let mut ev = Event::ZERO;
@@ -433,15 +433,5 @@ fn the_gate_turns_away_only_what_the_classifier_passes() {
         }
         keeps(&fr, &Config::DEFAULT, &format!("mutation {i}: {fr:02x?}"));
         keeps(&fr, &custom, &format!("mutation {i} (custom ports): {fr:02x?}"));
-    }
-}
-
-/// A deterministic xorshift generator from `seed` (the random tests' frames and mutations).
-fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
     }
 }

@@ -79,8 +79,9 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Clippy on the eBPF crate, built the way aya-build builds it (nightly, build-std, the target
-/// architecture cfg), in a target directory of its own so it never invalidates that build.
+/// Clippy on the eBPF crate, built the way keepalive-user's build.rs builds it (nightly,
+/// build-std, the target architecture cfg, BPF v3), in a target directory of its own so it never
+/// invalidates that build.
 fn clippy_ebpf() -> anyhow::Result<()> {
     let target_dir = root().join("target/ebpf-clippy");
     let status = Command::new("rustup")
@@ -89,7 +90,10 @@ fn clippy_ebpf() -> anyhow::Result<()> {
         .arg("--target-dir")
         .arg(&target_dir)
         .args(["--", "-D", "warnings"])
-        .env("RUSTFLAGS", format!("--cfg bpf_target_arch=\"{}\"", std::env::consts::ARCH))
+        .env(
+            "RUSTFLAGS",
+            format!("--cfg bpf_target_arch=\"{}\" -Ctarget-cpu=v3", std::env::consts::ARCH),
+        )
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .status()

@@ -8,7 +8,7 @@
 
 use keepalive_common::{
     classify::{classify_app, fill, gate, peel, At, Decision, Outcome, TcpMatch},
-    wire::{App, Config, Counters, Event, FlowKey, PortFilter},
+    wire::{App, Config, Counters, Event, FlowKey},
 };
 
 use super::capture::Frame;
@@ -33,7 +33,10 @@ pub struct HostProbe {
     /// state the resume rule reads. The kernel keeps an entry for every flow (its counters
     /// need one); kept here, they made a lookup that missed the cache on every segment.
     flows: crate::tracker::FastMap<FlowKey, Resume>,
-    /// The same counters the XDP program keeps.
+    /// The same counters the XDP program keeps, for what happens here too: `seen`,
+    /// `matched_tcp`, `matched_arp`, `events`, `parse_errors` and the `encap_*` layers. The
+    /// kernel's map and ring counters (`flows_created`, `flow_update_errors`, `ringbuf_full`,
+    /// `shed`, `mirror_drops`) have nothing to count offline and stay 0.
     pub counters: Counters,
 }
 
@@ -41,7 +44,7 @@ impl HostProbe {
     /// A probe with the given port configuration.
     pub fn new(mut config: Config) -> Self {
         // The gate's port set is the rules' (as the loader makes it for the kernel).
-        config.port_filter = PortFilter::of(&config.ports);
+        config.sync_port_filter();
         Self { config, flows: Default::default(), counters: Counters::default() }
     }
 

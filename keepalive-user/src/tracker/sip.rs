@@ -543,12 +543,10 @@ mod tests {
                 heads.push(f.frame[at..].to_vec());
             }
         }
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = keepalive_lab::fixtures::xorshift(0x9e37_79b9_7f4a_7c15);
         let seeds = heads.clone();
         for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = next();
             let mut h = seeds[(x as usize) % seeds.len()].clone();
             if h.is_empty() {
                 continue;
