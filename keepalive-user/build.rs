@@ -26,9 +26,7 @@
 //! 15–18 % and the object's text from 31 349 to 26 026 instructions (BENCHMARKS.md §2).
 
 use std::{
-    env,
-    ffi::OsString,
-    fs,
+    env, fs,
     path::PathBuf,
     process::{Command, Stdio},
 };
@@ -60,22 +58,15 @@ fn main() -> anyhow::Result<()> {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").context("CARGO_CFG_TARGET_ARCH not set")?;
     let arch = if arch.starts_with("riscv64") { "riscv64".to_owned() } else { arch };
 
-    let mut rustflags = OsString::new();
-    for (i, flag) in [
-        format!("--cfg=bpf_target_arch=\"{arch}\""),
-        "-Cdebuginfo=2".to_owned(),
-        "-Clink-arg=--btf".to_owned(),
-        "-Ctarget-cpu=v3".to_owned(),
-        "-Clink-arg=--cpu-features=+allows-misaligned-mem-access".to_owned(),
+    // CARGO_ENCODED_RUSTFLAGS separates flags with 0x1f.
+    let rustflags = [
+        &format!("--cfg=bpf_target_arch=\"{arch}\""),
+        "-Cdebuginfo=2",
+        "-Clink-arg=--btf",
+        "-Ctarget-cpu=v3",
+        "-Clink-arg=--cpu-features=+allows-misaligned-mem-access",
     ]
-    .iter()
-    .enumerate()
-    {
-        if i > 0 {
-            rustflags.push("\x1f");
-        }
-        rustflags.push(flag);
-    }
+    .join("\x1f");
 
     // A target directory of its own: cargo would otherwise wait on the lock this build holds
     // (rust-lang/cargo#6412).
