@@ -61,6 +61,11 @@ pub const EMPTY_PROGRAM: &str = "keepalive_empty";
 /// The program that only reads the EtherType (the live benchmark's second baseline).
 #[cfg(feature = "testing")]
 pub const TOUCH_PROGRAM: &str = "keepalive_touch";
+/// The program that reads the EtherType and the transport ports' bytes (the live benchmark's
+/// third baseline: the frame's cache lines the gate reads, without its decisions). Short: the
+/// kernel keeps 15 bytes of a program's name (BPF_OBJ_NAME_LEN), which the bench finds it by.
+#[cfg(feature = "testing")]
+pub const TOUCH_PORTS_PROGRAM: &str = "keepalive_ports";
 /// Programs doing one piece of a matched frame's work each (keepalive-ebpf `floor.rs`), for
 /// the benchmark: the clock read, an event in a BPF ring buffer record, an event in an event-ring
 /// slot, a flow lookup.
@@ -297,10 +302,14 @@ impl Probe {
     }
 
     /// Loads the benchmark's object instead: the same program and maps, with the empty and
-    /// touch baselines loaded beside it (and the floors loadable with [`Probe::load_program`]).
+    /// the two touch baselines loaded beside it (and the floors loadable with [`Probe::load_program`]).
     #[cfg(feature = "testing")]
     pub fn load_bench(opts: &LoadOptions) -> Result<Self, LoaderError> {
-        Self::load_object(BENCH_OBJECT, &[PROGRAM, EMPTY_PROGRAM, TOUCH_PROGRAM], opts)
+        Self::load_object(
+            BENCH_OBJECT,
+            &[PROGRAM, EMPTY_PROGRAM, TOUCH_PROGRAM, TOUCH_PORTS_PROGRAM],
+            opts,
+        )
     }
 
     fn load_object(

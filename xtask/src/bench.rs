@@ -321,6 +321,13 @@ fn print_cost(c: &crate::live::LiveCost) {
         c.run_ns - c.empty_run_ns,
     );
     println!(
+        "  a program reading the EtherType and the ports' bytes (the frame's lines the gate \
+         reads, no decision): {:.1} ns, {:+.1} over the EtherType read; keepalive {:+.1} over it",
+        c.touch_ports_run_ns,
+        c.touch_ports_run_ns - c.touch_run_ns,
+        c.run_ns - c.touch_ports_run_ns,
+    );
+    println!(
         "  the same program at tc ingress (--hook tc, tcx): {:.0} k packets/s ({:+.1} % vs XDP), \
          {:.1} ns per packet ({:+.1} vs XDP)",
         c.tc_pps / 1e3,

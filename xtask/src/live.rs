@@ -25,7 +25,7 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use keepalive::{
-    loader::{ring_sizes, EMPTY_PROGRAM, PROGRAM, TC_PROGRAM, TOUCH_PROGRAM},
+    loader::{ring_sizes, EMPTY_PROGRAM, PROGRAM, TC_PROGRAM, TOUCH_PORTS_PROGRAM, TOUCH_PROGRAM},
     tracker::pair::HISTORY,
 };
 use keepalive_common::wire::{Event, EventWithPayload, RingPos};
@@ -338,6 +338,9 @@ pub struct LiveCost {
     pub touch_run_ns: f64,
     /// Its packets per second.
     pub touch_pps: f64,
+    /// The same, a program that reads the EtherType and the ports' bytes (every line of the
+    /// frame the gate reads, no decision).
+    pub touch_ports_run_ns: f64,
     /// Kernel's own run time per packet of keepalive (ns, BPF_ENABLE_STATS).
     pub run_ns: f64,
     /// Runs the kernel counted in keepalive's stats pass.
@@ -465,6 +468,8 @@ fn live_cost(dir: &Path) -> anyhow::Result<LiveCost> {
         with_baseline(EMPTY_PROGRAM, || attached_pass(&mix, loops, EMPTY_PROGRAM))?;
     let (touch_pps, touch_run_ns, _) =
         with_baseline(TOUCH_PROGRAM, || attached_pass(&mix, loops, TOUCH_PROGRAM))?;
+    let (_, touch_ports_run_ns, _) =
+        with_baseline(TOUCH_PORTS_PROGRAM, || attached_pass(&mix, loops, TOUCH_PORTS_PROGRAM))?;
     let agent = Agent::start()?;
     let (attached_pps, run_ns, run_count) = attached_pass(&mix, loops, PROGRAM)?;
     drop(agent);
@@ -480,6 +485,7 @@ fn live_cost(dir: &Path) -> anyhow::Result<LiveCost> {
         empty_run_ns,
         touch_run_ns,
         touch_pps,
+        touch_ports_run_ns,
         run_ns,
         run_count,
         tc_pps,

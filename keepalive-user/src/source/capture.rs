@@ -15,11 +15,11 @@
 //! A capture that ends mid-record (a `tcpdump` that was killed) is not an error: the frames read
 //! so far are analysed and [`CaptureStats::truncated`] says what happened.
 //!
-//! A classic pcap file is read in place through a memory map (`pcap-file`'s slice parser over
-//! the mapped file), not copied through `read(2)` into two buffers: the copies were a sixth of
+//! A capture file is read in place through a memory map (`pcap-file`'s slice parsers over the
+//! mapped file), not copied through `read(2)` into two buffers: the copies were a sixth of
 //! `analyze`'s time on the bench's captures. The pages read are handed back as it goes
-//! ([`RELEASE_EVERY`]), so the file never counts in full in the process's memory. Other inputs
-//! (pcapng, a pipe, bytes in memory) are read through a buffer.
+//! (every 2 MiB), so the file never counts in full in the process's memory. Other inputs
+//! (a pipe, bytes in memory) are read through a buffer.
 
 use std::{
     fs::File,
@@ -38,7 +38,7 @@ use pcap_file::{
             interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
             Block,
         },
-        PcapNgReader,
+        PcapNgParser, PcapNgReader,
     },
     DataLink, PcapError,
 };
@@ -181,6 +181,7 @@ enum Format {
     Pcap { reader: PcapReader<Input>, link: Link, nanos: bool },
     PcapMapped { file: Mapped, parser: PcapParser, link: Link, nanos: bool },
     PcapNg { reader: PcapNgReader<Input>, ifaces: Vec<Iface> },
+    PcapNgMapped { file: Mapped, parser: PcapNgParser, ifaces: Vec<Iface> },
 }
 
 /// Bytes read in place between two hand-backs of the pages behind (`MADV_DONTNEED`: the
@@ -272,8 +273,8 @@ impl Capture {
         Self::from_reader(path, Box::new(file), len)
     }
 
-    /// A classic pcap file read in place; `None` for anything else, or where the file cannot
-    /// be mapped (it is then read).
+    /// A pcap or pcapng file read in place; `None` for anything else, or where the file
+    /// cannot be mapped (it is then read).
     fn mapped(path: &Path, file: &File) -> Result<Option<Self>, CaptureError> {
         // SAFETY: the map is only read. Its bytes change if another process writes the file
         // meanwhile (frames are then read as they are found, as through read(2)); a file
@@ -282,24 +283,36 @@ impl Capture {
         let Ok(map) = (unsafe { memmap2::Mmap::map(file) }) else {
             return Ok(None);
         };
-        if !PCAP_MAGICS.iter().any(|m| map.starts_with(m)) {
+        let pcap = PCAP_MAGICS.iter().any(|m| map.starts_with(m));
+        if !pcap && !map.starts_with(&PCAPNG_MAGIC) {
             return Ok(None);
         }
         // Read ahead further, and drop behind (the pages are also handed back as they are read).
         let _ = map.advise(memmap2::Advice::Sequential);
         let path = path.to_owned();
-        let (rest, parser) = PcapParser::new(&map)
-            .map_err(|e| CaptureError::BadHeader { path: path.clone(), detail: e.to_string() })?;
-        let header = parser.header();
-        let link = Link::of(header.datalink)
-            .ok_or_else(|| CaptureError::LinkType { path: path.clone(), link: header.datalink })?;
-        let nanos = header.ts_resolution == pcap_file::TsResolution::NanoSecond;
-        let at = map.len() - rest.len();
+        let bad =
+            |e: PcapError| CaptureError::BadHeader { path: path.clone(), detail: e.to_string() };
         let len = map.len() as u64;
-        let file = Mapped { map, at, released: 0 };
+        let (at, format) = if pcap {
+            let (rest, parser) = PcapParser::new(&map).map_err(bad)?;
+            let header = parser.header();
+            let link = Link::of(header.datalink).ok_or_else(|| CaptureError::LinkType {
+                path: path.clone(),
+                link: header.datalink,
+            })?;
+            let nanos = header.ts_resolution == pcap_file::TsResolution::NanoSecond;
+            let at = map.len() - rest.len();
+            let file = Mapped { map, at, released: 0 };
+            (at, Format::PcapMapped { file, parser, link, nanos })
+        } else {
+            let (rest, parser) = PcapNgParser::new(&map).map_err(bad)?;
+            let at = map.len() - rest.len();
+            let file = Mapped { map, at, released: 0 };
+            (at, Format::PcapNgMapped { file, parser, ifaces: Vec::new() })
+        };
         Ok(Some(Self {
             path,
-            format: Format::PcapMapped { file, parser, link, nanos },
+            format,
             pos: Arc::new(AtomicU64::new(at as u64)),
             len,
             scratch: Vec::new(),
@@ -402,39 +415,66 @@ impl Capture {
                         break;
                     }
                 };
-                let (id, ticks, data) = match &block {
-                    Block::SectionHeader(_) => {
-                        // A new section restarts interface numbering.
-                        ifaces.clear();
-                        continue;
-                    }
-                    Block::InterfaceDescription(idb) => {
-                        ifaces.push(Iface::from_idb(idb));
-                        continue;
-                    }
-                    Block::EnhancedPacket(p) => (p.interface_id, p.timestamp.as_nanos(), &p.data),
-                    Block::Packet(p) => {
-                        (u32::from(p.interface_id), u128::from(p.timestamp), &p.data)
-                    }
-                    Block::SimplePacket(p) => (0, 0, &p.data),
-                    _ => continue,
-                };
-                let Some(iface) = ifaces.get(id as usize) else {
-                    stats.unsupported_link += 1;
-                    continue;
-                };
-                let Some(link) = iface.link else {
-                    stats.unsupported_link += 1;
-                    continue;
-                };
-                let ts_ns = iface.ts_ns(ticks);
-                if let Some(data) = to_ethernet(link, data, scratch) {
-                    stats.frames += 1;
-                    f(Frame { ts_ns, ifindex: id + 1, data });
+                pcapng_block(&block, ifaces, scratch, stats, &mut f);
+            },
+            Format::PcapNgMapped { file, parser, ifaces } => loop {
+                let data = &file.map[file.at..];
+                if data.is_empty() {
+                    break;
                 }
+                let next = match parser.next_block(data) {
+                    Ok((rest, block)) => {
+                        pcapng_block(&block, ifaces, scratch, stats, &mut f);
+                        file.map.len() - rest.len()
+                    }
+                    Err(e) => {
+                        stats.truncated = Some(damage(&e, stats.frames));
+                        break;
+                    }
+                };
+                file.advance(next);
+                pos.store(next as u64, Ordering::Relaxed);
             },
         }
         stats
+    }
+}
+
+/// One pcapng block: interfaces are noted, packets go to `f` as Ethernet.
+fn pcapng_block(
+    block: &Block<'_>,
+    ifaces: &mut Vec<Iface>,
+    scratch: &mut Vec<u8>,
+    stats: &mut CaptureStats,
+    f: &mut impl FnMut(Frame<'_>),
+) {
+    let (id, ticks, data) = match block {
+        Block::SectionHeader(_) => {
+            // A new section restarts interface numbering.
+            ifaces.clear();
+            return;
+        }
+        Block::InterfaceDescription(idb) => {
+            ifaces.push(Iface::from_idb(idb));
+            return;
+        }
+        Block::EnhancedPacket(p) => (p.interface_id, p.timestamp.as_nanos(), &p.data),
+        Block::Packet(p) => (u32::from(p.interface_id), u128::from(p.timestamp), &p.data),
+        Block::SimplePacket(p) => (0, 0, &p.data),
+        _ => return,
+    };
+    let Some(iface) = ifaces.get(id as usize) else {
+        stats.unsupported_link += 1;
+        return;
+    };
+    let Some(link) = iface.link else {
+        stats.unsupported_link += 1;
+        return;
+    };
+    let ts_ns = iface.ts_ns(ticks);
+    if let Some(data) = to_ethernet(link, data, scratch) {
+        stats.frames += 1;
+        f(Frame { ts_ns, ifindex: id + 1, data });
     }
 }
 
@@ -554,25 +594,48 @@ mod tests {
         (out, stats)
     }
 
+    /// The frames of `tl` as pcapng: one interface, nanosecond timestamps.
+    fn pcapng(tl: &mut keepalive_lab::fixtures::scenario::Timeline) -> Vec<u8> {
+        use pcap_file::pcapng::{blocks::enhanced_packet::EnhancedPacketBlock, PcapNgWriter};
+        let mut ng = PcapNgWriter::new(Vec::new()).unwrap();
+        ng.write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: 0,
+            options: vec![InterfaceDescriptionOption::IfTsResol(9)],
+        })
+        .unwrap();
+        for (ts, f) in tl.frames() {
+            ng.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: std::time::Duration::from_nanos(*ts),
+                original_len: f.len() as u32,
+                data: f.as_slice().into(),
+                options: vec![],
+            })
+            .unwrap();
+        }
+        ng.into_inner()
+    }
+
     /// The file read in place and the same bytes read through a buffer give the same frames
-    /// and the same verdict: whole captures, captures cut anywhere (in a record's header, in
-    /// its data) and damaged ones.
+    /// and the same verdict, pcap and pcapng: whole captures, captures cut anywhere (in a
+    /// record's header, in its data) and damaged ones.
     #[test]
     fn a_mapped_capture_reads_as_a_streamed_one() {
         use keepalive_lab::fixtures::scenario::{self, Vantage};
         let dir = std::env::temp_dir().join(format!("keepalive-capture-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.pcap");
-        let seeds = [
-            scenario::port_security(Vantage::PhoneSide).to_pcap(),
-            scenario::sip_primary_backup(2).to_pcap(),
-        ];
+        let (mut a, mut b) =
+            (scenario::port_security(Vantage::PhoneSide), scenario::sip_primary_backup(2));
+        let seeds = [a.to_pcap(), b.to_pcap(), pcapng(&mut a), pcapng(&mut b)];
         let mut next = keepalive_lab::fixtures::xorshift(7);
         let mut inputs: Vec<Vec<u8>> = seeds.to_vec();
         for seed in &seeds {
             for _ in 0..40 {
                 let mut b = seed.clone();
-                let at = 24 + (next() as usize) % (b.len() - 24);
+                // Past the file's header (pcap: 24 bytes; pcapng: the section header's 28).
+                let at = 28 + (next() as usize) % (b.len() - 28);
                 if next().is_multiple_of(2) {
                     b.truncate(at);
                 } else {
@@ -581,11 +644,15 @@ mod tests {
                 inputs.push(b);
             }
         }
-        let mut cut = 0;
+        let (mut cut, mut ng) = (0, 0);
         for b in &inputs {
             std::fs::write(&path, b).unwrap();
             let mapped = Capture::open(&path).unwrap();
-            assert!(matches!(mapped.format, Format::PcapMapped { .. }));
+            ng += usize::from(matches!(mapped.format, Format::PcapNgMapped { .. }));
+            assert!(matches!(
+                mapped.format,
+                Format::PcapMapped { .. } | Format::PcapNgMapped { .. }
+            ));
             let streamed =
                 Capture::from_reader(&path, Box::new(std::io::Cursor::new(b.clone())), 0).unwrap();
             let (m, s) = (frames(mapped), frames(streamed));
@@ -593,8 +660,9 @@ mod tests {
             cut += usize::from(m.1.truncated.is_some());
         }
         std::fs::remove_dir_all(&dir).unwrap();
-        // The cuts inside a record were met, not only cuts between records.
-        assert!(cut > 20, "{cut} of {} inputs truncated", inputs.len());
+        assert_eq!(ng, inputs.len() / 2);
+        // The cuts and damage inside a record were met, not only cuts between records.
+        assert!(cut > 40, "{cut} of {} inputs truncated", inputs.len());
     }
 
     #[test]

@@ -56,9 +56,10 @@ impl Message {
         Self::parse_framed(head).0
     }
 
-    /// [`Message::parse`], and the head's Content-Length ([`content_length`]) read in the same
-    /// pass over its lines: `take` needs both for every message, and reading the head twice
-    /// was a third of the SIP parsing's time.
+    /// [`Message::parse`], and the head's Content-Length (the first raw line naming it, or its
+    /// compact form `l`, whose value is a number), read in the same pass over its lines: `take`
+    /// needs both for every message, and reading the head twice was a third of the SIP
+    /// parsing's time.
     pub fn parse_framed(head: &[u8]) -> (Option<Self>, Option<usize>) {
         let text = text(head);
         let mut raw = Lines::new(&text);
