@@ -336,13 +336,6 @@ fn not_a_capture_is_a_clear_error() {
 fn cooked_and_pcapng_captures_read_like_ethernet() {
     use pcap_file::{
         pcap::{PcapHeader, PcapPacket, PcapWriter},
-        pcapng::{
-            blocks::{
-                enhanced_packet::EnhancedPacketBlock,
-                interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
-            },
-            PcapNgWriter,
-        },
         DataLink,
     };
     let mut tl = scenario::port_security(Vantage::PhoneSide);
@@ -365,24 +358,7 @@ fn cooked_and_pcapng_captures_read_like_ethernet() {
     }
     let sll = analyze::bytes(&w.into_writer(), &Options::default()).unwrap();
 
-    let mut ng = PcapNgWriter::new(Vec::new()).unwrap();
-    ng.write_pcapng_block(InterfaceDescriptionBlock {
-        linktype: DataLink::ETHERNET,
-        snaplen: 0,
-        options: vec![InterfaceDescriptionOption::IfTsResol(9)],
-    })
-    .unwrap();
-    for (ts, f) in &frames {
-        ng.write_pcapng_block(EnhancedPacketBlock {
-            interface_id: 0,
-            timestamp: std::time::Duration::from_nanos(*ts),
-            original_len: f.len() as u32,
-            data: f.as_slice().into(),
-            options: vec![],
-        })
-        .unwrap();
-    }
-    let ng = analyze::bytes(&ng.into_inner(), &Options::default()).unwrap();
+    let ng = analyze::bytes(&tl.to_pcapng(), &Options::default()).unwrap();
 
     for other in [&sll, &ng] {
         let (a, b) = (only_row(&eth), only_row(other));
