@@ -198,6 +198,30 @@ struct Mapped {
 }
 
 impl Mapped {
+    /// Reads the records to the end of the file or the first damaged one (recorded in
+    /// `stats.truncated`): `record` parses the one the bytes it is given start with, hands it
+    /// on, and says how many bytes are left after it. The progress counter follows.
+    fn read(
+        &mut self,
+        pos: &AtomicU64,
+        stats: &mut CaptureStats,
+        mut record: impl FnMut(&[u8], &mut CaptureStats) -> Result<usize, PcapError>,
+    ) {
+        while self.at < self.map.len() {
+            match record(&self.map[self.at..], stats) {
+                Ok(left) => {
+                    let next = self.map.len() - left;
+                    self.advance(next);
+                    pos.store(next as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.truncated = Some(damage(&e, stats.frames));
+                    break;
+                }
+            }
+        }
+    }
+
     /// The next record starts at `at`; hands back the pages behind it every [`RELEASE_EVERY`]
     /// bytes.
     fn advance(&mut self, at: usize) {
@@ -388,24 +412,13 @@ impl Capture {
                 };
                 pcap_frame(&raw, *link, *nanos, scratch, stats, &mut f);
             },
-            Format::PcapMapped { file, parser, link, nanos } => loop {
-                let data = &file.map[file.at..];
-                if data.is_empty() {
-                    break;
-                }
-                let next = match parser.next_raw_packet(data) {
-                    Ok((rest, raw)) => {
-                        pcap_frame(&raw, *link, *nanos, scratch, stats, &mut f);
-                        file.map.len() - rest.len()
-                    }
-                    Err(e) => {
-                        stats.truncated = Some(damage(&e, stats.frames));
-                        break;
-                    }
-                };
-                file.advance(next);
-                pos.store(next as u64, Ordering::Relaxed);
-            },
+            Format::PcapMapped { file, parser, link, nanos } => {
+                file.read(pos, stats, |data, stats| {
+                    let (rest, raw) = parser.next_raw_packet(data)?;
+                    pcap_frame(&raw, *link, *nanos, scratch, stats, &mut f);
+                    Ok(rest.len())
+                })
+            }
             Format::PcapNg { reader, ifaces } => loop {
                 let block = match reader.next_block() {
                     None => break,
@@ -417,24 +430,13 @@ impl Capture {
                 };
                 pcapng_block(&block, ifaces, scratch, stats, &mut f);
             },
-            Format::PcapNgMapped { file, parser, ifaces } => loop {
-                let data = &file.map[file.at..];
-                if data.is_empty() {
-                    break;
-                }
-                let next = match parser.next_block(data) {
-                    Ok((rest, block)) => {
-                        pcapng_block(&block, ifaces, scratch, stats, &mut f);
-                        file.map.len() - rest.len()
-                    }
-                    Err(e) => {
-                        stats.truncated = Some(damage(&e, stats.frames));
-                        break;
-                    }
-                };
-                file.advance(next);
-                pos.store(next as u64, Ordering::Relaxed);
-            },
+            Format::PcapNgMapped { file, parser, ifaces } => {
+                file.read(pos, stats, |data, stats| {
+                    let (rest, block) = parser.next_block(data)?;
+                    pcapng_block(&block, ifaces, scratch, stats, &mut f);
+                    Ok(rest.len())
+                })
+            }
         }
         stats
     }
